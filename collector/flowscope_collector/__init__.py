@@ -1,0 +1,9 @@
+"""flowscope collector: OTLP in, ClickHouse underneath, runs, costs and state out."""
+
+from __future__ import annotations
+
+from .api import create_app
+from .service import Collector
+from .settings import CollectorSettings
+
+__all__ = ["Collector", "CollectorSettings", "create_app"]

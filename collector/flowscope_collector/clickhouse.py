@@ -1,0 +1,88 @@
+"""Connecting to ClickHouse. The one module that knows chDB exists.
+
+Everything else talks to a clickhouse-connect ``Client`` and cannot tell an
+embedded chDB directory (``chdb:///path``) from a server
+(``http(s)://user:pass@host:8123/db``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+DEFAULT_DSN = "chdb:///./flowscope-data"
+
+
+@dataclass(frozen=True)
+class Target:
+    dsn: str
+    embedded: bool
+    database: str
+    path: str | None  # on-disk directory for chDB
+
+    def redacted(self) -> str:
+        """The DSN without its password, for logs and /readyz."""
+        parsed = urlparse(self.dsn)
+        if parsed.password:
+            netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@")
+            return parsed._replace(netloc=netloc).geturl()
+        return self.dsn
+
+
+def parse_dsn(dsn: str | None) -> Target:
+    dsn = dsn or os.environ.get("FLOWSCOPE_CLICKHOUSE_DSN") or DEFAULT_DSN
+    parsed = urlparse(dsn)
+    if parsed.scheme == "chdb":
+        # chdb:///./rel, chdb:///abs/path and chdb://./rel all mean a directory
+        raw = unquote((parsed.netloc or "") + parsed.path)
+        if raw.startswith("/./") or raw.startswith("/../"):
+            raw = raw[1:]
+        path = os.path.abspath(raw or "./flowscope-data")
+        return Target(dsn=dsn, embedded=True, database="default", path=path)
+    if parsed.scheme in ("http", "https", "clickhouse", "clickhouses"):
+        database = parsed.path.strip("/") or "default"
+        return Target(dsn=dsn, embedded=False, database=database, path=None)
+    raise ValueError(
+        f"unsupported ClickHouse DSN {dsn!r}: use chdb:///path/to/dir for the embedded engine "
+        "or http(s)://user:password@host:8123/database for a server"
+    )
+
+
+_embedded_lock = threading.Lock()
+_embedded: dict[str, Client] = {}
+
+
+def connect(target: Target, **settings: Any) -> Client:
+    """A clickhouse-connect client for the target.
+
+    chDB allows one engine per process, so embedded clients are shared per
+    directory; asking for a second directory in the same process is an error
+    that says so, rather than a crash inside the engine.
+    """
+    if target.embedded:
+        assert target.path is not None
+        with _embedded_lock:
+            client = _embedded.get(target.path)
+            if client is None:
+                if _embedded:
+                    other = next(iter(_embedded))
+                    raise RuntimeError(
+                        f"chDB already runs on {other} in this process; one embedded database per process"
+                    )
+                os.makedirs(target.path, exist_ok=True)
+                client = clickhouse_connect.get_client(dsn=f"chdb://{target.path}", settings=settings or None)
+                _embedded[target.path] = client
+            return client
+    return clickhouse_connect.get_client(dsn=_http_dsn(target.dsn), settings=settings or None)
+
+
+def _http_dsn(dsn: str) -> str:
+    parsed = urlparse(dsn)
+    scheme = {"clickhouse": "http", "clickhouses": "https"}.get(parsed.scheme, parsed.scheme)
+    return parsed._replace(scheme=scheme).geturl()

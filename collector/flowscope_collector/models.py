@@ -1,0 +1,173 @@
+"""Response models of the REST API: the field names are the contract in DESIGN.md §4.
+
+Money is a decimal string (``"0.00066"``), never a float, so that what a
+client adds up is what the collector added up.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Money = str
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="What went wrong, and what to do about it")
+    status: int
+
+
+class ModelCost(BaseModel):
+    provider: str
+    model: str
+    llm_calls: int
+    input_tokens: int
+    cached_input_tokens: int = 0
+    output_tokens: int
+    reasoning_tokens: int = 0
+    unpriced_calls: int = 0
+    cost_usd: Money
+
+
+class NodeCost(BaseModel):
+    step: int
+    name: str
+    llm_calls: int
+    cost_usd: Money
+    duration_ms: float
+
+
+class CostBreakdown(BaseModel):
+    input_usd: Money
+    cached_input_usd: Money
+    cache_write_usd: Money
+    output_usd: Money
+
+
+class RunListItem(BaseModel):
+    run_id: str
+    flow: str
+    service: str
+    status: Literal["ok", "error", "running"]
+    start: str
+    end: str | None
+    duration_ms: float
+    spans: int
+    llm_calls: int
+    errors: int
+    retries: int
+    fallbacks: int
+    cache_hits: int
+    unpriced_calls: int
+    input_tokens: int
+    cached_input_tokens: int
+    cache_write_input_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    cost_usd: Money
+    cache_saved_usd: Money
+
+
+class RunSummary(RunListItem):
+    project: str = "default"
+    estimated_calls: int = 0
+    budget_exceeded: bool = False
+    cost_breakdown: CostBreakdown
+    by_model: list[ModelCost]
+    by_node: list[NodeCost]
+    url: str | None = None
+
+
+class RunList(BaseModel):
+    runs: list[RunListItem]
+    next_cursor: str | None = None
+
+
+class NodeItem(BaseModel):
+    step: int
+    name: str
+    type: str
+    attempt: int
+    start: str
+    duration_ms: float
+    status: Literal["ok", "error"]
+    llm_calls: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Money
+    retries: int = 0
+    branch: str | None = None
+    error: str | None = None
+    span_id: str
+
+
+class NodeList(BaseModel):
+    run_id: str
+    nodes: list[NodeItem]
+
+
+class SpanEvent(BaseModel):
+    name: str
+    timestamp: str
+    attributes: dict[str, str]
+
+
+class SpanNode(BaseModel):
+    span_id: str
+    parent_span_id: str | None
+    trace_id: str
+    name: str
+    kind: str
+    start: str
+    duration_ms: float
+    status: str
+    status_message: str = ""
+    service: str
+    attributes: dict[str, str]
+    events: list[SpanEvent] = []
+    children: list[SpanNode] = []
+
+
+class SpanTree(BaseModel):
+    run_id: str
+    spans: int
+    roots: list[SpanNode]
+
+
+class StateAt(BaseModel):
+    run_id: str
+    at: int
+    node: str | None
+    state: Any
+    steps: list[int]
+
+
+class StateDiff(BaseModel):
+    run_id: str
+    from_: int = Field(alias="from")
+    to: int
+    added: dict[str, Any]
+    removed: dict[str, Any]
+    changed: dict[str, Any]
+
+    model_config = {"populate_by_name": True}
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Ready(BaseModel):
+    status: Literal["ready", "not ready"]
+    clickhouse: str
+    schema_version: int | None
+    expected_schema_version: int
+    detail: str | None = None
+
+
+class Version(BaseModel):
+    version: str
+    pricing_version: str
+    schema_version: int
+    clickhouse: str

@@ -1,0 +1,159 @@
+"""Decoding OTLP/HTTP trace requests, with the limits and errors the spec asks for.
+
+Both encodings end up as one ``ExportTraceServiceRequest`` protobuf, so the
+rest of the collector has a single input type. OTLP/JSON differs from
+protobuf's canonical JSON mapping (hex trace/span ids instead of base64), and
+that difference is handled here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import zlib
+from typing import Any
+
+import orjson
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+
+
+class OTLPError(Exception):
+    """A request we refuse, with the HTTP status and a reason a person can act on."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def decompress(body: bytes, encoding: str | None, max_bytes: int) -> bytes:
+    """Inflate gzip/deflate bodies in bounded steps, so a zip bomb is refused
+    after ``max_bytes`` of output instead of after filling memory."""
+    enc = (encoding or "identity").strip().lower()
+    if enc in ("", "identity"):
+        return body
+    if enc not in ("gzip", "deflate", "x-gzip"):
+        raise OTLPError(415, f"unsupported Content-Encoding {encoding!r}; use gzip or none")
+    wbits = 16 + zlib.MAX_WBITS if enc in ("gzip", "x-gzip") else zlib.MAX_WBITS
+    inflater = zlib.decompressobj(wbits)
+    out = bytearray()
+    try:
+        chunk = inflater.decompress(body, max_bytes + 1 - len(out))
+        out += chunk
+        while inflater.unconsumed_tail and len(out) <= max_bytes:
+            out += inflater.decompress(inflater.unconsumed_tail, max_bytes + 1 - len(out))
+        if len(out) > max_bytes:
+            raise OTLPError(413, f"decompressed body exceeds the {max_bytes} byte limit")
+        out += inflater.flush()
+    except (zlib.error, gzip.BadGzipFile) as exc:
+        raise OTLPError(400, f"body is not valid {enc}: {exc}") from exc
+    if not inflater.eof:
+        raise OTLPError(400, f"truncated {enc} body")
+    if len(out) > max_bytes:
+        raise OTLPError(413, f"decompressed body exceeds the {max_bytes} byte limit")
+    return bytes(out)
+
+
+def _hex_to_b64(value: Any, field: str, size: int) -> str:
+    if not isinstance(value, str):
+        raise OTLPError(400, f"{field} must be a hex string")
+    if value == "":
+        return ""
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise OTLPError(400, f"{field} {value!r} is not hex (OTLP/JSON encodes ids as hex)") from None
+    if len(raw) != size:
+        raise OTLPError(400, f"{field} {value!r} must be {size * 2} hex digits")
+    return base64.b64encode(raw).decode()
+
+
+def _fix_ids(doc: dict[str, Any]) -> None:
+    for rs in _list(doc, "resourceSpans", "resource_spans"):
+        for ss in _list(rs, "scopeSpans", "scope_spans"):
+            for span in _list(ss, "spans"):
+                for key, size in (("traceId", 16), ("trace_id", 16), ("spanId", 8), ("span_id", 8),
+                                  ("parentSpanId", 8), ("parent_span_id", 8)):
+                    if key in span:
+                        span[key] = _hex_to_b64(span[key], key, size)
+                for link in _list(span, "links"):
+                    for key, size in (("traceId", 16), ("trace_id", 16), ("spanId", 8), ("span_id", 8)):
+                        if key in link:
+                            link[key] = _hex_to_b64(link[key], f"link {key}", size)
+
+
+def _list(obj: Any, *keys: str) -> list[Any]:
+    if not isinstance(obj, dict):
+        raise OTLPError(400, "expected a JSON object")
+    for key in keys:
+        if key in obj:
+            val = obj[key]
+            if val is None:
+                return []
+            if not isinstance(val, list):
+                raise OTLPError(400, f"{key} must be a JSON array")
+            return val
+    return []
+
+
+def parse(body: bytes, content_type: str) -> ExportTraceServiceRequest:
+    req = ExportTraceServiceRequest()
+    if content_type == PROTOBUF:
+        try:
+            req.ParseFromString(body)
+        except DecodeError as exc:
+            raise OTLPError(400, f"body is not a valid OTLP ExportTraceServiceRequest protobuf: {exc}") from exc
+        return req
+    if content_type == JSON:
+        try:
+            doc = orjson.loads(body) if body else {}
+        except orjson.JSONDecodeError as exc:
+            raise OTLPError(400, f"body is not valid JSON: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise OTLPError(400, "OTLP/JSON body must be a JSON object with resourceSpans")
+        _fix_ids(doc)
+        try:
+            json_format.ParseDict(doc, req, ignore_unknown_fields=True)
+        except (json_format.ParseError, binascii.Error, ValueError) as exc:
+            raise OTLPError(400, f"body is not a valid OTLP/JSON ExportTraceServiceRequest: {exc}") from exc
+        return req
+    raise OTLPError(415, f"unsupported Content-Type {content_type!r}; use {PROTOBUF} or {JSON}")
+
+
+def validate(req: ExportTraceServiceRequest, max_spans: int) -> int:
+    """Count spans and reject requests the store could not represent faithfully."""
+    count = 0
+    for rs in req.resource_spans:
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                count += 1
+                if len(span.trace_id) != 16 or len(span.span_id) != 8:
+                    raise OTLPError(400, f"span {span.name!r} has an invalid trace_id or span_id length")
+                if span.parent_span_id and len(span.parent_span_id) != 8:
+                    raise OTLPError(400, f"span {span.name!r} has an invalid parent_span_id length")
+    if count > max_spans:
+        raise OTLPError(413, f"request has {count} spans; the limit is {max_spans} per request")
+    return count
+
+
+def response(content_type: str, rejected: int = 0, message: str = "") -> bytes:
+    resp = ExportTraceServiceResponse()
+    if rejected or message:
+        resp.partial_success.rejected_spans = rejected
+        resp.partial_success.error_message = message
+    if content_type == JSON:
+        return json_format.MessageToJson(resp, indent=None).encode() if (rejected or message) else b"{}"
+    return resp.SerializeToString()

@@ -1,0 +1,40 @@
+"""Run identifiers.
+
+Run ids are UUIDv7 in 32-hex form: the same shape as an OTel trace id (so a run
+that no flowscope root covers can use its trace id and nothing downstream
+cares which it got), and time-ordered, so ClickHouse cursor pagination and
+"newest runs first" are cheap range reads.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+_lock = threading.Lock()
+_last_ms = 0
+_seq = 0
+
+
+def new_run_id() -> str:
+    """Return a UUIDv7 as 32 lowercase hex digits, monotonic within this process."""
+    global _last_ms, _seq
+    with _lock:
+        ms = time.time_ns() // 1_000_000
+        if ms <= _last_ms:
+            ms = _last_ms
+            _seq = (_seq + 1) & 0xFFF
+            if _seq == 0:  # 4096 ids in one millisecond: borrow the next one
+                ms += 1
+        else:
+            _seq = int.from_bytes(os.urandom(2), "big") & 0x7FF
+        _last_ms = ms
+        seq = _seq
+    rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | seq << 64 | 0b10 << 62 | rand
+    return f"{value:032x}"
+
+
+def is_run_id(value: str) -> bool:
+    return len(value) == 32 and all(c in "0123456789abcdef" for c in value)

@@ -1,0 +1,191 @@
+"""``flowscope.init()``: wire the OTel SDK, the exporter and the instrumentations.
+
+If the application already installed a TracerProvider we add our processors to
+it rather than replace it: their exporters, samplers and resource stay theirs.
+Export always goes through a batch processor with a bounded queue, so the host
+app never waits on the network.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+from . import config
+from .processor import RunAttributesProcessor
+
+logger = logging.getLogger("flowscope")
+
+_lock = threading.RLock()
+_state: dict[str, Any] = {"provider": None, "owns_provider": False, "export": None, "atexit": False}
+
+
+class _SwappableProcessor(SpanProcessor):
+    """One processor registered once; ``init()`` again swaps what it delegates to.
+
+    A TracerProvider cannot drop a processor, so re-initialising (tests, notebooks)
+    would otherwise stack exporters and send every span twice.
+    """
+
+    def __init__(self) -> None:
+        self.inner: SpanProcessor | None = None
+
+    def on_start(self, span: Span, parent_context: Any = None) -> None:
+        inner = self.inner
+        if inner is not None:
+            inner.on_start(span, parent_context=parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        inner = self.inner
+        if inner is not None:
+            inner.on_end(span)
+
+    def shutdown(self) -> None:
+        inner, self.inner = self.inner, None
+        if inner is not None:
+            inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        inner = self.inner
+        return inner.force_flush(timeout_millis) if inner is not None else True
+
+
+def _make_exporter(settings: config.Settings) -> SpanExporter:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    kwargs: dict[str, Any] = {"endpoint": config.traces_endpoint(settings.endpoint)}
+    if settings.headers:
+        kwargs["headers"] = dict(settings.headers)
+    return OTLPSpanExporter(**kwargs)
+
+
+def init(
+    service_name: str | None = None,
+    endpoint: str | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    api_key: str | None = None,
+    capture_content: bool | None = None,
+    pricing: Any = None,
+    redact: Callable[[str, Any], Any] | None = None,
+    instrument: bool | Iterable[str] = True,
+    exporter: SpanExporter | None = None,
+    state_max_bytes: int | None = None,
+    max_queue_size: int | None = None,
+    metrics: bool | None = None,
+    resource_attributes: Mapping[str, Any] | None = None,
+) -> TracerProvider:
+    """Start tracing LLM calls and flows. Every argument is optional.
+
+    ``endpoint`` is the collector's base URL (``/v1/traces`` is appended); by
+    default ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT``
+    or ``http://localhost:4318``. ``exporter`` replaces the OTLP exporter
+    (the test kit passes an in-memory one). ``instrument`` is ``True`` for every
+    supported library that is installed, ``False`` for none, or a list of names.
+    """
+    with _lock:
+        hdrs = dict(headers or {})
+        if api_key:
+            hdrs.setdefault("authorization", f"Bearer {api_key}")
+        settings = config.Settings.resolve(
+            service_name=service_name,
+            endpoint=endpoint,
+            headers=hdrs or None,
+            capture_content=capture_content,
+            redact=redact,
+            state_max_bytes=state_max_bytes,
+            max_queue_size=max_queue_size,
+            metrics=metrics,
+        )
+        config.current = settings
+        if pricing is not None:
+            from . import pricing as pricing_mod
+
+            pricing_mod.configure(pricing)
+
+        provider = _provider(service_name, resource_attributes)
+        swappable: _SwappableProcessor = _state["export"]
+        old = swappable.inner
+        swappable.inner = BatchSpanProcessor(
+            exporter or _make_exporter(settings),
+            max_queue_size=settings.max_queue_size,
+            export_timeout_millis=int(settings.export_timeout_s * 1000),
+        )
+        if old is not None:
+            old.shutdown()
+
+        if instrument:
+            from .instrumentation import instrument_all
+
+            names = None if instrument is True else list(instrument)  # type: ignore[arg-type]
+            instrument_all(names)
+
+        if not _state["atexit"]:
+            atexit.register(shutdown)
+            _state["atexit"] = True
+        return provider
+
+
+def _provider(service_name: str | None, resource_attributes: Mapping[str, Any] | None) -> TracerProvider:
+    provider = _state["provider"]
+    if provider is not None:
+        return provider
+    existing = trace.get_tracer_provider()
+    if isinstance(existing, TracerProvider):
+        provider = existing
+        _state["owns_provider"] = False
+        if service_name and provider.resource.attributes.get("service.name") != service_name:
+            logger.warning(
+                "flowscope: a TracerProvider was already installed with service.name=%r; keeping it "
+                "(service_name=%r ignored)",
+                provider.resource.attributes.get("service.name"),
+                service_name,
+            )
+    else:
+        attrs: dict[str, Any] = dict(resource_attributes or {})
+        if service_name:
+            attrs["service.name"] = service_name
+        provider = TracerProvider(resource=Resource.create(attrs))
+        trace.set_tracer_provider(provider)
+        if trace.get_tracer_provider() is not provider:  # lost a race with another installer
+            provider = trace.get_tracer_provider()  # type: ignore[assignment]
+        _state["owns_provider"] = True
+    provider.add_span_processor(RunAttributesProcessor())
+    swappable = _SwappableProcessor()
+    provider.add_span_processor(swappable)
+    _state["provider"] = provider
+    _state["export"] = swappable
+    return provider
+
+
+def force_flush(timeout_s: float = 10.0) -> bool:
+    """Export everything finished so far; returns False if it timed out."""
+    swappable: _SwappableProcessor | None = _state["export"]
+    if swappable is None:
+        return True
+    try:
+        return swappable.force_flush(int(timeout_s * 1000))
+    except Exception:
+        logger.warning("flowscope: flush failed", exc_info=True)
+        return False
+
+
+def shutdown(timeout_s: float = 10.0) -> None:
+    """Flush and stop exporting. Safe to call more than once."""
+    with _lock:
+        swappable: _SwappableProcessor | None = _state["export"]
+        if swappable is None:
+            return
+        try:
+            swappable.force_flush(int(timeout_s * 1000))
+            swappable.shutdown()
+        except Exception:
+            logger.warning("flowscope: shutdown failed", exc_info=True)

@@ -1,0 +1,114 @@
+"""Attribute, span and event names shared by the SDK and the collector.
+
+The collector imports this module, so the producer and the consumer of an
+attribute can never spell it differently. Standard names come first
+(OpenTelemetry GenAI semantic conventions v1.41); ours live under
+``flowscope.`` and are never invented under ``gen_ai.``.
+"""
+
+from __future__ import annotations
+
+# --- OpenTelemetry GenAI semantic conventions -------------------------------
+GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
+GEN_AI_SYSTEM = "gen_ai.system"  # deprecated name, still emitted by older producers
+GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
+GEN_AI_REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
+GEN_AI_REQUEST_TEMPERATURE = "gen_ai.request.temperature"
+GEN_AI_REQUEST_TOP_P = "gen_ai.request.top_p"
+GEN_AI_REQUEST_STREAM = "gen_ai.request.stream"  # not in semconv; kept under flowscope below
+GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
+GEN_AI_RESPONSE_ID = "gen_ai.response.id"
+GEN_AI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
+GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"
+GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
+GEN_AI_USAGE_REASONING_OUTPUT_TOKENS = "gen_ai.usage.reasoning.output_tokens"
+GEN_AI_WORKFLOW_NAME = "gen_ai.workflow.name"
+GEN_AI_TOOL_NAME = "gen_ai.tool.name"
+GEN_AI_CONVERSATION_ID = "gen_ai.conversation.id"
+GEN_AI_INPUT_MESSAGES = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"
+ERROR_TYPE = "error.type"
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
+SERVICE_NAME = "service.name"
+
+# gen_ai.operation.name values
+OP_CHAT = "chat"
+OP_EMBEDDINGS = "embeddings"
+OP_EXECUTE_TOOL = "execute_tool"
+OP_INVOKE_WORKFLOW = "invoke_workflow"
+OP_TEXT_COMPLETION = "text_completion"
+
+# --- flowscope names --------------------------------------------------------
+RUN_ID = "flowscope.run.id"
+RUN_STATUS = "flowscope.run.status"
+PROJECT = "flowscope.project"  # resource attribute, set by the collector from the API key
+SPAN_KIND = "flowscope.span.kind"  # run | node | llm | tool
+NODE_NAME = "flowscope.node.name"
+NODE_TYPE = "flowscope.node.type"
+NODE_STEP = "flowscope.node.step"
+NODE_ATTEMPT = "flowscope.node.attempt"
+NODE_SUPERSTEP = "flowscope.node.superstep"
+ROUTER_BRANCH = "flowscope.router.branch"
+
+COST_USD = "flowscope.cost.usd"
+COST_INPUT_USD = "flowscope.cost.input_usd"
+COST_CACHED_INPUT_USD = "flowscope.cost.cached_input_usd"
+COST_CACHE_WRITE_USD = "flowscope.cost.cache_write_usd"
+COST_OUTPUT_USD = "flowscope.cost.output_usd"
+COST_SOURCE = "flowscope.cost.source"
+PRICING_VERSION = "flowscope.pricing.version"
+USAGE_ESTIMATED = "flowscope.usage.estimated"
+REQUEST_STREAM = "flowscope.request.stream"
+
+CACHE_HIT = "flowscope.cache.hit"
+CACHE_SAVED_USD = "flowscope.cache.saved_usd"
+RETRY_COUNT = "flowscope.retry.count"
+FALLBACK_FROM = "flowscope.fallback.from"
+FALLBACK_TO = "flowscope.fallback.to"
+FALLBACK_REASON = "flowscope.fallback.reason"
+BUDGET_USD = "flowscope.budget.usd"
+BUDGET_EXCEEDED = "flowscope.budget.exceeded"
+
+# flowscope.cost.source values
+COST_SOURCE_PROVIDER = "provider"
+COST_SOURCE_COMPUTED = "computed"
+COST_SOURCE_UNPRICED = "unpriced"
+
+# flowscope.span.kind values
+KIND_RUN = "run"
+KIND_NODE = "node"
+KIND_LLM = "llm"
+KIND_TOOL = "tool"
+
+NODE_TYPES = ("task", "llm", "tool", "router", "agent", "subflow")
+
+# --- events -----------------------------------------------------------------
+EVENT_RETRY = "flowscope.retry"
+RETRY_ATTEMPT = "flowscope.retry.attempt"
+RETRY_STATUS = "flowscope.retry.status"
+RETRY_BACKOFF_S = "flowscope.retry.backoff_s"
+
+EVENT_STATE = "flowscope.state"
+STATE_SEQ = "flowscope.state.seq"
+STATE_OP = "flowscope.state.op"
+STATE_PATH = "flowscope.state.path"
+STATE_VALUE = "flowscope.state.value"
+STATE_TRUNCATED = "flowscope.state.truncated"
+STATE_OPS = ("snapshot", "set", "delete", "patch")
+
+# span names follow the GenAI conventions: "{operation} {target}"
+def run_span_name(flow: str) -> str:
+    return f"{OP_INVOKE_WORKFLOW} {flow}"
+
+
+def llm_span_name(operation: str, model: str | None) -> str:
+    return f"{operation} {model}" if model else operation
+
+
+def tool_span_name(tool: str) -> str:
+    return f"{OP_EXECUTE_TOOL} {tool}"

@@ -1,0 +1,421 @@
+"""Run views: summary, node sequence, state at a step — computed from span records.
+
+This is the single implementation behind the collector's per-run API and the
+in-memory test kit. Its input is :class:`SpanRecord`, the typed form of a span
+(the same fields as the ``flowscope_spans`` table), so the collector reads
+rows and the test kit converts finished OTel spans, and both get identical
+answers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from . import semconv
+from .state import apply_event
+
+ZERO = Decimal(0)
+
+
+@dataclass
+class SpanRecord:
+    run_id: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    name: str
+    start_ns: int
+    duration_ns: int
+    service: str = ""
+    project: str = "default"
+    kind: str = ""  # run | node | llm | tool | ""
+    flow: str = ""
+    node_name: str = ""
+    node_type: str = ""
+    node_step: int = -1
+    node_attempt: int = 0
+    branch: str = ""
+    status: str = "Unset"  # Unset | Ok | Error (as the OTel Collector exporter writes it)
+    status_message: str = ""
+    error_type: str = ""
+    provider: str = ""
+    model: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: Decimal = ZERO
+    cost_input_usd: Decimal = ZERO
+    cost_cached_input_usd: Decimal = ZERO
+    cost_cache_write_usd: Decimal = ZERO
+    cost_output_usd: Decimal = ZERO
+    cost_source: str = ""
+    usage_estimated: bool = False
+    cache_hit: bool = False
+    cache_saved_usd: Decimal = ZERO
+    retry_count: int = 0
+    fallback_from: str = ""
+    fallback_to: str = ""
+    budget_exceeded: bool = False
+    ttfc_s: float = 0.0
+
+    @property
+    def end_ns(self) -> int:
+        return self.start_ns + self.duration_ns
+
+    @property
+    def is_llm(self) -> bool:
+        return self.kind == semconv.KIND_LLM
+
+    @property
+    def is_error(self) -> bool:
+        return self.status == "Error"
+
+
+@dataclass
+class StateEvent:
+    seq: int
+    op: str
+    path: str
+    value: Any  # decoded JSON (None for delete)
+    node_step: int = -1
+    node_name: str = ""
+    truncated: bool = False
+
+
+def _int(v: Any, default: int = 0) -> int:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return default
+
+
+def _dec(v: Any) -> Decimal:
+    if v is None or v == "":
+        return ZERO
+    try:
+        return Decimal(str(v))
+    except Exception:
+        return ZERO
+
+
+def _bool(v: Any) -> bool:
+    return v is True or (isinstance(v, str) and v.lower() == "true")
+
+
+def record_from_attributes(
+    *,
+    trace_id: str,
+    span_id: str,
+    parent_span_id: str,
+    name: str,
+    start_ns: int,
+    duration_ns: int,
+    status: str,
+    status_message: str,
+    attributes: Mapping[str, Any],
+    service: str = "",
+    project: str = "default",
+) -> SpanRecord:
+    """Typed record from a span's (already normalised) attributes.
+
+    The SQL materialized view that fills ``flowscope_spans`` reads the same
+    keys; keep the two in step (tests compare them).
+    """
+    a = attributes
+    provider = a.get(semconv.GEN_AI_PROVIDER_NAME) or a.get(semconv.GEN_AI_SYSTEM) or ""
+    return SpanRecord(
+        run_id=str(a.get(semconv.RUN_ID) or trace_id),
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_span_id=parent_span_id,
+        name=name,
+        start_ns=start_ns,
+        duration_ns=duration_ns,
+        service=service,
+        project=project,
+        kind=str(a.get(semconv.SPAN_KIND, "")),
+        flow=str(a.get(semconv.GEN_AI_WORKFLOW_NAME, "")),
+        node_name=str(a.get(semconv.NODE_NAME, "")),
+        node_type=str(a.get(semconv.NODE_TYPE, "")),
+        node_step=_int(a.get(semconv.NODE_STEP), -1),
+        node_attempt=_int(a.get(semconv.NODE_ATTEMPT)),
+        branch=str(a.get(semconv.ROUTER_BRANCH, "")),
+        status=status,
+        status_message=status_message,
+        error_type=str(a.get(semconv.ERROR_TYPE, "")),
+        provider=str(provider),
+        model=str(a.get(semconv.GEN_AI_RESPONSE_MODEL) or a.get(semconv.GEN_AI_REQUEST_MODEL) or ""),
+        input_tokens=_int(a.get(semconv.GEN_AI_USAGE_INPUT_TOKENS)),
+        output_tokens=_int(a.get(semconv.GEN_AI_USAGE_OUTPUT_TOKENS)),
+        cached_input_tokens=_int(a.get(semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS)),
+        cache_write_tokens=_int(a.get(semconv.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS)),
+        reasoning_tokens=_int(a.get(semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS)),
+        cost_usd=_dec(a.get(semconv.COST_USD)),
+        cost_input_usd=_dec(a.get(semconv.COST_INPUT_USD)),
+        cost_cached_input_usd=_dec(a.get(semconv.COST_CACHED_INPUT_USD)),
+        cost_cache_write_usd=_dec(a.get(semconv.COST_CACHE_WRITE_USD)),
+        cost_output_usd=_dec(a.get(semconv.COST_OUTPUT_USD)),
+        cost_source=str(a.get(semconv.COST_SOURCE, "")),
+        usage_estimated=_bool(a.get(semconv.USAGE_ESTIMATED)),
+        cache_hit=_bool(a.get(semconv.CACHE_HIT)),
+        cache_saved_usd=_dec(a.get(semconv.CACHE_SAVED_USD)),
+        retry_count=_int(a.get(semconv.RETRY_COUNT)),
+        fallback_from=str(a.get(semconv.FALLBACK_FROM, "")),
+        fallback_to=str(a.get(semconv.FALLBACK_TO, "")),
+        budget_exceeded=_bool(a.get(semconv.BUDGET_EXCEEDED)),
+        ttfc_s=float(a.get(semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK) or 0.0),
+    )
+
+
+def state_event_from_attributes(attrs: Mapping[str, Any], node_name: str = "") -> StateEvent:
+    raw = attrs.get(semconv.STATE_VALUE)
+    try:
+        value = json.loads(raw) if isinstance(raw, str) and raw != "" else raw
+    except ValueError:
+        value = raw
+    return StateEvent(
+        seq=_int(attrs.get(semconv.STATE_SEQ)),
+        op=str(attrs.get(semconv.STATE_OP, "set")),
+        path=str(attrs.get(semconv.STATE_PATH, "")),
+        value=value,
+        node_step=_int(attrs.get(semconv.NODE_STEP), -1),
+        node_name=node_name,
+        truncated=_bool(attrs.get(semconv.STATE_TRUNCATED)),
+    )
+
+
+# --- formatting helpers ---------------------------------------------------------
+
+
+def usd(value: Decimal) -> str:
+    """Money as a plain decimal string: no exponent, no trailing zeros ("0.00066")."""
+    if value == 0:
+        return "0"
+    text = format(value.normalize(), "f")
+    return text
+
+
+def iso(ns: int) -> str:
+    dt = datetime.fromtimestamp(ns // 1_000_000_000, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{(ns % 1_000_000_000) // 1000:06d}Z"
+
+
+def ms(ns: int) -> float:
+    return round(ns / 1e6, 3)
+
+
+# --- views -----------------------------------------------------------------------
+
+
+def dedupe(spans: Iterable[SpanRecord]) -> list[SpanRecord]:
+    """One record per span id: an exporter retry that slipped through counts once."""
+    seen: dict[tuple[str, str], SpanRecord] = {}
+    for s in spans:
+        seen.setdefault((s.trace_id, s.span_id), s)
+    return sorted(seen.values(), key=lambda s: (s.start_ns, s.span_id))
+
+
+def _root(spans: Sequence[SpanRecord]) -> SpanRecord | None:
+    for s in spans:
+        if s.kind == semconv.KIND_RUN:
+            return s
+    ids = {s.span_id for s in spans}
+    roots = [s for s in spans if not s.parent_span_id or s.parent_span_id not in ids]
+    return min(roots, key=lambda s: s.start_ns) if roots else None
+
+
+def run_status(spans: Sequence[SpanRecord]) -> str:
+    root = _root(spans)
+    has_run_span = any(s.kind == semconv.KIND_RUN for s in spans)
+    if root is None:
+        return "running"
+    if has_run_span:
+        return "error" if root.is_error else "ok"
+    # Foreign runs have no run span: the root is whatever span has no parent.
+    if root.parent_span_id:
+        return "running"
+    return "error" if root.is_error else "ok"
+
+
+def summarize(spans_in: Iterable[SpanRecord], run_id: str | None = None) -> dict[str, Any]:
+    spans = dedupe(spans_in)
+    if not spans:
+        raise LookupError(f"no spans for run {run_id!r}")
+    root = _root(spans)
+    start = min(s.start_ns for s in spans)
+    end = max(s.end_ns for s in spans)
+    if root is not None and root.kind == semconv.KIND_RUN:
+        start, end = root.start_ns, root.end_ns
+    llm = [s for s in spans if s.is_llm]
+    by_model: dict[tuple[str, str], dict[str, Any]] = {}
+    for s in llm:
+        m = by_model.setdefault(
+            (s.provider, s.model),
+            {"provider": s.provider, "model": s.model, "llm_calls": 0, "input_tokens": 0,
+             "cached_input_tokens": 0, "output_tokens": 0, "reasoning_tokens": 0, "cost_usd": ZERO,
+             "unpriced_calls": 0},
+        )
+        m["llm_calls"] += 1
+        m["input_tokens"] += s.input_tokens
+        m["cached_input_tokens"] += s.cached_input_tokens
+        m["output_tokens"] += s.output_tokens
+        m["reasoning_tokens"] += s.reasoning_tokens
+        m["cost_usd"] += s.cost_usd
+        m["unpriced_calls"] += int(s.cost_source == semconv.COST_SOURCE_UNPRICED)
+    by_node = _by_node(spans)
+    flow = root.flow if root is not None and root.flow else (root.name if root is not None else "")
+    status = run_status(spans)
+    return {
+        "run_id": run_id or spans[0].run_id,
+        "flow": flow,
+        "service": root.service if root is not None else spans[0].service,
+        "project": spans[0].project,
+        "status": status,
+        "start": iso(start),
+        "end": iso(end) if status != "running" else None,
+        "duration_ms": ms(end - start),
+        "spans": len(spans),
+        "llm_calls": len(llm),
+        "errors": sum(1 for s in spans if s.is_error),
+        "retries": sum(s.retry_count for s in spans if s.is_llm or s.kind == semconv.KIND_NODE),
+        "fallbacks": sum(1 for s in llm if s.fallback_to),
+        "cache_hits": sum(1 for s in llm if s.cache_hit),
+        "unpriced_calls": sum(1 for s in llm if s.cost_source == semconv.COST_SOURCE_UNPRICED),
+        "estimated_calls": sum(1 for s in llm if s.usage_estimated),
+        "input_tokens": sum(s.input_tokens for s in llm),
+        "cached_input_tokens": sum(s.cached_input_tokens for s in llm),
+        "cache_write_input_tokens": sum(s.cache_write_tokens for s in llm),
+        "output_tokens": sum(s.output_tokens for s in llm),
+        "reasoning_tokens": sum(s.reasoning_tokens for s in llm),
+        "cost_usd": usd(sum((s.cost_usd for s in llm), ZERO)),
+        "cost_breakdown": {
+            "input_usd": usd(sum((s.cost_input_usd for s in llm), ZERO)),
+            "cached_input_usd": usd(sum((s.cost_cached_input_usd for s in llm), ZERO)),
+            "cache_write_usd": usd(sum((s.cost_cache_write_usd for s in llm), ZERO)),
+            "output_usd": usd(sum((s.cost_output_usd for s in llm), ZERO)),
+        },
+        "cache_saved_usd": usd(sum((s.cache_saved_usd for s in llm), ZERO)),
+        "budget_exceeded": any(s.budget_exceeded for s in spans),
+        "by_model": [
+            {**m, "cost_usd": usd(m["cost_usd"])}
+            for m in sorted(by_model.values(), key=lambda m: (-m["cost_usd"], m["model"]))
+        ],
+        "by_node": [
+            {"step": n["step"], "name": n["name"], "llm_calls": n["llm_calls"],
+             "cost_usd": n["cost_usd"], "duration_ms": n["duration_ms"]}
+            for n in by_node
+        ],
+    }
+
+
+def _node_of(spans: Sequence[SpanRecord]) -> dict[str, SpanRecord]:
+    """Map every span id to its nearest enclosing node span (for foreign spans
+    that did not get node attributes stamped at start)."""
+    by_id = {s.span_id: s for s in spans}
+    out: dict[str, SpanRecord] = {}
+    for s in spans:
+        cur: SpanRecord | None = by_id.get(s.parent_span_id)
+        hops = 0
+        while cur is not None and hops < 64:
+            if cur.kind == semconv.KIND_NODE:
+                out[s.span_id] = cur
+                break
+            cur = by_id.get(cur.parent_span_id)
+            hops += 1
+    return out
+
+
+def node_sequence(spans_in: Iterable[SpanRecord]) -> list[dict[str, Any]]:
+    spans = dedupe(spans_in)
+    return _by_node(spans, full=True)
+
+
+def _by_node(spans: Sequence[SpanRecord], full: bool = False) -> list[dict[str, Any]]:
+    nodes = [s for s in spans if s.kind == semconv.KIND_NODE]
+    nodes.sort(key=lambda s: (s.node_step if s.node_step >= 0 else 1 << 30, s.start_ns))
+    enclosing = _node_of(spans)
+    acc: dict[str, dict[str, Any]] = {
+        n.span_id: {"llm_calls": 0, "input_tokens": 0, "output_tokens": 0, "cost": ZERO, "retries": 0}
+        for n in nodes
+    }
+    for s in spans:
+        if not s.is_llm:
+            continue
+        parent = enclosing.get(s.span_id)
+        if parent is None:
+            continue
+        a = acc[parent.span_id]
+        a["llm_calls"] += 1
+        a["input_tokens"] += s.input_tokens
+        a["output_tokens"] += s.output_tokens
+        a["cost"] += s.cost_usd
+        a["retries"] += s.retry_count
+    out = []
+    for idx, n in enumerate(nodes):
+        a = acc[n.span_id]
+        item: dict[str, Any] = {
+            "step": n.node_step if n.node_step >= 0 else idx,
+            "name": n.node_name or n.name,
+            "llm_calls": a["llm_calls"],
+            "cost_usd": usd(a["cost"]),
+            "duration_ms": ms(n.duration_ns),
+        }
+        if full:
+            item.update(
+                {
+                    "type": n.node_type or "task",
+                    "attempt": n.node_attempt,
+                    "start": iso(n.start_ns),
+                    "status": "error" if n.is_error else "ok",
+                    "input_tokens": a["input_tokens"],
+                    "output_tokens": a["output_tokens"],
+                    "retries": a["retries"] + n.retry_count,
+                    "branch": n.branch or None,
+                    "error": (n.error_type or n.status_message or "error") if n.is_error else None,
+                    "span_id": n.span_id,
+                }
+            )
+        out.append(item)
+    return out
+
+
+def state_at(events: Iterable[StateEvent], step: int) -> Any:
+    """Fold every state event up to and including node step ``step``.
+
+    Step -1 is the run's input snapshot, before any node ran.
+    """
+    state: Any = {}
+    for ev in sorted(events, key=lambda e: e.seq):
+        if ev.node_step > step:
+            continue
+        state = apply_event(state, ev.op, ev.path, ev.value)
+    return state
+
+
+def state_steps(events: Iterable[StateEvent]) -> list[int]:
+    return sorted({e.node_step for e in events})
+
+
+@dataclass
+class RunView:
+    """Everything the per-run endpoints need, built once from the run's rows."""
+
+    run_id: str
+    spans: list[SpanRecord]
+    events: list[StateEvent] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return summarize(self.spans, self.run_id)
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return node_sequence(self.spans)
+
+    def state(self, step: int) -> Any:
+        return state_at(self.events, step)

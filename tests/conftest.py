@@ -1,0 +1,108 @@
+"""Shared fixtures: a real collector process over real HTTP, and a fake LLM provider.
+
+The collector runs as a child process (``flowscope-collector serve``) on an
+ephemeral loopback port with its own chDB directory, exactly as a user starts
+it; chDB allows one engine per process, so tests never share one in-process.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+import flowscope
+from flowscope.testing import FakeProvider
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class CollectorProcess:
+    def __init__(self, data_dir: Path, port: int | None = None, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = data_dir.parent / f"collector-{self.port}.log"
+
+    def start(self, timeout_s: float = 60.0) -> CollectorProcess:
+        env = {**os.environ, **self.env, "FLOWSCOPE_CLICKHOUSE_DSN": f"chdb://{self.data_dir}"}
+        self._logf = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "flowscope_collector", "serve", "--port", str(self.port), "--log-level",
+             "warning"],
+            env=env, stdout=self._logf, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"collector exited early:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"collector not ready in {timeout_s}s:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            if kill:
+                self.proc.kill()
+            else:
+                self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+    def get(self, path: str, **kw: object) -> httpx.Response:
+        return httpx.get(self.url + path, timeout=30, **kw)  # type: ignore[arg-type]
+
+    def wait_for_run(self, run_id: str, *, spans: int | None = None, timeout_s: float = 20.0) -> dict:
+        """Poll until the run is visible (and has at least ``spans`` spans)."""
+        deadline = time.monotonic() + timeout_s
+        last = None
+        while time.monotonic() < deadline:
+            r = self.get(f"/api/v1/runs/{run_id}")
+            if r.status_code == 200:
+                last = r.json()
+                if spans is None or last["spans"] >= spans:
+                    return last
+            time.sleep(0.05)
+        raise AssertionError(f"run {run_id} not visible in time; last={last}")
+
+
+@pytest.fixture(scope="session")
+def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorProcess]:
+    proc = CollectorProcess(tmp_path_factory.mktemp("collector") / "data").start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture()
+def fake_provider() -> Iterator[FakeProvider]:
+    with FakeProvider() as fp:
+        yield fp
+
+
+@pytest.fixture()
+def traced(collector: CollectorProcess) -> Iterator[CollectorProcess]:
+    """flowscope initialised against the session collector; flushed after the test."""
+    flowscope.init(service_name="tests", endpoint=collector.url)
+    yield collector
+    flowscope.force_flush()
