@@ -1,0 +1,30 @@
+"""Request-scoped dependencies shared by the routers: the collector, its store, the caller's project."""
+
+from __future__ import annotations
+
+from fastapi import HTTPException, Request
+
+from .queries import Store
+from .service import Collector
+
+DEFAULT_PROJECT = "default"
+
+
+def get_collector(request: Request) -> Collector:
+    return request.app.state.collector  # type: ignore[no-any-return]
+
+
+def get_store(request: Request) -> Store:
+    col = get_collector(request)
+    if col.store is None:
+        raise HTTPException(503, "collector is starting; retry shortly")
+    return col.store
+
+
+def project_of(request: Request) -> str:
+    """The project the caller may read or write. Without API keys everything is one project."""
+    return getattr(request.state, "project", None) or DEFAULT_PROJECT
+
+
+def error_body(status: int, message: str) -> dict[str, object]:
+    return {"error": message, "status": status}
