@@ -39,7 +39,7 @@ class CollectorProcess:
 
     def start(self, timeout_s: float = 60.0) -> CollectorProcess:
         env = {**os.environ, **self.env, "FLOWSCOPE_CLICKHOUSE_DSN": f"chdb://{self.data_dir}"}
-        self._logf = open(self.log, "ab")
+        self._logf = open(self.log, "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "flowscope_collector", "serve", "--port", str(self.port), "--log-level",
              "warning"],

@@ -14,8 +14,9 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from flowscope import __version__ as sdk_version
 from starlette.concurrency import run_in_threadpool
+
+from flowscope import __version__ as sdk_version
 
 from . import routes_ops, routes_otlp, routes_runs
 from .deps import error_body

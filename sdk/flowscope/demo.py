@@ -40,6 +40,7 @@ class EmbeddedCollector:
 
     def __init__(self, dsn: str | None, port: int) -> None:
         import uvicorn
+
         from flowscope_collector import CollectorSettings, create_app
 
         self.settings = CollectorSettings.from_env(dsn=dsn, port=port)

@@ -1,0 +1,1 @@
+"""Benchmarks: every figure in README comes from one of these, run by a command that prints a table."""
