@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+
 from flowscope import __version__ as sdk_version
 from flowscope.pricing import get_catalog
 
