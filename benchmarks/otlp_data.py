@@ -1,7 +1,7 @@
 """Realistic OTLP trace data for the benchmarks.
 
 A generated run looks like what the SDK sends for an agent flow: a run root,
-~10 nodes (some routers, ~3% failing), 1–4 ``chat`` spans per node each with
+~10 nodes (some routers, ~3% failing), 1-4 ``chat`` spans per node each with
 an HTTP client child span (as httpx instrumentation makes), tool spans with a
 database child, state events on the nodes, retry events on some LLM calls.
 On average a run has ~100 spans, so "10M spans in 100k runs" is this shape.

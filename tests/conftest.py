@@ -38,7 +38,8 @@ class CollectorProcess:
         self.log = data_dir.parent / f"collector-{self.port}.log"
 
     def start(self, timeout_s: float = 60.0) -> CollectorProcess:
-        env = {**os.environ, **self.env, "FLOWSCOPE_CLICKHOUSE_DSN": f"chdb://{self.data_dir}"}
+        env = {**os.environ, "FLOWSCOPE_GRPC_PORT": "off", **self.env,
+               "FLOWSCOPE_CLICKHOUSE_DSN": f"chdb://{self.data_dir}"}
         self._logf = open(self.log, "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "flowscope_collector", "serve", "--port", str(self.port), "--log-level",
@@ -106,3 +107,47 @@ def traced(collector: CollectorProcess) -> Iterator[CollectorProcess]:
     flowscope.init(service_name="tests", endpoint=collector.url)
     yield collector
     flowscope.force_flush()
+
+
+def chdb_query(data_dir: Path, sql: str) -> list[list[object]]:
+    """Rows of ``sql`` against a stopped collector's chDB directory, read in a child process.
+
+    Counting raw rows (not the API's span-id-deduplicated views) is how the
+    fault tests prove nothing was stored twice; chDB allows one engine per
+    process, hence the child.
+    """
+    code = (
+        "import json, sys\n"
+        "from flowscope_collector.clickhouse import connect, parse_dsn\n"
+        "c = connect(parse_dsn('chdb://' + sys.argv[1]))\n"
+        "print(json.dumps([list(r) for r in c.query(sys.argv[2]).result_rows], default=str))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(data_dir), sql], capture_output=True, text=True,
+                         timeout=120)
+    if out.returncode != 0:
+        raise RuntimeError(f"chDB query failed: {out.stderr[-2000:]}")
+    import json
+
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def otlp_body(n: int, *, run_id: str | None = None, service: str = "tests", name: str = "span",
+              attrs: dict[str, str] | None = None) -> bytes:
+    """A protobuf ExportTraceServiceRequest with ``n`` spans (fresh random ids), for raw OTLP tests."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    kv = rs.resource.attributes.add()
+    kv.key, kv.value.string_value = "service.name", service
+    ss = rs.scope_spans.add()
+    now = time.time_ns()
+    for i in range(n):
+        span = ss.spans.add()
+        span.trace_id, span.span_id = os.urandom(16), os.urandom(8)
+        span.name = f"{name} {i}"
+        span.start_time_unix_nano, span.end_time_unix_nano = now + i, now + i + 1000
+        for key, value in {**({"flowscope.run.id": run_id} if run_id else {}), **(attrs or {})}.items():
+            a = span.attributes.add()
+            a.key, a.value.string_value = key, value
+    return req.SerializeToString()

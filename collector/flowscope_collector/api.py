@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from flowscope import __version__ as sdk_version
 
-from . import routes_ops, routes_otlp, routes_runs
+from . import routes_costs, routes_ops, routes_otlp, routes_runs, routes_stream
 from .deps import error_body
 from .service import Collector
 from .settings import CollectorSettings
@@ -31,9 +31,16 @@ def create_app(settings: CollectorSettings | None = None, collector: Collector |
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
         await run_in_threadpool(col.start)
+        # OTLP/gRPC (when settings.grpc_port is set) feeds the same Collector.ingest.
+        from .grpc_receiver import start_grpc
+
+        grpc_rx = await run_in_threadpool(start_grpc, col, getattr(app.state, "keys", None))
+        app.state.grpc = grpc_rx
         try:
             yield
         finally:
+            if grpc_rx is not None:
+                await run_in_threadpool(grpc_rx.stop)
             await run_in_threadpool(col.stop)
 
     kwargs: dict[str, Any] = {}
@@ -50,6 +57,12 @@ def create_app(settings: CollectorSettings | None = None, collector: Collector |
         **kwargs,
     )
     app.state.collector = col
+    # With API keys configured every route but /healthz needs one; the key's
+    # project scopes every read and write (auth.py).
+    from .auth import AuthMiddleware, KeyStore
+
+    app.state.keys = KeyStore.load(getattr(settings, "api_keys", None), getattr(settings, "api_keys_file", None))
+    app.add_middleware(AuthMiddleware, keys=app.state.keys)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -68,5 +81,7 @@ def create_app(settings: CollectorSettings | None = None, collector: Collector |
 
     app.include_router(routes_otlp.router)
     app.include_router(routes_runs.router)
+    app.include_router(routes_stream.router)
+    app.include_router(routes_costs.router)
     app.include_router(routes_ops.router)
     return app

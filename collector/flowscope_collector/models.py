@@ -72,6 +72,7 @@ class RunListItem(BaseModel):
 class RunSummary(RunListItem):
     project: str = "default"
     estimated_calls: int = 0
+    waiting_ms: float = Field(0.0, description="Time the run spent waiting (human in the loop), not model latency")
     budget_exceeded: bool = False
     cost_breakdown: CostBreakdown
     by_model: list[ModelCost]
@@ -171,3 +172,67 @@ class Version(BaseModel):
     pricing_version: str
     schema_version: int
     clickhouse: str
+
+
+class CostGroup(BaseModel):
+    key: str = Field(description="The group's value: a model, provider, service, flow, node, day or attribute value")
+    provider: str | None = Field(None, description="The model's provider (group_by=model only)")
+    llm_calls: int
+    input_tokens: int
+    cached_input_tokens: int
+    cache_write_input_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    unpriced_calls: int
+    cost_usd: Money
+
+
+class CostReport(BaseModel):
+    group_by: str
+    since: str | None
+    until: str | None
+    total_usd: Money
+    llm_calls: int
+    groups: list[CostGroup]
+
+
+class CompareNode(BaseModel):
+    step: int
+    name: str
+    status: str
+    cost_usd: Money
+    duration_ms: float
+
+
+class CompareSide(BaseModel):
+    run_id: str
+    flow: str
+    status: str
+    start: str
+    duration_ms: float
+    cost_usd: Money
+    llm_calls: int
+    input_tokens: int
+    output_tokens: int
+    errors: int
+    path: list[str]
+    nodes: list[CompareNode]
+
+
+class StateDivergence(BaseModel):
+    step: int = Field(description="First step (-1 = input) after which the two states differ")
+    node_a: str | None
+    node_b: str | None
+    added: dict[str, Any]
+    removed: dict[str, Any]
+    changed: dict[str, Any]
+
+
+class RunComparison(BaseModel):
+    a: CompareSide
+    b: CompareSide
+    same_path: bool
+    first_path_difference: int | None = Field(description="Index in the paths where they first differ")
+    cost_delta_usd: Money = Field(description="b minus a")
+    duration_delta_ms: float = Field(description="b minus a")
+    first_state_divergence: StateDivergence | None

@@ -2,19 +2,24 @@
 
 Per-run questions read the run's contiguous range of ``flowscope_spans`` and
 hand the rows to :mod:`flowscope.views`, the same code the test kit uses;
-lists and roll-ups read the aggregate table.
+lists and roll-ups read the aggregate tables. Why each query has the shape it
+has is measured in ``benchmarks/bench_queries.py`` (figures in
+``docs/performance.md``).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
+
+from flowscope.attributes import attribute_key
 from flowscope.views import SpanRecord, StateEvent, iso, ms, usd
 
 _SPAN_COLUMNS = (
@@ -24,6 +29,52 @@ _SPAN_COLUMNS = (
     "CostUsd, CostInputUsd, CostCachedInputUsd, CostCacheWriteUsd, CostOutputUsd, CostSource, UsageEstimated, "
     "CacheHit, CacheSavedUsd, RetryCount, FallbackFrom, FallbackTo, BudgetExceeded, TimeToFirstChunk"
 )
+
+
+_UNESCAPE = re.compile(r"\\(.)")
+_ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "b": "\b", "f": "\f", "0": "\0", "a": "\a", "v": "\v"}
+
+
+def _tsv(field: str) -> str:
+    """A String field of a ClickHouse TSV line, unescaped."""
+    if "\\" not in field:
+        return field
+    return _UNESCAPE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(1)), field)
+
+
+def parse_run_record(project: str, run_id: str, line: str) -> SpanRecord:
+    """A span from ``flowscope_spans.RunRecord`` (migration 004: one TSV line per span, format 1)."""
+    f = line.split("\t")
+    if f[0] != "1" or len(f) != 39:
+        raise ValueError(f"unknown RunRecord format {f[0]!r} ({len(f)} fields)")
+    s = _tsv
+    return SpanRecord(
+        project=project, run_id=run_id, trace_id=f[1], span_id=f[2], parent_span_id=f[3], name=s(f[4]),
+        start_ns=int(f[5]), duration_ns=int(f[6]), service=s(f[7]), kind=s(f[8]), flow=s(f[9]), node_name=s(f[10]),
+        node_type=s(f[11]), node_step=int(f[12]), node_attempt=int(f[13]), branch=s(f[14]), status=s(f[15]),
+        status_message=s(f[16]), error_type=s(f[17]), provider=s(f[18]), model=s(f[19]), input_tokens=int(f[20]),
+        output_tokens=int(f[21]), cached_input_tokens=int(f[22]), cache_write_tokens=int(f[23]),
+        reasoning_tokens=int(f[24]), cost_usd=Decimal(f[25]), cost_input_usd=Decimal(f[26]),
+        cost_cached_input_usd=Decimal(f[27]), cost_cache_write_usd=Decimal(f[28]), cost_output_usd=Decimal(f[29]),
+        cost_source=s(f[30]), usage_estimated=f[31] == "1", cache_hit=f[32] == "1", cache_saved_usd=Decimal(f[33]),
+        retry_count=int(f[34]), fallback_from=s(f[35]), fallback_to=s(f[36]), budget_exceeded=f[37] == "1",
+        ttfc_s=float(f[38]),
+    )
+
+
+def _first_by_span(records: list[SpanRecord]) -> list[SpanRecord]:
+    """Rows in (start, span id) order, the first of each (trace, span) id kept: what
+    ``ORDER BY Timestamp, SpanId LIMIT 1 BY TraceId, SpanId`` returned, done in Python
+    because for ~100 rows it is cheaper than asking ClickHouse to sort."""
+    records.sort(key=lambda r: (r.start_ns, r.span_id))
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for r in records:
+        key = (r.trace_id, r.span_id)
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
 
 
 def _record(r: tuple[Any, ...]) -> SpanRecord:
@@ -41,22 +92,80 @@ def _record(r: tuple[Any, ...]) -> SpanRecord:
     )
 
 
+_RUN_AGGREGATES = """
+    toUnixTimestamp64Nano(min(Start)) AS start_ns,
+    toUnixTimestamp64Nano(max(End)) AS end_ns,
+    end_ns - start_ns AS duration_ns,
+    max(FlowName) AS flow, max(ServiceName) AS service,
+    multiIf(max(RootSeen) = 0, 'running', max(RootError) = 1, 'error', 'ok') AS status,
+    sum(Spans), sum(LlmCalls), sum(Errors), sum(Retries), sum(Fallbacks), sum(CacheHits),
+    sum(UnpricedCalls), sum(InputTokens), sum(CachedInputTokens), sum(CacheWriteTokens),
+    sum(OutputTokens), sum(ReasoningTokens), sum(CostUsd) AS cost, sum(CacheSavedUsd)"""
+
+# the per-run values a filter or a sort can name, each from as few columns as it needs
+_RUN_NARROW = (
+    ("start_ns", "toUnixTimestamp64Nano(min(Start))"),
+    ("end_ns", "toUnixTimestamp64Nano(max(End))"),
+    ("duration_ns", "end_ns - start_ns"),
+    ("flow", "max(FlowName)"),
+    ("service", "max(ServiceName)"),
+    ("status", "multiIf(max(RootSeen) = 0, 'running', max(RootError) = 1, 'error', 'ok')"),
+    ("cost", "sum(CostUsd)"),
+)
+
+SORTS = {
+    # sort key -> (SQL expression over the grouped row, ClickHouse type of a cursor value)
+    "start": ("start_ns", "Int64"),
+    "cost": ("cost", "Decimal(38, 18)"),
+    "duration": ("duration_ns", "Int64"),
+}
+
+
 @dataclass(frozen=True)
 class Cursor:
-    start_ns: int
+    """Where the previous page stopped: the sort value and run id of its last run."""
+
+    value: str
     run_id: str
 
     def encode(self) -> str:
-        return base64.urlsafe_b64encode(f"{self.start_ns}:{self.run_id}".encode()).decode().rstrip("=")
+        return base64.urlsafe_b64encode(f"{self.value}|{self.run_id}".encode()).decode().rstrip("=")
 
     @classmethod
     def decode(cls, text: str) -> Cursor:
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
-            start, run_id = raw.split(":", 1)
-            return cls(int(start), run_id)
+            value, run_id = raw.split("|", 1)
+            Decimal(value)
+            return cls(value, run_id)
         except Exception:
             raise ValueError("cursor is not one this API returned; start again without it") from None
+
+
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_when(text: str, name: str = "time") -> datetime:
+    """An ISO 8601 time, or a span back from now (``90m``, ``24h``, ``7d``); UTC when no zone is given."""
+    text = text.strip()
+    m = _RELATIVE.match(text)
+    if m:
+        return datetime.now(timezone.utc) - timedelta(seconds=float(m.group(1)) * _UNIT_S[m.group(2)])
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{name}={text!r} is neither an ISO 8601 time (2026-11-21T12:00:00Z) nor a span like 90m, 24h, 7d"
+        ) from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def _ch_time(dt: datetime) -> str:
+    """A datetime as a DateTime64(9) parameter value, in UTC."""
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+    return dt.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def to_ns(dt: datetime) -> int:
@@ -69,10 +178,29 @@ class Store:
     def __init__(self, client: Client, database: str) -> None:
         self.client = client
         self.db = database
+        known = getattr(client, "server_settings", None) or {}
+        # Apply the RunId bloom filters (migration 004) when planning, so parts
+        # without the run are never opened; servers that predate the setting
+        # always did.
+        # One thread: a run is one granule range, and on a small busy machine
+        # a second thread only adds a hand-off (measured: ~1.5 ms a query).
+        self._run_settings: dict[str, Any] = {"max_threads": 1}
+        if "use_skip_indexes_on_data_read" in known:
+            self._run_settings["use_skip_indexes_on_data_read"] = 0
 
     # --- per run ------------------------------------------------------------------
 
     def run_spans(self, project: str, run_id: str) -> list[SpanRecord]:
+        rows = self.client.query(
+            f"SELECT RunRecord FROM {self.db}.flowscope_spans "
+            "WHERE Project = {project:String} AND RunId = {run_id:String}",
+            parameters={"project": project, "run_id": run_id},
+            settings=self._run_settings,
+        ).result_rows
+        return _first_by_span([parse_run_record(project, run_id, r[0]) for r in rows])
+
+    def run_spans_typed(self, project: str, run_id: str) -> list[SpanRecord]:
+        """:meth:`run_spans` read from the typed columns: the reference RunRecord is checked against."""
         rows = self.client.query(
             f"SELECT {_SPAN_COLUMNS} FROM {self.db}.flowscope_spans "
             "WHERE Project = {project:String} AND RunId = {run_id:String} "
@@ -82,20 +210,29 @@ class Store:
         return [_record(r) for r in rows]
 
     def state_events(self, project: str, run_id: str) -> list[StateEvent]:
+        """The run's state events in ``seq`` order, one per ``seq`` (a retried export counts once)."""
         rows = self.client.query(
-            f"SELECT Seq, Op, Path, Value, NodeStep, NodeName, Truncated FROM {self.db}.flowscope_state_events "
-            "WHERE Project = {project:String} AND RunId = {run_id:String} "
-            "ORDER BY Seq LIMIT 1 BY Seq",
+            f"SELECT StateRecord FROM {self.db}.flowscope_state_events "
+            "WHERE Project = {project:String} AND RunId = {run_id:String}",
             parameters={"project": project, "run_id": run_id},
+            settings=self._run_settings,
         ).result_rows
-        out = []
-        for seq, op, path, value, step, node, truncated in rows:
+        by_seq: dict[int, StateEvent] = {}
+        for (line,) in rows:
+            f = line.split("\t")
+            if f[0] != "1" or len(f) != 9:
+                raise ValueError(f"unknown StateRecord format {f[0]!r} ({len(f)} fields)")
+            seq = int(f[1])
+            if seq in by_seq:
+                continue
+            value = _tsv(f[4])
             try:
                 decoded = json.loads(value) if value != "" else None
             except ValueError:
                 decoded = value
-            out.append(StateEvent(int(seq), op, path, decoded, int(step), node, bool(truncated)))
-        return out
+            by_seq[seq] = StateEvent(seq, _tsv(f[2]), _tsv(f[3]), decoded, int(f[5]), _tsv(f[6]), f[7] == "1",
+                                     int(f[8]))
+        return [by_seq[k] for k in sorted(by_seq)]
 
     def span_details(self, project: str, run_id: str) -> list[dict[str, Any]]:
         """Full spans (attributes and events) for the span tree endpoint."""
@@ -139,7 +276,25 @@ class Store:
         status: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        min_cost: Decimal | None = None,
+        sort: str = "start",
+        order: str = "desc",
+        exhaustive: bool = False,
     ) -> tuple[list[dict[str, Any]], Cursor | None]:
+        """One page of runs from the aggregate table, filtered after the per-run merge.
+
+        A run's row in ``flowscope_runs`` may still be split in parts (one per
+        insert until merges catch up), so every answer is computed over whole
+        runs. Grouping all of them (100k runs: ~100 ms) is avoided where it
+        can be: a page by start time looks at the runs with a row in a window
+        of the newest (or oldest) rows, and is exact when that window holds a
+        full page; other sorts, and windows that fall short, find the page's
+        run ids by grouping every run over only the few columns the sort and
+        filters need, then read those runs in full. ``exhaustive=True`` always groups
+        everything (the reference the fast paths are checked against).
+        """
+        sort_expr, sort_type = SORTS[sort]
+        direction = "DESC" if order == "desc" else "ASC"
         having = ["1"]
         params: dict[str, Any] = {"project": project, "limit": limit + 1}
         if service:
@@ -157,32 +312,40 @@ class Store:
         if until:
             having.append("start_ns < {until:Int64}")
             params["until"] = to_ns(until)
+        if min_cost is not None:
+            having.append("cost >= {min_cost:Decimal(38, 18)}")
+            params["min_cost"] = str(min_cost)
         if cursor:
-            having.append("(start_ns, RunId) < ({c_start:Int64}, {c_run:String})")
-            params["c_start"] = cursor.start_ns
+            op = "<" if direction == "DESC" else ">"
+            having.append(f"({sort_expr}, RunId) {op} ({{c_val:{sort_type}}}, {{c_run:String}})")
+            params["c_val"] = cursor.value
             params["c_run"] = cursor.run_id
-        sql = f"""
-            SELECT RunId,
-                   toUnixTimestamp64Nano(min(Start)) AS start_ns,
-                   toUnixTimestamp64Nano(max(End)) AS end_ns,
-                   max(FlowName) AS flow, max(ServiceName) AS service,
-                   multiIf(max(RootSeen) = 0, 'running', max(RootError) = 1, 'error', 'ok') AS status,
-                   sum(Spans), sum(LlmCalls), sum(Errors), sum(Retries), sum(Fallbacks), sum(CacheHits),
-                   sum(UnpricedCalls), sum(InputTokens), sum(CachedInputTokens), sum(CacheWriteTokens),
-                   sum(OutputTokens), sum(ReasoningTokens), sum(CostUsd), sum(CacheSavedUsd)
+        order_by = f"{sort_expr} {direction}, RunId {direction}"
+        full = f"""
+            SELECT RunId, {_RUN_AGGREGATES}
             FROM {self.db}.flowscope_runs
             WHERE Project = {{project:String}}
             GROUP BY RunId
             HAVING {" AND ".join(having)}
-            ORDER BY start_ns DESC, RunId DESC
+            ORDER BY {order_by}
             LIMIT {{limit:UInt32}}
         """
-        rows = self.client.query(sql, parameters=params).result_rows
+        rows: list[Any] | None = None
+        if exhaustive:
+            rows = self.client.query(full, parameters=params).result_rows
+        else:
+            if sort == "start":
+                filtered = len(having) > 1 + bool(since) + bool(until) + bool(cursor)
+                rows = self._runs_in_window(having, order_by, direction, params, limit,
+                                            window=(limit + 1) * (40 if filtered else 4), since=bool(since),
+                                            until=bool(until), cursor=bool(cursor))
+            if rows is None:
+                rows = self._runs_by_narrow_sort(having, order_by, params)
         more = len(rows) > limit
         rows = rows[:limit]
         runs = []
         for r in rows:
-            (run_id, start_ns, end_ns, flow_, service_, status_, spans, llm, errors, retries, fallbacks,
+            (run_id, start_ns, end_ns, _dur, flow_, service_, status_, spans, llm, errors, retries, fallbacks,
              hits, unpriced, inp, cached, cwrite, out, reasoning, cost, saved) = r
             runs.append(
                 {
@@ -196,8 +359,222 @@ class Store:
                     "cost_usd": usd(Decimal(cost)), "cache_saved_usd": usd(Decimal(saved)),
                 }
             )
-        next_cursor = Cursor(int(rows[-1][1]), rows[-1][0]) if more and rows else None
+        next_cursor = None
+        if more and rows:
+            last = rows[-1]
+            value = {"start": last[1], "duration": last[3], "cost": last[19]}[sort]
+            next_cursor = Cursor(str(value), last[0])
         return runs, next_cursor
+
+    def _runs_in_window(self, having: list[str], order_by: str, direction: str, params: dict[str, Any],
+                        limit: int, *, window: int, since: bool, until: bool, cursor: bool) -> list[Any] | None:
+        """A page by start time from the runs that have a row in a window of the newest (oldest) rows.
+
+        Every row of a run starts no earlier than the run, so the runs that
+        started inside the window all have rows in it and are all candidates;
+        a candidate that started before the window is dropped. If a full page
+        remains, nothing outside the window can belong on it; if the window
+        reached the last row, nothing is outside. Otherwise (a selective
+        filter, the last pages): None, and the caller groups every run.
+        """
+        desc = direction == "DESC"
+        bounds = []  # only steer where the window sits; correctness does not depend on them
+        if until and desc:
+            bounds.append("Start < fromUnixTimestamp64Nano({until:Int64})")
+        if since and not desc:
+            bounds.append("Start >= fromUnixTimestamp64Nano({since:Int64})")
+        if cursor:
+            bounds.append(f"Start {'<=' if desc else '>='} fromUnixTimestamp64Nano({{c_val:Int64}})")
+        edge = "min" if desc else "max"
+        near = ("greatest(wc.1, fromUnixTimestamp64Nano({since:Int64}))" if since and desc
+                else "least(wc.1, fromUnixTimestamp64Nano({until:Int64}))" if until and not desc else "wc.1")
+        sql = f"""
+            WITH (SELECT ({edge}(Start), count()) FROM (
+                    SELECT Start FROM {self.db}.flowscope_runs
+                    WHERE Project = {{project:String}} {"".join(" AND " + b for b in bounds)}
+                    ORDER BY Start {direction} LIMIT {{window:UInt32}})) AS wc,
+                 {near} AS w
+            SELECT RunId, {_RUN_AGGREGATES}, wc.2 < {{window:UInt32}} AS whole
+            FROM {self.db}.flowscope_runs
+            WHERE Project = {{project:String}} AND RunId IN (
+                SELECT RunId FROM {self.db}.flowscope_runs
+                WHERE Project = {{project:String}} AND Start {">=" if desc else "<="} w)
+            GROUP BY RunId
+            HAVING {" AND ".join(having)} AND start_ns {">=" if desc else "<="} toUnixTimestamp64Nano(w)
+            ORDER BY {order_by}
+            LIMIT {{limit:UInt32}}
+        """
+        rows = self.client.query(sql, parameters={**params, "window": window}).result_rows
+        if len(rows) > limit or (rows and rows[0][-1]):
+            return [r[:-1] for r in rows]
+        return None
+
+    def _runs_by_narrow_sort(self, having: list[str], order_by: str, params: dict[str, Any]) -> list[Any]:
+        """The page's run ids from only the columns the sort and filters read, then those runs in full."""
+        text = " ".join(having) + " " + order_by
+        needed = [f"{expr} AS {alias}" for alias, expr in _RUN_NARROW if re.search(rf"\b{alias}\b", text)]
+        sql = f"""
+            SELECT RunId, {_RUN_AGGREGATES}
+            FROM {self.db}.flowscope_runs
+            WHERE Project = {{project:String}} AND RunId IN (
+                SELECT RunId FROM (
+                    SELECT RunId, {", ".join(needed)} FROM {self.db}.flowscope_runs
+                    WHERE Project = {{project:String}}
+                    GROUP BY RunId
+                    HAVING {" AND ".join(having)}
+                    ORDER BY {order_by}
+                    LIMIT {{limit:UInt32}}))
+            GROUP BY RunId
+            ORDER BY {order_by}
+            LIMIT {{limit:UInt32}}
+        """
+        return list(self.client.query(sql, parameters=params).result_rows)
+
+    # --- cost roll-ups ------------------------------------------------------------------
+
+    def costs(
+        self,
+        project: str,
+        group_by: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 1000,
+        from_spans: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Cost and tokens of LLM calls grouped by one dimension.
+
+        Flow is a property of the run (LLM spans do not carry it), so that
+        grouping reads the per-run aggregate and places a run by its start;
+        ``attr:KEY`` reads the attribute maps of ``otel_traces`` (slower);
+        everything else places a call by its start and reads the hourly
+        roll-up (migration 005) for the hours wholly inside [since, until),
+        and the typed span table for the part-hours at either edge, so the
+        figures are exactly those of the span table (``from_spans=True`` reads
+        only the span table: the reference the roll-up is checked against).
+        """
+        params: dict[str, Any] = {"project": project, "limit": limit}
+        if group_by == "flow":
+            where = ["Project = {project:String}"]
+            if since:
+                where.append("Start >= {since:DateTime64(9)}")
+                params["since"] = _ch_time(since)
+            if until:
+                where.append("Start < {until:DateTime64(9)}")
+                params["until"] = _ch_time(until)
+            sql = f"""
+                SELECT flow, '' AS provider, sum(calls), sum(inp), sum(cached), sum(cwrite), sum(out),
+                       sum(reasoning), sum(unpriced), sum(cost)
+                FROM (SELECT RunId, max(FlowName) AS flow, sum(LlmCalls) AS calls, sum(InputTokens) AS inp,
+                             sum(CachedInputTokens) AS cached, sum(CacheWriteTokens) AS cwrite,
+                             sum(OutputTokens) AS out, sum(ReasoningTokens) AS reasoning,
+                             sum(UnpricedCalls) AS unpriced, sum(CostUsd) AS cost
+                      FROM {self.db}.flowscope_runs WHERE {" AND ".join(where)} GROUP BY RunId)
+                GROUP BY flow HAVING sum(calls) > 0
+                ORDER BY sum(cost) DESC, flow LIMIT {{limit:UInt32}}
+            """
+        elif group_by.startswith("attr:"):
+            params["key"] = group_by[5:]
+            # run attributes by their short name too: attr:tenant -> flowscope.run.attr.tenant
+            params["run_key"] = attribute_key(group_by[5:])
+            where = ["ResourceAttributes['flowscope.project'] = {project:String}",
+                     "SpanAttributes['flowscope.span.kind'] = 'llm'"]
+            if since:
+                where.append("Timestamp >= {since:DateTime64(9)}")
+                params["since"] = _ch_time(since)
+            if until:
+                where.append("Timestamp < {until:DateTime64(9)}")
+                params["until"] = _ch_time(until)
+            a = "SpanAttributes"
+            sql = f"""
+                SELECT if({a}[{{run_key:String}}] != '', {a}[{{run_key:String}}], {a}[{{key:String}}]) AS k,
+                       '' AS provider, count(),
+                       sum(toUInt64OrZero({a}['gen_ai.usage.input_tokens'])),
+                       sum(toUInt64OrZero({a}['gen_ai.usage.cache_read.input_tokens'])),
+                       sum(toUInt64OrZero({a}['gen_ai.usage.cache_creation.input_tokens'])),
+                       sum(toUInt64OrZero({a}['gen_ai.usage.output_tokens'])),
+                       sum(toUInt64OrZero({a}['gen_ai.usage.reasoning.output_tokens'])),
+                       countIf({a}['flowscope.cost.source'] = 'unpriced'),
+                       sum(toDecimal128OrZero({a}['flowscope.cost.usd'], 18)) AS cost
+                FROM {self.db}.otel_traces WHERE {" AND ".join(where)}
+                GROUP BY k ORDER BY cost DESC, k LIMIT {{limit:UInt32}}
+            """
+        elif not from_spans:
+            sql = self._costs_rollup_sql(group_by, since, until, params)
+        else:
+            key = {
+                "model": "Model", "provider": "Provider", "service": "ServiceName", "node": "NodeName",
+                "day": "toString(toDate(Timestamp))",
+            }[group_by]
+            provider = "any(Provider)" if group_by == "model" else "''"
+            where = ["Project = {project:String}", "Kind = 'llm'"]
+            if since:
+                where.append("Timestamp >= {since:DateTime64(9)}")
+                params["since"] = _ch_time(since)
+            if until:
+                where.append("Timestamp < {until:DateTime64(9)}")
+                params["until"] = _ch_time(until)
+            order = "k" if group_by == "day" else "cost DESC, k"
+            sql = f"""
+                SELECT {key} AS k, {provider}, count(), sum(InputTokens), sum(CachedInputTokens),
+                       sum(CacheWriteTokens), sum(OutputTokens), sum(ReasoningTokens),
+                       countIf(CostSource = 'unpriced'), sum(CostUsd) AS cost
+                FROM {self.db}.flowscope_spans WHERE {" AND ".join(where)}
+                GROUP BY k ORDER BY {order} LIMIT {{limit:UInt32}}
+            """
+        rows = self.client.query(sql, parameters=params).result_rows
+        return [
+            {"key": str(k), "provider": prov or None, "llm_calls": int(n), "input_tokens": int(i),
+             "cached_input_tokens": int(c), "cache_write_input_tokens": int(w), "output_tokens": int(o),
+             "reasoning_tokens": int(r), "unpriced_calls": int(u), "cost_usd": usd(Decimal(cost))}
+            for k, prov, n, i, c, w, o, r, u, cost in rows
+        ]
+
+    def _costs_rollup_sql(self, group_by: str, since: datetime | None, until: datetime | None,
+                          params: dict[str, Any]) -> str:
+        key = {
+            "model": "Model", "provider": "Provider", "service": "ServiceName", "node": "NodeName",
+            "day": "toString(toDate(Timestamp))",
+        }[group_by]
+        since_p, until_p = "{since:DateTime64(9)}", "{until:DateTime64(9)}"
+        # an hour row counts when the whole hour is inside [since, until)
+        hours = ["Project = {project:String}"]
+        edge = ["Project = {project:String}", "Kind = 'llm'"]
+        covered, near = [], []
+        if since:
+            params["since"] = _ch_time(since)
+            hours.append(f"Timestamp >= {since_p}")
+            edge.append(f"Timestamp >= {since_p}")
+            covered.append(f"toStartOfHour(Timestamp) >= {since_p}")
+            near.append(f"Timestamp < {since_p} + INTERVAL 1 HOUR")
+        if until:
+            params["until"] = _ch_time(until)
+            hours.append(f"Timestamp <= {until_p} - INTERVAL 1 HOUR")
+            edge.append(f"Timestamp < {until_p}")
+            covered.append(f"toStartOfHour(Timestamp) <= {until_p} - INTERVAL 1 HOUR")
+            near.append(f"Timestamp >= {until_p} - INTERVAL 1 HOUR")
+        arms = [
+            f"SELECT {key} AS k, Provider AS p, LlmCalls AS n, InputTokens AS i, CachedInputTokens AS c, "
+            f"CacheWriteTokens AS w, OutputTokens AS o, ReasoningTokens AS r, UnpricedCalls AS u, CostUsd AS cost "
+            f"FROM {self.db}.flowscope_costs_hourly WHERE {' AND '.join(hours)}"
+        ]
+        if covered:
+            # the part-hours: within an hour of an edge (lets ClickHouse skip the other days), not covered above
+            edge.append(f"({' OR '.join(near)})")
+            edge.append(f"NOT ({' AND '.join(covered)})")
+            arms.append(
+                f"SELECT {key} AS k, Provider AS p, toUInt64(1) AS n, InputTokens AS i, CachedInputTokens AS c, "
+                f"CacheWriteTokens AS w, OutputTokens AS o, ReasoningTokens AS r, "
+                f"toUInt64(CostSource = 'unpriced') AS u, CostUsd AS cost "
+                f"FROM {self.db}.flowscope_spans WHERE {' AND '.join(edge)}"
+            )
+        provider = "any(p)" if group_by == "model" else "''"
+        order = "k" if group_by == "day" else "cost DESC, k"
+        return f"""
+            SELECT k, {provider}, sum(n), sum(i), sum(c), sum(w), sum(o), sum(r), sum(u), sum(cost) AS cost
+            FROM ({" UNION ALL ".join(arms)})
+            GROUP BY k HAVING sum(n) > 0 ORDER BY {order} LIMIT {{limit:UInt32}}
+        """
 
     # --- health ---------------------------------------------------------------------
 

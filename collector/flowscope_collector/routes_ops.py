@@ -46,27 +46,52 @@ def version(request: Request) -> Any:
     }
 
 
+_SERIES: tuple[tuple[str, str, str, str], ...] = (
+    # (metric, type, help, source: "ingest.<field>" | "writer.<field>" | "writer:<property>")
+    ("flowscope_requests_total", "counter", "OTLP export requests received", "ingest.requests"),
+    ("flowscope_requests_rejected_total", "counter", "OTLP requests refused (4xx)", "ingest.requests_rejected"),
+    ("flowscope_duplicate_requests_total", "counter", "Repeated requests answered without a write",
+     "ingest.duplicate_requests"),
+    ("flowscope_spans_received_total", "counter", "Spans decoded from accepted requests", "ingest.spans_received"),
+    ("flowscope_spans_rejected_total", "counter", "Spans refused (partial success)", "ingest.spans_rejected"),
+    ("flowscope_values_truncated_total", "counter", "Attribute values cut to the size limit",
+     "ingest.values_truncated"),
+    ("flowscope_attributes_dropped_total", "counter", "Attributes over the per-span limit",
+     "ingest.attributes_dropped"),
+    ("flowscope_events_dropped_total", "counter", "Events over the per-span limit", "ingest.events_dropped"),
+    ("flowscope_metric_requests_total", "counter", "OTLP metric export requests received (not stored)",
+     "ingest.metric_requests"),
+    ("flowscope_spans_written_total", "counter", "Spans inserted into ClickHouse", "writer.spans_written"),
+    ("flowscope_spans_replayed_total", "counter", "Spans replayed from the write-ahead log after a restart",
+     "writer.spans_replayed"),
+    ("flowscope_inserts_total", "counter", "ClickHouse inserts", "writer.inserts"),
+    ("flowscope_insert_failures_total", "counter", "Failed ClickHouse insert attempts", "writer.insert_failures"),
+    ("flowscope_insert_consecutive_failures", "gauge", "Insert failures since the last success",
+     "writer.consecutive_failures"),
+    ("flowscope_insert_seconds_total", "counter", "Time spent in ClickHouse inserts", "writer.insert_seconds_total"),
+    ("flowscope_last_insert_seconds", "gauge", "Duration of the last ClickHouse insert",
+     "writer.last_insert_seconds"),
+    ("flowscope_requests_quarantined_total", "counter", "Requests ClickHouse refused, set aside on disk",
+     "writer.requests_quarantined"),
+    ("flowscope_spans_quarantined_total", "counter", "Spans in quarantined requests", "writer.spans_quarantined"),
+    ("flowscope_overloaded_total", "counter", "Requests answered 429 because the buffer was full",
+     "writer.overloaded"),
+    ("flowscope_queue_spans", "gauge", "Spans accepted but not yet in ClickHouse", "writer:pending_spans"),
+    ("flowscope_queue_bytes", "gauge", "Bytes of the write-ahead log not yet in ClickHouse", "writer:pending_bytes"),
+)
+
+
 @router.get("/metrics", response_class=PlainTextResponse)
 def metrics(request: Request) -> str:
+    """Prometheus text exposition of the collector's counters."""
     col = get_collector(request)
-    s, w = col.stats, col.writer
-    series = [
-        ("flowscope_requests_total", "counter", "OTLP export requests received", s.requests),
-        ("flowscope_requests_rejected_total", "counter", "OTLP requests refused (4xx)", s.requests_rejected),
-        ("flowscope_duplicate_requests_total", "counter", "Repeated requests answered without a write",
-         s.duplicate_requests),
-        ("flowscope_spans_received_total", "counter", "Spans decoded from accepted requests", s.spans_received),
-        ("flowscope_spans_rejected_total", "counter", "Spans refused", s.spans_rejected),
-        ("flowscope_spans_written_total", "counter", "Spans inserted into ClickHouse",
-         w.stats.spans_written if w else 0),
-        ("flowscope_insert_failures_total", "counter", "Failed ClickHouse insert attempts",
-         w.stats.insert_failures if w else 0),
-        ("flowscope_queue_spans", "gauge", "Spans waiting to be written", w.pending_spans if w else 0),
-        ("flowscope_insert_seconds_total", "counter", "Time spent in ClickHouse inserts",
-         w.stats.insert_seconds_total if w else 0),
-        ("flowscope_inserts_total", "counter", "ClickHouse inserts", w.stats.inserts if w else 0),
-    ]
+    sources = {"ingest": col.stats, "writer": getattr(col.writer, "stats", None)}
     out = []
-    for name, kind, help_, value in series:
-        out += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}", f"{name} {value}"]
+    for name, kind, help_, source in _SERIES:
+        if source.startswith("writer:"):
+            value = getattr(col.writer, source.split(":", 1)[1], 0) if col.writer is not None else 0
+        else:
+            obj, field = source.split(".", 1)
+            value = getattr(sources[obj], field, 0) if sources[obj] is not None else 0
+        out += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}", f"{name} {value or 0}"]
     return "\n".join(out) + "\n"

@@ -1,21 +1,34 @@
-"""Run API: list, summary, nodes, span tree and time travel under ``/api/v1/runs``."""
+"""Run API under ``/api/v1/runs``: list, summary, nodes, span tree, time travel, graph, compare."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi.responses import PlainTextResponse
+
 from flowscope import views
 from flowscope.state import diff as state_diff
 
 from . import models
 from .deps import get_collector, get_store, project_of
-from .queries import Cursor
+from .queries import Cursor, parse_when
+
+
+def time_range(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
+    start = parse_when(since, "since") if since else None
+    end = parse_when(until, "until") if until else None
+    if start and end and start >= end:
+        raise ValueError(f"since ({start.isoformat()}) must be before until ({end.isoformat()})")
+    return start, end
 
 router = APIRouter(prefix="/api/v1", tags=["runs"])
 
-RunId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_\-:.]+$")]
+_RUN_ID = r"^[A-Za-z0-9_\-:.]+$"
+RunId = Annotated[str, Path(min_length=1, max_length=128, pattern=_RUN_ID)]
+RunIdQuery = Annotated[str, Query(min_length=1, max_length=128, pattern=_RUN_ID)]
 
 
 def run_view(request: Request, run_id: str, with_state: bool = False) -> views.RunView:
@@ -28,26 +41,41 @@ def run_view(request: Request, run_id: str, with_state: bool = False) -> views.R
     return views.RunView(run_id, spans, events)
 
 
-@router.get("/runs", response_model=models.RunList)
+@router.get("/runs", response_model=models.RunList, summary="List runs, newest first by default")
 def list_runs(
     request: Request,
     service: str | None = None,
     flow: str | None = None,
     status: Literal["ok", "error", "running"] | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Annotated[str | None, Query(description="runs that started at or after: ISO 8601, or 90m / 24h / 7d ago")]
+    = None,
+    until: Annotated[str | None, Query(description="runs that started before: ISO 8601, or 90m / 24h / 7d ago")]
+    = None,
+    min_cost: Annotated[
+        Decimal | None,
+        # costs are stored as Decimal(38, 18): larger bounds are a client mistake, not a 500
+        Query(ge=0, lt=Decimal("1e20"), description="only runs that cost at least this (USD)"),
+    ] = None,
+    sort: Literal["start", "cost", "duration"] = "start",
+    order: Literal["desc", "asc"] = "desc",
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: str | None = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> Any:
     try:
         cur = Cursor.decode(cursor) if cursor else None
+        start, end = time_range(since, until)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     runs, nxt = get_store(request).list_runs(
         project_of(request), limit=limit, cursor=cur, service=service, flow=flow, status=status,
-        since=since, until=until,
+        since=start, until=end, min_cost=min_cost, sort=sort, order=order,
     )
     return {"runs": runs, "next_cursor": nxt.encode() if nxt else None}
+
+
+@router.get("/runs/compare", response_model=models.RunComparison, summary="Two runs side by side")
+def compare_runs(request: Request, a: RunIdQuery, b: RunIdQuery) -> Any:
+    return views.compare_runs(run_view(request, a, with_state=True), run_view(request, b, with_state=True))
 
 
 @router.get("/runs/{run_id}", response_model=models.RunSummary)
@@ -103,3 +131,17 @@ def get_state_diff(
     _check_step(view, nodes, from_, "from")
     _check_step(view, nodes, to, "to")
     return {"run_id": run_id, "from": from_, "to": to, **state_diff(view.state(from_), view.state(to))}
+
+
+_GRAPH_MEDIA = {"mermaid": "text/vnd.mermaid; charset=utf-8", "dot": "text/vnd.graphviz; charset=utf-8"}
+
+
+@router.get(
+    "/runs/{run_id}/graph",
+    response_class=PlainTextResponse,
+    summary="The path the run took, as Mermaid or Graphviz DOT",
+    responses={200: {"content": {"text/vnd.mermaid": {}, "text/vnd.graphviz": {}}}},
+)
+def get_graph(request: Request, run_id: RunId, format: Literal["mermaid", "dot"] = "mermaid") -> Any:
+    text = run_view(request, run_id).graph(format)
+    return PlainTextResponse(text, media_type=_GRAPH_MEDIA[format])

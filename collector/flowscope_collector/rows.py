@@ -1,4 +1,19 @@
-"""Turning a decoded OTLP request into ``otel_traces`` columns.
+"""Turning a decoded OTLP request into ``otel_traces`` rows.
+
+Two paths produce the same rows:
+
+* the fast path (:meth:`RowBuilder.build`) leaves the request as protobuf.
+  Python only stamps the project on each resource and rewrites the few spans
+  that need Python (LLM spans to normalise and price, oversized values,
+  attribute values that are not scalars or arrays of scalars); the request is
+  re-serialised and ClickHouse parses it (``Protobuf`` format with the
+  wire-compatible :data:`OTLP_SCHEMA`) into the ``otlp_ingest`` Null table,
+  whose materialized view writes ``otel_traces``. No attribute of an ordinary
+  span is touched in Python, which is what made row building the bottleneck.
+* the reference path (:meth:`RowBuilder.build_rows`) builds column lists in
+  Python, attribute by attribute. It is what :attr:`Batch.columns` returns
+  for writers that still insert columns, and what tests compare the fast
+  path against.
 
 Values are stringified the way the OpenTelemetry Collector ClickHouse exporter
 does it (``pcommon.Value.AsString``), so rows are indistinguishable whichever
@@ -10,13 +25,17 @@ from __future__ import annotations
 
 import base64
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowscope import semconv
-from flowscope.normalize import normalize_attributes
+from clickhouse_connect.driver.client import Client
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from flowscope import semconv
+from flowscope.normalize import INGEST_HINTS, normalize_attributes
 
 COLUMNS = (
     "Timestamp",
@@ -43,8 +62,85 @@ COLUMNS = (
     "Links.Attributes",
 )
 
+INGEST_TABLE = "otlp_ingest"
+
+# OTLP trace messages with the field numbers of opentelemetry-proto, reduced to
+# what otel_traces stores, plus ``Row``: one span with its resource and scope,
+# which Python assembles by concatenating the parts' own bytes (one ClickHouse
+# row per span parses far faster than nested repeated messages). AnyValue's
+# kvlist (and values nested inside arrays) are declared ``bytes``: same wire
+# type, so any OTLP data parses, and spans that carry them are rewritten in
+# Python first.
+OTLP_SCHEMA = """syntax = "proto3";
+message ExportTraceServiceRequest { repeated ResourceSpans resource_spans = 1; }
+message ResourceSpans { Resource resource = 1; repeated ScopeSpans scope_spans = 2; }
+message Resource { repeated KeyValue attributes = 1; }
+message ScopeSpans { InstrumentationScope scope = 1; repeated Span spans = 2; }
+message InstrumentationScope { string name = 1; string version = 2; }
+message Span {
+  bytes trace_id = 1; bytes span_id = 2; string trace_state = 3; bytes parent_span_id = 4;
+  string name = 5; int32 kind = 6; fixed64 start_time_unix_nano = 7; fixed64 end_time_unix_nano = 8;
+  repeated KeyValue attributes = 9; repeated Event events = 11; repeated Link links = 13; Status status = 15;
+}
+message Event { fixed64 time_unix_nano = 1; string name = 2; repeated KeyValue attributes = 3; }
+message Link { bytes trace_id = 1; bytes span_id = 2; string trace_state = 3; repeated KeyValue attributes = 4; }
+message Status { string message = 2; int32 code = 3; }
+message KeyValue { string key = 1; AnyValue value = 2; }
+message AnyValue { oneof value { string string_value = 1; bool bool_value = 2; int64 int_value = 3;
+  double double_value = 4; ArrayValue array_value = 5; bytes kvlist_value = 6; bytes bytes_value = 7; } }
+message ArrayValue { repeated ScalarValue values = 1; }
+message ScalarValue { oneof value { string string_value = 1; bool bool_value = 2; int64 int_value = 3;
+  double double_value = 4; bytes array_value = 5; bytes kvlist_value = 6; bytes bytes_value = 7; } }
+message Row { Resource resource = 1; InstrumentationScope scope = 2; Span span = 3; }
+"""
+
+INGEST_SETTINGS = {
+    "format_schema_source": "string",
+    "format_schema": OTLP_SCHEMA,
+    "format_schema_message_name": "Row",
+}
+
 _SPAN_KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
 _STATUS = ("Unset", "Ok", "Error")
+
+
+def _key(name: str) -> bytes:
+    """A KeyValue.key as it appears on the wire (tag, length, bytes)."""
+    raw = name.encode()
+    assert len(raw) < 128
+    return b"\x0a" + bytes([len(raw)]) + raw
+
+
+# Byte patterns over one serialised span. A false positive only sends a span
+# down the (correct, slower) Python path; the patterns are chosen so that
+# there are no false negatives for what they guard.
+_K_KIND = _key(semconv.SPAN_KIND)
+_K_KIND_LLM = _K_KIND + b"\x12\x05\x0a\x03" + semconv.KIND_LLM.encode()
+_K_COST_SOURCE = _key(semconv.COST_SOURCE)
+_K_PROVIDER = _key(semconv.GEN_AI_PROVIDER_NAME)
+_K_SYSTEM = _key(semconv.GEN_AI_SYSTEM)
+# AnyValue holding a kvlist (tag 6), or an array (tag 5) whose first element is
+# itself an array or kvlist: not representable by the ClickHouse-side schema.
+_COMPLEX = re.compile(
+    rb"\x12[\x80-\xff]?[\x00-\x7f]\x32|\x2a[\x80-\xff]?[\x00-\x7f]\x0a[\x80-\xff]?[\x00-\x7f][\x2a\x32]"
+)
+_LLM_HINTS = (_key(semconv.GEN_AI_OPERATION_NAME), b"gen_ai.usage.", b"llm.token_count", *INGEST_HINTS)
+
+
+def _field(tag: int, payload: bytes) -> bytes:
+    return bytes((tag,)) + _varint(len(payload)) + payload
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
 
 
 @dataclass
@@ -57,17 +153,70 @@ class Limits:
 
 @dataclass
 class Batch:
-    """Column-oriented rows ready for ``client.insert(..., column_oriented=True)``."""
+    """Spans ready to insert.
 
-    columns: list[list[Any]] = field(default_factory=lambda: [[] for _ in COLUMNS])
+    ``payloads`` are chunks of ClickHouse ``Protobuf`` input (length-delimited
+    ``Row`` messages, one per span) that :meth:`insert` sends as they are;
+    ``columns`` is the same data as Python column lists, built from the
+    (project-stamped, rewritten) requests only if a writer asks for it.
+    """
+
+    payloads: list[bytes] = field(default_factory=list)
+    requests: list[tuple[ExportTraceServiceRequest, str, Limits]] = field(default_factory=list)
     spans: int = 0
     truncated_values: int = 0
+    python_spans: int = 0  # spans that needed the Python rewrite
+    _columns: list[list[Any]] | None = field(default=None, repr=False)
+
+    @property
+    def columns(self) -> list[list[Any]]:
+        """Column-oriented rows for ``client.insert(..., column_oriented=True)`` (the slow path)."""
+        if self._columns is None:
+            merged = _empty_columns()
+            for req, project, limits in self.requests:
+                for mine, theirs in zip(merged, RowBuilder(limits).build_rows(req, project).columns):
+                    mine.extend(theirs)
+            self._columns = merged
+        return self._columns
 
     def extend(self, other: Batch) -> None:
-        for mine, theirs in zip(self.columns, other.columns):
-            mine.extend(theirs)
+        self.payloads.extend(other.payloads)
+        self.requests.extend(other.requests)
         self.spans += other.spans
         self.truncated_values += other.truncated_values
+        self.python_spans += other.python_spans
+        self._columns = None
+
+    def body(self) -> bytes:
+        """The insert body: every payload, in order."""
+        return b"".join(self.payloads)
+
+    def insert(self, client: Client, table: str, settings: dict[str, Any] | None = None) -> None:
+        """Insert through ClickHouse's own OTLP parsing.
+
+        ``table`` is the ``otel_traces`` table (``db.otel_traces``); the
+        payloads go to the ``otlp_ingest`` table next to it. ``settings``
+        (deduplication token etc.) apply to the insert as usual.
+        """
+        if not self.payloads:
+            return
+        db = table.rsplit(".", 1)[0] if "." in table else None
+        target = f"{db}.{INGEST_TABLE}" if db else INGEST_TABLE
+        client.raw_insert(target, insert_block=self.body(), fmt="Protobuf",
+                          settings={**INGEST_SETTINGS, **(settings or {})})
+
+
+def _empty_columns() -> list[list[Any]]:
+    return [[] for _ in COLUMNS]
+
+
+@dataclass
+class Rows:
+    """Reference-path output: column lists in :data:`COLUMNS` order."""
+
+    columns: list[list[Any]] = field(default_factory=_empty_columns)
+    spans: int = 0
+    truncated_values: int = 0
 
 
 def _native(v: AnyValue) -> Any:
@@ -90,6 +239,10 @@ def _native(v: AnyValue) -> Any:
 
 
 def _float_str(d: float) -> str:
+    if d != d:  # NaN: spelled as the OTel Collector exporter spells it (Go)
+        return "NaN"
+    if d in (math.inf, -math.inf):
+        return "+Inf" if d > 0 else "-Inf"
     if d == int(d) and abs(d) < 1e16:
         return str(int(d)) if d != 0 or str(d)[0] != "-" else "0"
     return repr(d)
@@ -116,7 +269,7 @@ class RowBuilder:
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
 
-    def _attrs(self, kvs: Any, batch: Batch) -> dict[str, str]:
+    def _attrs(self, kvs: Any, batch: Batch | Rows) -> dict[str, str]:
         lim = self.limits
         out: dict[str, str] = {}
         for i, kv in enumerate(kvs):
@@ -130,8 +283,71 @@ class RowBuilder:
             out[kv.key] = s
         return out
 
+    # --- fast path ------------------------------------------------------------------
+
     def build(self, req: ExportTraceServiceRequest, project: str) -> Batch:
+        """Stamp the project, rewrite the spans that need Python, and frame one row per span.
+
+        The request is changed in place (so :attr:`Batch.columns` sees the same data).
+        """
         batch = Batch()
+        out: list[bytes] = []
+        for rs in req.resource_spans:
+            rattrs = self._attrs(rs.resource.attributes, batch)
+            rattrs[semconv.PROJECT] = project
+            _set_strings(rs.resource.attributes, rattrs)
+            resource = _field(0x0A, rs.resource.SerializeToString())
+            for ss in rs.scope_spans:
+                prefix = resource + _field(0x12, ss.scope.SerializeToString())
+                for span in ss.spans:
+                    raw = span.SerializeToString()
+                    if self._needs_python(span, raw):
+                        self._rewrite(span, batch)
+                        raw = span.SerializeToString()
+                        batch.python_spans += 1
+                    row = prefix + _field(0x1A, raw)
+                    out.append(_varint(len(row)))
+                    out.append(row)
+                    batch.spans += 1
+        batch.payloads.append(b"".join(out))
+        batch.requests.append((req, project, self.limits))
+        return batch
+
+    def _needs_python(self, span: Any, raw: bytes) -> bool:
+        lim = self.limits
+        if len(span.attributes) > lim.max_attributes or len(span.events) > lim.max_events:
+            return True
+        for e in span.events:
+            if len(e.attributes) > lim.max_attributes:
+                return True
+        for link in span.links:
+            if len(link.attributes) > lim.max_attributes:
+                return True
+        if len(raw) > lim.max_value_chars:  # could hold a value over the limit
+            return True
+        if _COMPLEX.search(raw):
+            return True
+        if _K_KIND in raw:
+            if _K_KIND_LLM not in raw:
+                return False  # a run, node or tool span: normalisation leaves it alone
+            return _K_COST_SOURCE not in raw or (_K_SYSTEM in raw and _K_PROVIDER not in raw)
+        return any(h in raw for h in _LLM_HINTS)  # perhaps a foreign producer's LLM span: normalise
+
+    def _rewrite(self, span: Any, batch: Batch) -> None:
+        """Replace the span's attributes with the normalised, limited string map the reference path stores."""
+        _set_strings(span.attributes, normalize_attributes(self._attrs(span.attributes, batch), parent_span_id=span.parent_span_id))
+        if len(span.events) > self.limits.max_events:
+            del span.events[self.limits.max_events:]
+        for e in span.events:
+            _set_strings(e.attributes, self._attrs(e.attributes, batch))
+        for link in span.links:
+            _set_strings(link.attributes, self._attrs(link.attributes, batch))
+
+    # --- reference path ---------------------------------------------------------------
+
+    def build_rows(self, req: ExportTraceServiceRequest, project: str) -> Rows:
+        """Column lists built in Python, attribute by attribute."""
+        batch = Rows()
         (ts_c, tid_c, sid_c, pid_c, tstate_c, name_c, kind_c, svc_c, rattr_c, sname_c, sver_c, attr_c,
          dur_c, status_c, smsg_c, ets_c, ename_c, eattr_c, ltid_c, lsid_c, lts_c, lattr_c) = batch.columns
         max_events = self.limits.max_events
@@ -143,7 +359,7 @@ class RowBuilder:
                 scope_name = ss.scope.name
                 scope_version = ss.scope.version
                 for span in ss.spans:
-                    attrs = normalize_attributes(self._attrs(span.attributes, batch))
+                    attrs = normalize_attributes(self._attrs(span.attributes, batch), parent_span_id=span.parent_span_id)
                     start = span.start_time_unix_nano
                     end = span.end_time_unix_nano
                     ts_c.append(start)
@@ -171,3 +387,8 @@ class RowBuilder:
                     lattr_c.append([self._attrs(link.attributes, batch) for link in span.links])
                     batch.spans += 1
         return batch
+
+
+def _set_strings(kvs: Any, values: dict[str, str]) -> None:
+    del kvs[:]
+    kvs.extend(KeyValue(key=k, value=AnyValue(string_value=v)) for k, v in values.items())

@@ -1,29 +1,38 @@
 """The collector's moving parts, owned by one object with a start and a stop.
 
 The HTTP layer (:mod:`flowscope_collector.api`) only translates between HTTP
-and this object, so the same ingest path serves OTLP/HTTP today and any other
-receiver tomorrow.
+and this object, so the same ingest path serves OTLP/HTTP and OTLP/gRPC.
+
+The path of a request: decode and check it (refusals are 4xx with a reason),
+apply the per-span limits, append it to the write-ahead log and answer once
+the log is fsync'd; the background writer moves it to ClickHouse. In server
+mode ClickHouse may be down at start-up or at any time later: requests are
+still accepted into the log, ``/readyz`` says not ready, and the writer
+drains the log when ClickHouse is back.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
-from concurrent.futures import Future
 from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from . import otlp
 from .clickhouse import Target, connect, parse_dsn
+from .limits import LimitReport, RequestLimits, enforce
 from .queries import Store
-from .rows import RowBuilder
+from .rows import Batch, Limits, RowBuilder
 from .schema import SchemaOptions, applied_versions, latest_version, migrate
 from .settings import CollectorSettings
-from .writer import Writer
+from .wal import WAL
+from .writer import Ack, Writer
 
 logger = logging.getLogger("flowscope.collector")
 
@@ -35,6 +44,19 @@ class IngestStats:
     spans_rejected: int = 0
     requests_rejected: int = 0
     duplicate_requests: int = 0
+    values_truncated: int = 0
+    attributes_dropped: int = 0
+    events_dropped: int = 0
+    metric_requests: int = 0
+
+
+class IngestAck(Ack):
+    """An :class:`Ack` that also carries the OTLP partial-success answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rejected_spans = 0
+        self.message = ""
 
 
 class _RecentRequests:
@@ -42,29 +64,44 @@ class _RecentRequests:
 
     An OTLP exporter that timed out waiting for our answer sends the same
     body again; recognising it here answers success without a second write.
+    Seeded at start-up from the write-ahead log, so a retry that reaches a
+    restarted collector is recognised too.
     """
 
     def __init__(self, capacity: int = 65_536) -> None:
         self.capacity = capacity
-        self._items: OrderedDict[str, Future[None]] = OrderedDict()
+        self._items: OrderedDict[bytes, IngestAck] = OrderedDict()
         self._lock = threading.Lock()
 
-    def claim(self, digest: str) -> tuple[bool, Future[None]]:
-        """Return (is_new, future). A repeat gets the first request's future."""
+    def claim(self, digest: bytes) -> tuple[bool, IngestAck]:
+        """Return (is_new, ack). A repeat gets the first request's ack."""
         with self._lock:
-            fut = self._items.get(digest)
-            if fut is not None and not (fut.done() and fut.exception() is not None):
+            ack = self._items.get(digest)
+            if ack is not None and not (ack.done() and ack.exception() is not None):
                 self._items.move_to_end(digest)
-                return False, fut
-            fut = Future()
-            self._items[digest] = fut
+                return False, ack
+            ack = IngestAck()
+            self._items[digest] = ack
             while len(self._items) > self.capacity:
                 self._items.popitem(last=False)
-            return True, fut
+            return True, ack
 
-    def forget(self, digest: str) -> None:
+    def remember(self, digest: bytes, ack: IngestAck) -> None:
+        with self._lock:
+            self._items[digest] = ack
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+
+    def forget(self, digest: bytes) -> None:
         with self._lock:
             self._items.pop(digest, None)
+
+
+def default_wal_dir(target: Target) -> str:
+    """Next to the data for chDB; ``./flowscope-wal`` for a server (mount a volume there)."""
+    if target.embedded and target.path:
+        return os.path.join(target.path, "flowscope-wal")
+    return os.path.abspath("flowscope-wal")
 
 
 class Collector:
@@ -72,93 +109,199 @@ class Collector:
         self.settings = settings
         self.target: Target = parse_dsn(settings.dsn)
         self.schema = SchemaOptions(
-            database=self.target.database, cluster=settings.cluster, ttl_days=settings.ttl_days
+            database=self.target.database, cluster=settings.cluster, ttl_days=settings.ttl_days,
+            sharded=settings.sharded,
         )
         self._client = client
         self.client: Client | None = None
         self.store: Store | None = None
         self.writer: Writer | None = None
-        self.rows = RowBuilder()
+        self.wal: WAL | None = None
+        self.wal_dir = getattr(settings, "wal_dir", None) or default_wal_dir(self.target)
+        self.request_limits = RequestLimits(
+            max_attributes=getattr(settings, "max_attributes", RequestLimits.max_attributes),
+            max_events=getattr(settings, "max_events", RequestLimits.max_events),
+            max_value_chars=getattr(settings, "max_value_chars", RequestLimits.max_value_chars),
+        )
+        lim = self.request_limits
+        self.rows = RowBuilder(Limits(max_attributes=lim.max_attributes, max_events=lim.max_events,
+                                      max_value_chars=lim.max_value_chars, truncation_marker=lim.truncation_marker))
         self.stats = IngestStats()
         self.recent = _RecentRequests()
         self.started_at = time.time()
         self.schema_version: int | None = None
+        self._store_lock = threading.Lock()
+        # Decoding is CPU-bound under the GIL: more at once only adds memory
+        # (each may inflate to max_decompressed_bytes), not speed.
+        self._decoding = threading.BoundedSemaphore(getattr(settings, "max_concurrent_decodes", 4))
+
+    # --- lifecycle ------------------------------------------------------------------
 
     def start(self) -> None:
-        self.client = self._client or connect(self.target)
-        migrate(self.client, self.schema)
-        self.schema_version = max(applied_versions(self.client, self.schema))
-        self.store = Store(self.client, self.schema.database)
+        s = self.settings
+        self.wal = WAL(self.wal_dir, segment_bytes=getattr(s, "wal_segment_bytes", 64 * 1024 * 1024),
+                       fsync=getattr(s, "wal_fsync", True))
+        recovery = self.wal.open()
+        if recovery.truncated_bytes:
+            logger.warning("write-ahead log: a torn, never-acknowledged record was cut off (%d bytes)",
+                           recovery.truncated_bytes)
+        try:
+            self._ensure_store()
+        except Exception as exc:
+            if self.target.embedded or self._client is not None:
+                self.wal.close()
+                raise
+            # A server that is down must not stop us from accepting spans: they
+            # wait in the log and the writer connects when it can.
+            logger.warning("ClickHouse at %s is unreachable (%s); accepting spans into the write-ahead log "
+                           "in %s until it is back", self.target.redacted(), exc, self.wal_dir)
         self.writer = Writer(
-            self.client,
+            self.wal,
             self.schema.database,
-            max_batch_spans=self.settings.max_batch_spans,
-            max_pending_spans=self.settings.max_pending_spans,
+            self._build,
+            self._writer_client,
+            client=self._writer_client() if self.client is not None else None,
+            max_batch_spans=s.max_batch_spans,
+            max_pending_spans=s.max_pending_spans,
+            max_pending_bytes=getattr(s, "max_pending_bytes", 1024 * 1024 * 1024),
+            max_cache_bytes=getattr(s, "max_cache_bytes", 64 * 1024 * 1024),
         )
+        for rec in recovery.committed:
+            done = IngestAck()
+            done.set_result(None)
+            done.stored.set_result(None)
+            self.recent.remember(rec.digest, done)
+        for rec, ack in self.writer.recover(recovery, IngestAck):
+            self.recent.remember(rec.digest, ack)  # type: ignore[arg-type]
         self.writer.start()
-        logger.info("flowscope collector storing in %s", self.target.redacted())
+        logger.info("flowscope collector storing in %s, write-ahead log in %s", self.target.redacted(), self.wal_dir)
 
     def stop(self) -> None:
         if self.writer is not None:
-            self.writer.stop()
+            self.writer.stop(getattr(self.settings, "drain_timeout_s", 10.0))
+        if self.wal is not None:
+            self.wal.close()
+
+    def migrate(self) -> int:
+        """Apply the schema and return its version, without opening the write-ahead log."""
+        self._ensure_store()
+        assert self.schema_version is not None
+        return self.schema_version
+
+    def _ensure_store(self) -> Client:
+        """Connect and migrate once; callable again after a failure."""
+        with self._store_lock:
+            if self.client is None:
+                client = self._client or connect(self.target)
+                migrate(client, self.schema)
+                self.schema_version = max(applied_versions(client, self.schema))
+                self.store = Store(client, self.schema.database)
+                self.client = client
+            return self.client
+
+    def _writer_client(self) -> Client:
+        """The writer's own connection (a server session is not shared with queries)."""
+        client = self._ensure_store()
+        if self.target.embedded or self._client is not None:
+            return client
+        return connect(self.target)
+
+    def _build(self, payload: bytes, project: str) -> Batch:
+        return self.rows.build(ExportTraceServiceRequest.FromString(payload), project)
 
     # --- ingest -----------------------------------------------------------------
 
-    def ingest(self, body: bytes, content_type: str, content_encoding: str | None, project: str) -> Future[None]:
-        """Decode, normalise and queue one OTLP request. Raises OTLPError for bad input.
+    def ingest(self, body: bytes, content_type: str, content_encoding: str | None, project: str) -> IngestAck:
+        """Decode, check and durably log one OTLP request.
 
-        Returns a future that completes once the spans are in ClickHouse.
+        Returns a future that resolves once the request is fsync'd to the
+        write-ahead log (its ``stored`` future: once it is in ClickHouse).
+        Raises ``otlp.OTLPError`` for a request we refuse, ``writer.Overloaded``
+        when the buffer is full.
         """
         assert self.writer is not None
         self.stats.requests += 1
+        with self._decoding:
+            return self._ingest(body, content_type, content_encoding, project)
+
+    def _ingest(self, body: bytes, content_type: str, content_encoding: str | None, project: str) -> IngestAck:
+        assert self.writer is not None
         try:
-            media = otlp.media_type(content_type)
-            if media not in (otlp.PROTOBUF, otlp.JSON):
-                raise otlp.OTLPError(
-                    415, f"unsupported Content-Type {content_type!r}; use {otlp.PROTOBUF} or {otlp.JSON}"
-                )
-            raw = otlp.decompress(body, content_encoding, self.settings.max_decompressed_bytes)
-            req = otlp.parse(raw, media)
-            count = otlp.validate(req, self.settings.max_spans_per_request)
+            req, count, report = self._decode(body, content_type, content_encoding)
         except otlp.OTLPError:
             self.stats.requests_rejected += 1
             raise
-        self.stats.spans_received += count
-        # The digest covers the decoded request and the project, so the same
+        spans = count - report.rejected_spans
+        self.stats.spans_received += spans
+        self.stats.spans_rejected += report.rejected_spans
+        self.stats.values_truncated += report.truncated_values
+        self.stats.attributes_dropped += report.dropped_attributes
+        self.stats.events_dropped += report.dropped_events
+        payload = req.SerializeToString(deterministic=True)
+        # The digest covers the canonical request and the project, so the same
         # spans sent as JSON and as protobuf are also recognised as one.
-        digest = hashlib.sha256(project.encode() + b"\0" + req.SerializeToString(deterministic=True)).hexdigest()
-        is_new, fut = self.recent.claim(digest)
+        digest = hashlib.sha256(project.encode() + b"\0" + payload).digest()
+        is_new, ack = self.recent.claim(digest)
         if not is_new:
             self.stats.duplicate_requests += 1
-            return fut
+            return ack
+        ack.rejected_spans, ack.message = report.rejected_spans, report.message
+        if spans == 0:
+            ack.set_result(None)
+            ack.stored.set_result(None)
+            return ack
         try:
-            batch = self.rows.build(req, project)
-            inner = self.writer.submit(batch, digest)
-        except BaseException as exc:
+            # Build the rows before saying yes: a request we could not store is
+            # refused now (and logged), rather than acknowledged and set aside later.
+            try:
+                batch = self.rows.build(req, project)
+            except Exception as exc:
+                logger.error("could not convert an OTLP request for storage (a collector bug; please report "
+                             "it): %s: %s", type(exc).__name__, exc)
+                raise otlp.OTLPError(400, f"spans could not be converted for storage ({type(exc).__name__}: "
+                                          f"{str(exc)[:200]}); this is a collector bug, please report it") from exc
+            self.writer.submit(project, digest, spans, payload, ack, batch)
+        except BaseException:
             self.recent.forget(digest)
-            fut.set_exception(exc)
             raise
+        ack.add_done_callback(lambda f: self.recent.forget(digest) if f.exception() is not None else None)
+        return ack
 
-        def _done(f: Future[None]) -> None:
-            exc = f.exception()
-            if exc is None:
-                fut.set_result(None)
-            else:
-                self.recent.forget(digest)
-                fut.set_exception(exc)
-
-        inner.add_done_callback(_done)
-        return fut
+    def _decode(self, body: bytes, content_type: str, content_encoding: str | None,
+                ) -> tuple[ExportTraceServiceRequest, int, LimitReport]:
+        media = otlp.media_type(content_type)
+        if media not in (otlp.PROTOBUF, otlp.JSON):
+            raise otlp.OTLPError(
+                415, f"unsupported Content-Type {content_type!r}; use {otlp.PROTOBUF} or {otlp.JSON}"
+            )
+        raw = otlp.decompress(body, content_encoding, self.settings.max_decompressed_bytes)
+        try:
+            req = otlp.parse(raw, media)
+        except otlp.OTLPError:
+            raise
+        except Exception as exc:  # deep nesting, odd values: still the request's fault, never a 500
+            raise otlp.OTLPError(400, f"body is not a valid OTLP request: {type(exc).__name__}: "
+                                      f"{str(exc)[:200]}") from exc
+        count = otlp.validate(req, self.settings.max_spans_per_request)
+        return req, count, enforce(req, self.request_limits)
 
     # --- health -------------------------------------------------------------------
 
     def readiness(self) -> tuple[bool, str, str | None]:
+        w = self.writer
+        backlog = f"{w.pending_spans} spans ({w.pending_bytes} bytes) buffered" if w is not None else ""
+        if self.client is None:
+            last = w.stats.last_error if w is not None else None
+            return False, "unreachable", f"ClickHouse not connected; {backlog}; last error: {last}"[:500]
         try:
-            assert self.client is not None
             version = Store(self.client, self.schema.database).ping()
             applied = max(applied_versions(self.client, self.schema))
         except Exception as exc:
-            return False, "unreachable", f"{type(exc).__name__}: {exc}"[:300]
+            return False, "unreachable", f"{type(exc).__name__}: {exc}; {backlog}"[:500]
         if applied < latest_version():
             return False, version, f"schema at {applied}, expected {latest_version()}"
+        if w is not None and w.stats.consecutive_failures:
+            return False, version, (f"ClickHouse inserts failing ({w.stats.consecutive_failures} in a row); "
+                                    f"{backlog}; last error: {w.stats.last_error}")[:500]
         return True, version, None
+

@@ -20,6 +20,7 @@ class CollectorSettings:
     port: int = 4318
     dsn: str = DEFAULT_DSN
     cluster: str | None = None
+    sharded: bool | None = None  # with a cluster: Distributed tables sharded by run (env FLOWSCOPE_CLICKHOUSE_SHARDED)
     ttl_days: int | None = None
     max_body_bytes: int = 16 * 1024 * 1024
     max_decompressed_bytes: int = 64 * 1024 * 1024
@@ -28,6 +29,24 @@ class CollectorSettings:
     max_batch_spans: int = 20_000
     public_url: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Durable buffer, backpressure, limits and API keys (see wal.py, writer.py, limits.py, auth.py).
+    wal_dir: str | None = None  # default: <chdb dir>/flowscope-wal, or ./flowscope-wal for a server
+    wal_fsync: bool = True
+    wal_segment_bytes: int = 64 * 1024 * 1024
+    max_pending_bytes: int = 1024 * 1024 * 1024  # log bytes not yet in ClickHouse before 429
+    max_cache_bytes: int = 64 * 1024 * 1024  # payloads kept in memory for the writer
+    ack_wait_s: float = 1.0  # while ClickHouse is healthy, answer once stored (read-your-writes)
+    drain_timeout_s: float = 10.0
+    max_attributes: int = 256
+    max_events: int = 256
+    max_value_chars: int = 64 * 1024
+    api_keys: str | None = field(default=None, repr=False)
+    api_keys_file: str | None = None
+    insecure: bool = False
+    max_inflight_bytes: int = 256 * 1024 * 1024  # request bodies being received/decoded at once
+    max_concurrent_decodes: int = 4
+    # OTLP/gRPC (grpc_receiver.py): None or 0 = off. `serve` defaults it to 4317.
+    grpc_port: int | None = None
 
     @classmethod
     def from_env(cls, **overrides: Any) -> CollectorSettings:
@@ -40,6 +59,7 @@ class CollectorSettings:
             max_body_bytes=_env_int("FLOWSCOPE_MAX_BODY_BYTES", cls.max_body_bytes) or cls.max_body_bytes,
             public_url=os.environ.get("FLOWSCOPE_PUBLIC_URL") or None,
         )
+        _reliability_from_env(s)
         names = {f.name for f in fields(cls)}
         for key, value in overrides.items():
             if value is None:
@@ -55,3 +75,24 @@ class CollectorSettings:
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"http://{host}:{self.port}"
+
+
+def _reliability_from_env(s: CollectorSettings) -> None:
+    """Buffer, limit and key settings from ``FLOWSCOPE_*`` variables (CLI flags override)."""
+    env = os.environ
+    s.wal_dir = env.get("FLOWSCOPE_WAL_DIR") or s.wal_dir
+    if env.get("FLOWSCOPE_WAL_FSYNC", "").strip().lower() in ("0", "false", "no", "off"):
+        s.wal_fsync = False
+    for name in ("max_pending_spans", "max_pending_bytes", "max_cache_bytes", "max_spans_per_request",
+                 "max_decompressed_bytes", "max_attributes", "max_events", "max_value_chars", "max_batch_spans",
+                 "max_inflight_bytes"):
+        setattr(s, name, _env_int("FLOWSCOPE_" + name.upper(), getattr(s, name)))
+    if env.get("FLOWSCOPE_ACK_WAIT_S"):
+        s.ack_wait_s = float(env["FLOWSCOPE_ACK_WAIT_S"])
+    s.api_keys = env.get("FLOWSCOPE_API_KEYS") or s.api_keys
+    s.api_keys_file = env.get("FLOWSCOPE_API_KEYS_FILE") or s.api_keys_file
+    s.insecure = s.insecure or env.get("FLOWSCOPE_INSECURE", "").strip().lower() in ("1", "true", "yes", "on")
+    if env.get("FLOWSCOPE_GRPC_PORT", "").strip().lower() in ("off", "none", "false", "no"):
+        s.grpc_port = 0
+    elif env.get("FLOWSCOPE_GRPC_PORT", "").strip():
+        s.grpc_port = int(env["FLOWSCOPE_GRPC_PORT"])

@@ -1,42 +1,74 @@
-"""Group-commit writer: many requests, one ClickHouse insert, one acknowledgement each.
+"""The background writer: moves acknowledged requests from the write-ahead log into ClickHouse.
 
-A request is acknowledged only after the insert that carries it succeeded, so
-an acknowledged span is in ClickHouse. Every insert carries a deduplication
-token derived from the requests inside it; when an insert is retried (the
-first attempt may have landed before the connection broke) ClickHouse drops
-the repeat instead of doubling rows and cost.
+A request is acknowledged once it is in the log (see :mod:`.wal`); from then on
+delivering it is this module's job, whatever ClickHouse does. Requests are
+grouped into one insert per batch (group commit), each insert carries a
+deduplication token made from the log positions and digests of the requests
+inside it, and the range is written down before the insert is sent, so the
+insert repeated after a crash carries the same token and ClickHouse drops it
+if it had landed. An insert that fails is retried with exponential backoff for
+as long as it takes (a ClickHouse outage only delays delivery); one that keeps
+failing while ClickHouse answers pings is split, and a request that ClickHouse
+refuses on its own is set aside in a quarantine directory instead of blocking
+everything behind it.
+
+Memory stays bounded whatever the input rate: the queue holds small
+descriptors, built rows are kept only up to a budget (the rest is read back
+from the log and rebuilt), and past ``max_pending_spans`` / ``max_pending_bytes``
+new requests are refused with :class:`Overloaded` (HTTP 429 + Retry-After).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
 from clickhouse_connect.driver.client import Client
 
 from .rows import COLUMNS, Batch
+from .wal import WAL, Intent, Record, Recovery, WALError
 
 logger = logging.getLogger("flowscope.collector")
 
+BuildFn = Callable[[bytes, str], Batch]
+
 
 class Overloaded(Exception):
-    """The writer's queue is full: the client should retry later (HTTP 429/503)."""
+    """The buffer is full: the client should retry later (HTTP 429/503 with Retry-After)."""
 
-    def __init__(self, retry_after_s: float) -> None:
-        super().__init__(f"collector is overloaded; retry after {retry_after_s:.0f}s")
+    def __init__(self, retry_after_s: float, reason: str = "the write buffer is full") -> None:
+        super().__init__(f"collector is overloaded ({reason}); retry after {retry_after_s:.0f}s")
         self.retry_after_s = retry_after_s
 
 
+class Ack(Future[None]):
+    """Resolves once the request is durable in the write-ahead log.
+
+    ``stored`` resolves later, once it is in ClickHouse; the HTTP receiver waits
+    on it briefly while ClickHouse is healthy so a client can read what it just
+    wrote.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stored: Future[None] = Future()
+
+
 @dataclass
-class _Item:
-    batch: Batch
-    token: str
-    future: Future[None] = field(default_factory=Future)
+class _Entry:
+    rec: Record
+    ack: Ack
+    batch: Batch | None = None  # rows built at ingest, while within the cache budget
+    cost: int = 0  # bytes counted against the budget
 
 
 @dataclass
@@ -46,127 +78,347 @@ class WriterStats:
     insert_failures: int = 0
     insert_seconds_total: float = 0.0
     last_insert_seconds: float = 0.0
+    consecutive_failures: int = 0
+    last_error: str | None = None
+    spans_replayed: int = 0
+    requests_quarantined: int = 0
+    spans_quarantined: int = 0
+    overloaded: int = 0
 
 
 class Writer:
     def __init__(
         self,
-        client: Client,
+        wal: WAL,
         database: str,
+        build: BuildFn,
+        connect: Callable[[], Client],
         *,
+        client: Client | None = None,
         max_batch_spans: int = 20_000,
         max_pending_spans: int = 500_000,
+        max_pending_bytes: int = 1024 * 1024 * 1024,
+        max_cache_bytes: int = 64 * 1024 * 1024,
         linger_s: float = 0.02,
-        max_attempts: int = 8,
         backoff_s: float = 0.2,
-        max_backoff_s: float = 5.0,
+        max_backoff_s: float = 10.0,
+        split_after: int = 3,
     ) -> None:
-        self.client = client
+        self.wal = wal
         self.table = f"{database}.otel_traces"
+        self.build = build
+        self._connect = connect
+        self.client = client
         self.max_batch_spans = max_batch_spans
         self.max_pending_spans = max_pending_spans
+        self.max_pending_bytes = max_pending_bytes
+        self.max_cache_bytes = max_cache_bytes
         self.linger_s = linger_s
-        self.max_attempts = max_attempts
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
+        self.split_after = split_after
         self.stats = WriterStats()
-        self._queue: deque[_Item] = deque()
+        self._queue: deque[_Entry] = deque()
         self._pending_spans = 0
+        self._cache_bytes = 0
+        self._intent: Intent | None = None
         self._cond = threading.Condition()
-        self._stop = False
+        self._stopping = False  # no new requests
+        self._abort = threading.Event()  # stop retrying, leave the rest in the log
         self._thread: threading.Thread | None = None
+        self._rate = 0.0  # spans/s drained, smoothed
+        self._backoff_now = 0.0
+
+    # --- state ------------------------------------------------------------------------
 
     @property
     def pending_spans(self) -> int:
         return self._pending_spans
+
+    @property
+    def pending_bytes(self) -> int:
+        return self.wal.disk_bytes
+
+    @property
+    def healthy(self) -> bool:
+        """ClickHouse is taking our inserts (so acknowledging after the insert is cheap)."""
+        return self.client is not None and self.stats.consecutive_failures == 0
+
+    def retry_after(self) -> float:
+        """How long a refused client should wait: the time to drain what is queued."""
+        if self.stats.consecutive_failures:
+            return min(60.0, max(5.0, self._backoff_now * 2))
+        if self._rate <= 0:
+            return 2.0
+        return min(60.0, max(1.0, self._pending_spans / self._rate))
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    def recover(self, recovery: Recovery, make_ack: Callable[[], Ack] = Ack) -> list[tuple[Record, Ack]]:
+        """Queue what a previous process acknowledged but did not store."""
+        out = []
+        with self._cond:
+            for rec in recovery.pending:
+                ack = make_ack()
+                ack.set_result(None)
+                self._queue.append(_Entry(rec, ack))
+                self._pending_spans += rec.spans
+                out.append((rec, ack))
+            self._intent = recovery.intent
+        self.stats.spans_replayed = sum(r.spans for r in recovery.pending)
+        if recovery.pending:
+            logger.info("replaying %d acknowledged requests (%d spans) from the write-ahead log",
+                        len(recovery.pending), self.stats.spans_replayed)
+        return out
 
     def start(self) -> None:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="flowscope-writer", daemon=True)
             self._thread.start()
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Write what is queued, then stop."""
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Refuse new requests, write what is queued if ClickHouse lets us, then stop.
+
+        Whatever is not written in time stays in the log for the next start.
+        """
         with self._cond:
-            self._stop = True
+            self._stopping = True
+            self._cond.notify_all()
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self._queue and time.monotonic() < deadline and self._thread is not None:
+                self._cond.wait(0.05)
+        self._abort.set()
+        with self._cond:
             self._cond.notify_all()
         if self._thread is not None:
-            self._thread.join(timeout_s)
+            self._thread.join(max(1.0, deadline - time.monotonic() + 5))
             self._thread = None
 
-    def submit(self, batch: Batch, token: str) -> Future[None]:
-        item = _Item(batch, token)
-        with self._cond:
-            if self._stop:
-                raise Overloaded(5.0)
-            if self._pending_spans and self._pending_spans + batch.spans > self.max_pending_spans:
-                raise Overloaded(max(1.0, self.stats.last_insert_seconds * 2))
-            self._queue.append(item)
-            self._pending_spans += batch.spans
-            self._cond.notify()
-        return item.future
+    # --- accepting --------------------------------------------------------------------
 
-    def _take(self) -> list[_Item]:
+    def submit(self, project: str, digest: bytes, spans: int, payload: bytes, ack: Ack,
+               batch: Batch | None = None) -> None:
+        """Append one request to the log; ``ack`` resolves when it is durable.
+
+        ``batch`` is the request's rows if they were built already; kept for
+        the insert while the cache budget allows, else rebuilt from the log.
+
+        Raises :class:`Overloaded` when the buffer is full and ``WALError`` when
+        the disk refuses the write; nothing is queued in either case.
+        """
         with self._cond:
-            while not self._queue and not self._stop:
-                self._cond.wait()
-            if not self._queue:
-                return []
-        if self.linger_s and not self._stop:
-            time.sleep(self.linger_s)  # let concurrent requests join this insert
-        items: list[_Item] = []
-        spans = 0
-        with self._cond:
-            while self._queue and (not items or spans + self._queue[0].batch.spans <= self.max_batch_spans):
-                item = self._queue.popleft()
-                items.append(item)
-                spans += item.batch.spans
-        return items
+            if self._stopping:
+                raise Overloaded(5.0, "the collector is shutting down")
+            if self._queue and (self._pending_spans + spans > self.max_pending_spans
+                                or self.wal.disk_bytes + len(payload) > self.max_pending_bytes):
+                self.stats.overloaded += 1
+                raise Overloaded(self.retry_after(), f"{self._pending_spans} spans waiting for ClickHouse")
+            cache = self._cache_bytes + 2 * len(payload) <= self.max_cache_bytes
+            # Built rows are worth more than the bytes they came from; keep one or the other.
+            rec = self.wal.append(project, digest, spans, payload, cache=cache and batch is None)
+            cost = 2 * len(payload) if cache else 0
+            self._cache_bytes += cost
+            self._queue.append(_Entry(rec, ack, batch if cache else None, cost))
+            self._pending_spans += spans
+            self._cond.notify_all()
+
+        def _durable(f: Future[None]) -> None:
+            exc = f.exception()
+            if exc is None:
+                ack.set_result(None)
+            else:
+                ack.set_exception(exc)
+                ack.stored.set_exception(exc)
+
+        rec.durable.add_done_callback(_durable)
+
+    # --- draining ---------------------------------------------------------------------
 
     def _run(self) -> None:
-        while True:
-            items = self._take()
-            if not items:
-                return
-            self._write(items)
-            with self._cond:
-                self._pending_spans -= sum(i.batch.spans for i in items)
-
-    def _write(self, items: list[_Item]) -> None:
-        merged = Batch()
-        for item in items:
-            merged.extend(item.batch)
-        token = hashlib.sha256("|".join(i.token for i in items).encode()).hexdigest()
         delay = self.backoff_s
-        for attempt in range(1, self.max_attempts + 1):
+        while True:
             try:
-                t0 = time.perf_counter()
-                if merged.spans:
-                    self.client.insert(
-                        self.table,
-                        merged.columns,
-                        column_names=list(COLUMNS),
-                        column_oriented=True,
-                        settings={
-                            "insert_deduplication_token": token,
-                            "deduplicate_blocks_in_dependent_materialized_views": 1,
-                        },
-                    )
-                elapsed = time.perf_counter() - t0
-                self.stats.inserts += 1
-                self.stats.spans_written += merged.spans
-                self.stats.insert_seconds_total += elapsed
-                self.stats.last_insert_seconds = elapsed
-                for item in items:
-                    item.future.set_result(None)
-                return
-            except Exception as exc:
-                self.stats.insert_failures += 1
-                if attempt == self.max_attempts or self._stop:
-                    logger.error("insert of %d spans failed after %d attempts: %s", merged.spans, attempt, exc)
-                    for item in items:
-                        item.future.set_exception(exc)
+                entries = self._take()
+                if not entries:
                     return
-                logger.warning("insert failed (attempt %d), retrying in %.1fs: %s", attempt, delay, exc)
-                time.sleep(delay)
+                if not self._store(entries):
+                    return  # aborted: the rest stays in the log
+                delay = self.backoff_s
+            except Exception as exc:  # e.g. the checkpoint cannot be written: keep trying, visibly
+                self.stats.consecutive_failures += 1
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                logger.exception("writer step failed; retrying in %.1fs (nothing acknowledged is dropped)", delay)
+                if self._abort.wait(delay):
+                    return
                 delay = min(delay * 2, self.max_backoff_s)
+
+    def _take(self) -> list[_Entry]:
+        with self._cond:
+            while not self._queue and not self._stopping:
+                self._cond.wait()
+            if not self._queue or self._abort.is_set():
+                return []
+            intent = self._intent
+        if intent is None and self.linger_s and not self._stopping and self._pending_spans < self.max_batch_spans:
+            time.sleep(self.linger_s)  # let concurrent requests join this insert
+        entries: list[_Entry] = []
+        spans = 0
+        with self._cond:
+            for e in self._queue:
+                if intent is not None:
+                    if e.rec.seq > intent.last:
+                        break
+                elif entries and spans + e.rec.spans > self.max_batch_spans:
+                    break
+                entries.append(e)
+                spans += e.rec.spans
+        # Only durable records go to ClickHouse: a record whose fsync failed was
+        # refused to its client, which will send it again.
+        for e in entries:
+            try:
+                e.rec.durable.result()
+            except Exception:
+                pass
+        return entries
+
+    def _store(self, entries: list[_Entry]) -> bool:
+        good = [e for e in entries if e.rec.durable.exception() is None]
+        first, last = entries[0].rec.seq, entries[-1].rec.seq
+        if self._intent is not None:
+            token = self._intent.token
+        else:
+            h = hashlib.sha256(f"{first}-{last}:".encode())
+            for e in good:
+                h.update(e.rec.digest)
+            token = h.hexdigest()
+        built: list[tuple[_Entry, Batch]] = []
+        for e in good:
+            try:
+                built.append((e, e.batch if e.batch is not None else
+                              self.build(self.wal.read(e.rec), e.rec.project)))
+            except Exception as exc:
+                self._quarantine(e, exc)
+        if built:
+            intent = Intent(first, last, token)
+            self.wal.begin(intent)
+            self._intent = intent  # a retried step regroups exactly these records under this token
+            merged = Batch()
+            for _, b in built:
+                merged.extend(b)
+            outcome = self._insert(merged, token)
+            if outcome == "aborted":
+                return False
+            if outcome == "refused":
+                if len(built) == 1:
+                    self._quarantine(built[0][0], RuntimeError(self.stats.last_error or "insert refused"))
+                else:
+                    logger.warning("ClickHouse refuses an insert of %d requests; inserting them one by one",
+                                   len(built))
+                    for e, b in built:
+                        one = self._insert(b, f"{token}/{e.rec.seq}")
+                        if one == "aborted":
+                            return False
+                        if one == "refused":
+                            self._quarantine(e, RuntimeError(self.stats.last_error or "insert refused"))
+        released = sum(e.rec.disk_bytes for e in entries)
+        self.wal.commit(last, released)
+        with self._cond:
+            self._intent = None
+            for _ in entries:
+                e = self._queue.popleft()
+                self._pending_spans -= e.rec.spans
+                self._cache_bytes -= e.cost
+                e.rec.payload, e.batch = None, None
+            self._cond.notify_all()
+        for e in entries:
+            if not e.ack.stored.done():
+                e.ack.stored.set_result(None)
+        return True
+
+    def _insert(self, batch: Batch, token: str) -> Literal["ok", "refused", "aborted"]:
+        """Insert until it works; "refused" when ClickHouse is up but keeps rejecting this data."""
+        delay = self.backoff_s
+        attempts = 0
+        while True:
+            try:
+                client = self._client()
+                t0 = time.perf_counter()
+                if batch.spans:
+                    self._send(client, batch, token)
+                elapsed = time.perf_counter() - t0
+                s = self.stats
+                s.inserts += 1
+                s.spans_written += batch.spans
+                s.insert_seconds_total += elapsed
+                s.last_insert_seconds = elapsed
+                if s.consecutive_failures:
+                    logger.warning("ClickHouse inserts work again after %d failures", s.consecutive_failures)
+                s.consecutive_failures = 0
+                s.last_error = None
+                self._backoff_now = 0.0
+                if elapsed > 0:
+                    rate = batch.spans / max(elapsed, 1e-3)
+                    self._rate = rate if self._rate == 0 else 0.8 * self._rate + 0.2 * rate
+                return "ok"
+            except Exception as exc:
+                attempts += 1
+                self.stats.insert_failures += 1
+                self.stats.consecutive_failures += 1
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                if attempts >= self.split_after and self._reachable():
+                    return "refused"
+                if self._abort.is_set():
+                    return "aborted"
+                if attempts == 1 or attempts % 10 == 0:
+                    logger.warning("insert of %d spans failed (attempt %d), retrying in %.1fs: %s",
+                                   batch.spans, attempts, delay, self.stats.last_error)
+                self._backoff_now = delay
+                if self._abort.wait(delay):
+                    return "aborted"
+                delay = min(delay * 2, self.max_backoff_s)
+
+    def _send(self, client: Client, batch: Batch, token: str) -> None:
+        """One insert carrying ``token``, so ClickHouse drops it if it already has it."""
+        settings = {
+            "insert_deduplication_token": token,
+            "deduplicate_blocks_in_dependent_materialized_views": 1,
+        }
+        insert = getattr(batch, "insert", None)
+        if insert is not None:  # the batch knows its fastest way in (rows.py)
+            insert(client, self.table, settings)
+        else:
+            client.insert(self.table, batch.columns, column_names=list(COLUMNS), column_oriented=True,
+                          settings=settings)
+
+    def _client(self) -> Client:
+        if self.client is None:
+            self.client = self._connect()
+        return self.client
+
+    def _reachable(self) -> bool:
+        try:
+            self._client().command("SELECT 1")
+            return True
+        except Exception:
+            return False
+
+    def _quarantine(self, entry: _Entry, exc: BaseException) -> None:
+        """Keep a request ClickHouse will not take, so it neither blocks the rest nor vanishes."""
+        rec = entry.rec
+        qdir = Path(self.wal.dir) / "quarantine"
+        try:
+            qdir.mkdir(exist_ok=True)
+            (qdir / f"{rec.seq:020d}.pb").write_bytes(self.wal.read(rec))
+            (qdir / f"{rec.seq:020d}.json").write_text(json.dumps(
+                {"seq": rec.seq, "project": rec.project, "spans": rec.spans, "error": str(exc)[:2000]}))
+        except (OSError, WALError) as io_exc:
+            logger.error("could not quarantine request %d: %s", rec.seq, io_exc)
+        self.stats.requests_quarantined += 1
+        self.stats.spans_quarantined += rec.spans
+        logger.error("request %d (%d spans, project %r) cannot be stored and was set aside in %s: %s",
+                     rec.seq, rec.spans, rec.project, qdir, exc)
+        if not entry.ack.stored.done():
+            entry.ack.stored.set_exception(RuntimeError(f"request set aside: {exc}"))
+        # ClickHouse answered; the data was the problem, so the store counts as healthy again.
+        self.stats.consecutive_failures = 0

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from ._setup import force_flush, init, shutdown
+from . import cache, metrics
+from ._setup import force_flush, init, shutdown, stats
+from .attributes import set_run_attributes
+from .client import Client, FlowscopeError
+from .fallback import fallback
 from .pricing import Cost, Usage, price
 from .runs import (
     BudgetExceeded,
@@ -24,22 +28,34 @@ from .runs import (
     set_branch,
     tool,
 )
+from .state import redact_keys
+from .waiting import record_wait, wait
 
 __all__ = [
     "BudgetExceeded",
+    "Client",
     "Cost",
+    "FlowscopeError",
     "Run",
     "Usage",
     "__version__",
+    "cache",
     "current_run",
+    "fallback",
     "flow",
     "force_flush",
     "init",
+    "metrics",
     "node",
     "price",
     "record_state",
+    "record_wait",
+    "redact_keys",
     "run",
     "set_branch",
+    "set_run_attributes",
     "shutdown",
+    "stats",
     "tool",
+    "wait",
 ]

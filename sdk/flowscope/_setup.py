@@ -17,10 +17,11 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from . import config
-from .processor import RunAttributesProcessor
+from ._export import BoundedBatchProcessor, ExportStats
+from .runs import ensure_run_processor
 
 logger = logging.getLogger("flowscope")
 
@@ -114,19 +115,30 @@ def init(
         provider = _provider(service_name, resource_attributes)
         swappable: _SwappableProcessor = _state["export"]
         old = swappable.inner
-        swappable.inner = BatchSpanProcessor(
+        # Bounded, never-blocking, counting, secret-scrubbing export (see _export.py).
+        swappable.inner = BoundedBatchProcessor(
             exporter or _make_exporter(settings),
             max_queue_size=settings.max_queue_size,
-            export_timeout_millis=int(settings.export_timeout_s * 1000),
+            redact=settings.redact,
         )
         if old is not None:
             old.shutdown()
+
+        # Runs follow requests into other services as W3C baggage.
+        from .attributes import install_propagator
+
+        install_propagator()
 
         if instrument:
             from .instrumentation import instrument_all
 
             names = None if instrument is True else list(instrument)  # type: ignore[arg-type]
             instrument_all(names)
+
+        if settings.metrics:  # GenAI client metrics over OTLP next to the traces
+            from . import metrics as metrics_mod
+
+            metrics_mod.enable(endpoint=settings.endpoint, headers=settings.headers, resource=provider.resource)
 
         if not _state["atexit"]:
             atexit.register(shutdown)
@@ -158,12 +170,28 @@ def _provider(service_name: str | None, resource_attributes: Mapping[str, Any] |
         if trace.get_tracer_provider() is not provider:  # lost a race with another installer
             provider = trace.get_tracer_provider()  # type: ignore[assignment]
         _state["owns_provider"] = True
-    provider.add_span_processor(RunAttributesProcessor())
+    ensure_run_processor()  # once per provider, whoever got there first
     swappable = _SwappableProcessor()
     provider.add_span_processor(swappable)
     _state["provider"] = provider
     _state["export"] = swappable
     return provider
+
+
+def stats() -> dict[str, int]:
+    """Export counters: spans ``exported``, ``dropped`` (queue full), ``failed`` (collector
+    unreachable past the exporter's retries), ``queued`` now, ``redacted_values``.
+
+    Tracing never blocks or breaks the application, so this is where lost spans
+    become visible instead.
+    """
+    swappable: _SwappableProcessor | None = _state["export"]
+    inner = swappable.inner if swappable is not None else None
+    if isinstance(inner, BoundedBatchProcessor):
+        with inner._lock:
+            inner.stats.queued = len(inner._queue)
+        return inner.stats.as_dict()
+    return ExportStats().as_dict()
 
 
 def force_flush(timeout_s: float = 10.0) -> bool:

@@ -2,23 +2,28 @@
 
 Provider modules translate their request and response objects into the
 neutral calls here (``start``, ``finish``, ``fail``); cost, budget, run
-accounting and GenAI attributes are decided in one place, so OpenAI and
-Anthropic calls can never be priced by different rules.
+accounting, retries, fallbacks, cache hits, metrics and GenAI attributes are
+decided in one place, so OpenAI and Anthropic calls can never be priced by
+different rules.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from . import config, semconv
-from .pricing import Usage
+from . import config, metrics, semconv
+from .fallback import current_scope as _fallback_scope
+from .pricing import Cost, Usage, format_usd
 from .pricing import price as _price
 from .runs import BudgetExceeded, current_run, record_error
 
@@ -32,17 +37,47 @@ _SAMPLING_PARAMS = {
     "top_p": semconv.GEN_AI_REQUEST_TOP_P,
 }
 
+# The LLM call whose request is in flight rides in the OTel context next to its
+# span, so the retry hook deep inside the client library finds the right span
+# in threads and asyncio tasks alike.
+_CALL_KEY = otel_context.create_key("flowscope.llm_call")
 
+# A span the client library itself opens inside ours (anthropic>=2 traces its
+# own API calls with gen_ai.operation.name=chat) is the HTTP-level view of the
+# same call; it gets this kind so it is never counted or priced a second time.
+KIND_PROVIDER_HTTP = semconv.KIND_HTTP
+
+
+@functools.lru_cache(maxsize=1)
 def _tracer() -> trace.Tracer:
+    # A ProxyTracer until a provider is installed, then it follows the global one.
     from . import __version__
 
     return trace.get_tracer("flowscope", __version__)
 
 
+def current_call(ctx: otel_context.Context | None = None) -> LLMCall | None:
+    """The LLM call whose request is being sent right now in this context, if any."""
+    value = otel_context.get_value(_CALL_KEY, ctx)
+    return value if isinstance(value, LLMCall) else None
+
+
 class LLMCall:
     """The span of one request to a model provider, from send to last byte."""
 
-    __slots__ = ("_ended", "_t0", "_ttfc", "operation", "provider", "request_model", "span")
+    __slots__ = (
+        "_ended",
+        "_t0",
+        "_ttfc",
+        "cost",
+        "fallback_scope",
+        "operation",
+        "provider",
+        "request_model",
+        "response_model",
+        "retries",
+        "span",
+    )
 
     def __init__(
         self,
@@ -55,13 +90,17 @@ class LLMCall:
         server_port: int | None = None,
         stream: bool = False,
         input_messages: Any = None,
+        check_budget: bool = True,
     ) -> None:
         run = current_run()
-        if run is not None:
+        if run is not None and check_budget:
             run.check_budget()  # raises BudgetExceeded before anything is sent
         self.operation = operation
         self.provider = provider
         self.request_model = request_model
+        self.response_model: str | None = None
+        self.cost: Cost | None = None
+        self.retries = 0
         attrs: dict[str, Any] = {
             semconv.GEN_AI_OPERATION_NAME: operation,
             semconv.GEN_AI_PROVIDER_NAME: provider,
@@ -88,11 +127,58 @@ class LLMCall:
         self._t0 = time.perf_counter()
         self._ttfc: float | None = None
         self._ended = False
+        self.fallback_scope = _fallback_scope()
+        if self.fallback_scope is not None:
+            self.fallback_scope.calls.append(self)
+
+    @property
+    def label(self) -> str:
+        """``provider/model``: how fallbacks name the call they left or reached."""
+        return f"{self.provider}/{self.response_model or self.request_model or '?'}"
+
+    # --- context ------------------------------------------------------------------
+
+    def attach(self) -> object:
+        """Make this call's span current (and findable by the retry hook); pass the token to ``detach``."""
+        ctx = trace.set_span_in_context(self.span, otel_context.set_value(_CALL_KEY, self))
+        return otel_context.attach(ctx)
+
+    @staticmethod
+    def detach(token: object) -> None:
+        try:
+            otel_context._RUNTIME_CONTEXT.detach(token)  # type: ignore[attr-defined]
+        except Exception:
+            pass
+
+    # --- events during the call ---------------------------------------------------
 
     def first_chunk(self) -> None:
         if self._ttfc is None:
             self._ttfc = time.perf_counter() - self._t0
             self.span.set_attribute(semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, self._ttfc)
+
+    def record_retry(
+        self,
+        *,
+        attempt: int,
+        status: int | None,
+        error_type: str,
+        backoff_s: float | None,
+        timestamp_ns: int | None = None,
+    ) -> None:
+        """One failed attempt the client library is about to retry."""
+        if self._ended:
+            return
+        self.retries += 1
+        attrs: dict[str, Any] = {semconv.RETRY_ATTEMPT: attempt, semconv.ERROR_TYPE: error_type}
+        if status is not None:
+            attrs[semconv.RETRY_STATUS] = status
+        if backoff_s is not None:
+            attrs[semconv.RETRY_BACKOFF_S] = float(backoff_s)
+        self.span.add_event(semconv.EVENT_RETRY, attrs, timestamp=timestamp_ns)
+        self.span.set_attribute(semconv.RETRY_COUNT, self.retries)
+
+    # --- outcome ------------------------------------------------------------------
 
     def finish(
         self,
@@ -104,6 +190,7 @@ class LLMCall:
         estimated: bool = False,
         output_messages: Any = None,
         provider_cost_usd: Any = None,
+        cache_hit: bool = False,
     ) -> None:
         """Record the outcome and end the span. Never raises."""
         if self._ended:
@@ -111,6 +198,7 @@ class LLMCall:
         self._ended = True
         span = self.span
         try:
+            self.response_model = response_model or None
             if response_model:
                 span.set_attribute(semconv.GEN_AI_RESPONSE_MODEL, response_model)
             if response_id:
@@ -119,11 +207,17 @@ class LLMCall:
                 span.set_attribute(semconv.GEN_AI_RESPONSE_FINISH_REASONS, [str(r) for r in finish_reasons])
             if output_messages is not None and config.current.capture_content:
                 span.set_attribute(semconv.GEN_AI_OUTPUT_MESSAGES, _json(output_messages))
-            self._record_usage_and_cost(response_model, usage, estimated)
+            if cache_hit:
+                self._record_cache_hit(response_model, usage)
+            else:
+                self._record_usage_and_cost(response_model, usage, estimated)
+            if self.fallback_scope is not None:
+                self.fallback_scope.served(self)
         except Exception:
             logger.debug("flowscope: could not record LLM response", exc_info=True)
         finally:
             span.end()
+            self._record_metrics(usage if not cache_hit else None, None)
 
     def _record_usage_and_cost(self, response_model: str | None, usage: Usage | None, estimated: bool) -> None:
         span = self.span
@@ -145,6 +239,7 @@ class LLMCall:
             span.set_attribute(semconv.USAGE_ESTIMATED, True)
         model = response_model or self.request_model
         cost = _safe_price(model, self.provider, usage)
+        self.cost = cost
         if cost is None:
             span.set_attribute(semconv.COST_SOURCE, semconv.COST_SOURCE_UNPRICED)
         else:
@@ -152,6 +247,33 @@ class LLMCall:
                 span.set_attribute(key, value)
         if run is not None:
             run.add_cost(cost.total_usd if cost is not None else None)
+
+    def _record_cache_hit(self, response_model: str | None, usage: Usage | None) -> None:
+        """Served from the response cache: nothing was sent, so nothing was spent.
+
+        Token counts are not recorded as usage (no tokens were consumed); what
+        the call would have cost goes to ``flowscope.cache.saved_usd``.
+        """
+        span = self.span
+        span.set_attribute(semconv.CACHE_HIT, True)
+        would_have = None
+        if usage is not None:
+            would_have = _safe_price(response_model or self.request_model, self.provider, usage)
+        zero = "0"
+        span.set_attribute(semconv.COST_USD, zero)
+        span.set_attribute(semconv.COST_INPUT_USD, zero)
+        span.set_attribute(semconv.COST_OUTPUT_USD, zero)
+        span.set_attribute(semconv.COST_SOURCE, semconv.COST_SOURCE_COMPUTED)
+        if would_have is not None and would_have.total_usd is not None:
+            saved = format_usd(would_have.total_usd)
+            if saved is not None:
+                span.set_attribute(semconv.CACHE_SAVED_USD, saved)
+            span.set_attribute(semconv.PRICING_VERSION, would_have.pricing_version)
+        self.cost = Cost(Decimal(0), Decimal(0), None, None, Decimal(0), semconv.COST_SOURCE_COMPUTED,
+                         would_have.pricing_version if would_have is not None else "")
+        run = current_run()
+        if run is not None:
+            run.add_cost(Decimal(0))
 
     def fail(self, exc: BaseException) -> None:
         if self._ended:
@@ -162,26 +284,49 @@ class LLMCall:
             status = getattr(exc, "status_code", None)
             if isinstance(status, int):
                 self.span.set_attribute("http.response.status_code", status)
+            if self.fallback_scope is not None:
+                self.fallback_scope.failed_calls.append((self, exc))
+        except Exception:
+            logger.debug("flowscope: could not record LLM failure", exc_info=True)
         finally:
             self.span.end()
+            self._record_metrics(None, exc)
 
     def abandon(self, reason: str = "stream closed before completion") -> None:
-        """A stream the caller stopped reading: end the span with what we have."""
+        """A stream the caller stopped reading: mark it, then ``finish`` with what we have."""
         if self._ended:
             return
         self.span.set_status(Status(StatusCode.UNSET))
         self.span.add_event("flowscope.stream.abandoned", {"reason": reason})
 
+    def _record_metrics(self, usage: Usage | None, exc: BaseException | None) -> None:
+        if not metrics.enabled():
+            return
+        try:
+            metrics.record_call(
+                operation=self.operation,
+                provider=self.provider,
+                request_model=self.request_model,
+                response_model=self.response_model,
+                usage=usage,
+                duration_s=time.perf_counter() - self._t0,
+                cost=self.cost,
+                error=exc,
+            )
+        except Exception:
+            logger.debug("flowscope: could not record metrics", exc_info=True)
 
-def _safe_price(model: str | None, provider: str, usage: Usage) -> Any:
+
+def _safe_price(model: str | None, provider: str, usage: Usage) -> Cost | None:
     """Price a call; usage the pricing engine rejects (cache > input) is unpriced, not fatal."""
     if not model:
         return None
     try:
-        return _price(model, provider, usage)
+        cost = _price(model, provider, usage)
     except ValueError:
         logger.debug("flowscope: usage for %s could not be priced", model, exc_info=True)
         return None
+    return cost
 
 
 def start_call(*args: Any, **kwargs: Any) -> LLMCall | None:
@@ -201,6 +346,16 @@ def start_call(*args: Any, **kwargs: Any) -> LLMCall | None:
 
 def _json(value: Any) -> str:
     try:
-        return json.dumps(value, default=str, ensure_ascii=False)
+        return json.dumps(value, default=_plain, ensure_ascii=False)
     except Exception:
         return str(value)
+
+
+def _plain(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        try:
+            return dump(mode="json", exclude_unset=True)
+        except Exception:
+            pass
+    return str(value)

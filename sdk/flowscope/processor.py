@@ -3,31 +3,63 @@
 Stamping at span start, from the context, means any span alone identifies its
 run: spans of other instrumentations (HTTP clients, databases) that start inside
 a flowscope run are attributed to it without a tree walk in the collector.
+
+A span with no local run but a run id in its W3C baggage was caused by a run in
+another service; it takes that run id (and the run attributes that came with
+it), so the downstream work and its cost land in the caller's run.
+
+The processor also remembers which spans of each run are still open, so that
+``set_run_attributes`` can write onto them (the run span, the current node)
+and not only onto spans started afterwards.
 """
 
 from __future__ import annotations
+
+import threading
+import weakref
 
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from . import semconv
-from .runs import current_node, current_run
+from .attributes import RUN_PARENT_ID, remote_run_attributes, remote_run_id
+from .runs import Run, current_node, current_run
+
+_open_lock = threading.Lock()
+# span id -> (its run, the span); only spans of a local run, only until they end.
+_open: dict[int, tuple[weakref.ref[Run], Span]] = {}
+
+
+def open_spans(run: Run) -> list[Span]:
+    """Spans of ``run`` that have started and not yet ended, in this process."""
+    with _open_lock:
+        return [span for ref, span in _open.values() if ref() is run]
 
 
 class RunAttributesProcessor(SpanProcessor):
-    """Adds ``flowscope.run.id`` and the enclosing node to spans as they start."""
+    """Adds ``flowscope.run.id``, the run attributes and the enclosing node to spans as they start."""
 
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
         try:
             run = current_run(parent_context)
             if run is None:
+                self._stamp_remote(span, parent_context)
                 return
             attrs = span.attributes or {}
             if semconv.RUN_ID not in attrs:
                 span.set_attribute(semconv.RUN_ID, run.id)
-            for key, value in run.attributes.items():
+            for key, value in list(run.attributes.items()):
                 if key not in attrs:
                     span.set_attribute(key, value)
+            remote = remote_run_id(parent_context)
+            if remote is not None and remote != run.id and RUN_PARENT_ID not in attrs:
+                # A run started inside another service's run stays its own run
+                # (its own steps and state) but says whose work it was.
+                span.set_attribute(RUN_PARENT_ID, remote)
+            span_id = span.context.span_id if span.context is not None else None
+            if span_id is not None:
+                with _open_lock:
+                    _open[span_id] = (weakref.ref(run), span)
             if semconv.SPAN_KIND in attrs and attrs[semconv.SPAN_KIND] in (semconv.KIND_NODE, semconv.KIND_RUN):
                 return
             node = current_node(parent_context)
@@ -39,8 +71,23 @@ class RunAttributesProcessor(SpanProcessor):
         except Exception:  # never break span creation in the host app
             pass
 
+    @staticmethod
+    def _stamp_remote(span: Span, parent_context: otel_context.Context | None) -> None:
+        remote = remote_run_attributes(parent_context)
+        if not remote:
+            return
+        attrs = span.attributes or {}
+        for key, value in remote.items():
+            if key not in attrs:
+                span.set_attribute(key, value)
+
     def on_end(self, span: ReadableSpan) -> None:
-        pass
+        try:
+            if _open and span.context is not None:
+                with _open_lock:
+                    _open.pop(span.context.span_id, None)
+        except Exception:
+            pass
 
     def shutdown(self) -> None:
         pass

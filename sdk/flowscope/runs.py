@@ -45,7 +45,10 @@ class BudgetExceeded(RuntimeError):
         self.spent_usd = spent_usd
 
 
+@functools.lru_cache(maxsize=1)
 def _tracer() -> trace.Tracer:
+    # Cached: a ProxyTracer follows the global provider once one is set, and
+    # get_tracer() per span is a measurable share of per-node overhead.
     from . import __version__
 
     return trace.get_tracer("flowscope", __version__)
@@ -92,6 +95,11 @@ class Run:
             self.budget_exceeded = True
             if self.span is not None and self.span.is_recording():
                 self.span.set_attribute(semconv.BUDGET_EXCEEDED, True)
+                # one event per refused call: when it happened and what had been spent
+                self.span.add_event(
+                    semconv.BUDGET_EXCEEDED,
+                    {semconv.BUDGET_USD: str(self.budget_usd), "flowscope.budget.spent_usd": format(spent, "f")},
+                )
             raise BudgetExceeded(self.id, self.budget_usd, spent)
 
     def __repr__(self) -> str:
@@ -99,12 +107,31 @@ class Run:
 
 
 class Node:
+    """A live node span: where its LLM calls, retries and state changes are recorded."""
+
+    __slots__ = ("attempt", "name", "retries", "span", "step", "type")
+
     def __init__(self, name: str, node_type: str, step: int, attempt: int, span: Span):
         self.name = name
         self.type = node_type
         self.step = step
         self.attempt = attempt
         self.span = span
+        self.retries = 0
+
+    def record_retry(self, attempt: int, exc: BaseException, backoff_s: float | None = None) -> None:
+        """One failed try inside this node (``flowscope.retry`` event + running count)."""
+        try:
+            self.retries += 1
+            if not self.span.is_recording():
+                return
+            attrs: dict[str, Any] = {semconv.RETRY_ATTEMPT: attempt, semconv.ERROR_TYPE: _error_type(exc)}
+            if backoff_s is not None:
+                attrs[semconv.RETRY_BACKOFF_S] = float(backoff_s)
+            self.span.add_event(semconv.EVENT_RETRY, attrs)
+            self.span.set_attribute(semconv.RETRY_COUNT, self.retries)
+        except Exception:
+            logger.debug("flowscope: could not record a retry", exc_info=True)
 
 
 def current_run(ctx: otel_context.Context | None = None) -> Run | None:
@@ -192,15 +219,57 @@ class _Scope:
                         finally:
                             _safe_detach(token)
                         yield item
+                except GeneratorExit:
+                    # The consumer stopped early: close the inner generator now,
+                    # under our context, rather than whenever it is collected.
+                    token = otel_context.attach(ctx)
+                    try:
+                        await agen.aclose()
+                    finally:
+                        _safe_detach(token)
+                    raise
                 except BaseException as exc:
-                    if not isinstance(exc, GeneratorExit):
-                        record_error(span, exc)
+                    record_error(span, exc)
                     raise
                 finally:
                     scope._on_end(span)
                     span.end()
 
             return agen_wrapper  # type: ignore[return-value]
+
+        if inspect.isgeneratorfunction(func):
+
+            @functools.wraps(func)
+            def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+                scope = self._fresh()
+                span, ctx = scope._start()
+                scope._span = span
+                gen = func(*args, **kwargs)
+                try:
+                    while True:
+                        token = otel_context.attach(ctx)
+                        try:
+                            item = next(gen)
+                        except StopIteration:
+                            break
+                        finally:
+                            _safe_detach(token)
+                        yield item
+                except GeneratorExit:
+                    token = otel_context.attach(ctx)
+                    try:
+                        gen.close()
+                    finally:
+                        _safe_detach(token)
+                    raise
+                except BaseException as exc:
+                    record_error(span, exc)
+                    raise
+                finally:
+                    scope._on_end(span)
+                    span.end()
+
+            return gen_wrapper  # type: ignore[return-value]
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -255,26 +324,11 @@ class RunScope(_Scope):
         return RunScope(self.flow, budget_usd=self._budget, attributes=self._attributes)
 
     def _start(self) -> tuple[Span, otel_context.Context]:
-        run = Run(self.flow, self._run_id, self._budget)
+        run, span, ctx = open_run(
+            self.flow, run_id=self._run_id, budget_usd=self._budget, input=self._input,
+            attributes=self._attributes,
+        )
         self.run = run
-        attrs: dict[str, Any] = {
-            semconv.GEN_AI_OPERATION_NAME: semconv.OP_INVOKE_WORKFLOW,
-            semconv.GEN_AI_WORKFLOW_NAME: self.flow,
-            semconv.SPAN_KIND: semconv.KIND_RUN,
-            semconv.RUN_ID: run.id,
-        }
-        if run.budget_usd is not None:
-            attrs[semconv.BUDGET_USD] = str(run.budget_usd)
-        attrs.update(self._attributes)
-        # The run id goes in the context before the span starts, so the span
-        # processor stamps the root itself as well as everything below it.
-        ctx = otel_context.set_value(_RUN_KEY, run)
-        ctx = otel_context.set_value(_NODE_KEY, None, ctx)
-        span = _tracer().start_span(semconv.run_span_name(self.flow), context=ctx, attributes=attrs)
-        run.span = span
-        ctx = trace.set_span_in_context(span, ctx)
-        if self._input is not None:
-            _emit_state(span, run, None, "snapshot", "", self._input)
         return span, ctx
 
     def _value(self) -> Run:
@@ -304,20 +358,9 @@ class NodeScope(_Scope):
         return NodeScope(self.name, self.node_type, self.attempt, self._step)
 
     def _start(self) -> tuple[Span, otel_context.Context]:
-        run = current_run()
-        step = self._step if self._step is not None else (run.next_step() if run is not None else 0)
-        attrs = {
-            semconv.SPAN_KIND: semconv.KIND_NODE,
-            semconv.NODE_NAME: self.name,
-            semconv.NODE_TYPE: self.node_type,
-            semconv.NODE_STEP: step,
-            semconv.NODE_ATTEMPT: self.attempt,
-        }
-        span = _tracer().start_span(self.name, attributes=attrs)
-        node = Node(self.name, self.node_type, step, self.attempt, span)
+        node, ctx = open_node(self.name, self.node_type, step=self._step, attempt=self.attempt)
         self.node = node
-        ctx = otel_context.set_value(_NODE_KEY, node)
-        return span, trace.set_span_in_context(span, ctx)
+        return node.span, ctx
 
     def _value(self) -> Node:
         assert self.node is not None
@@ -340,6 +383,139 @@ class ToolScope(_Scope):
         }
         span = _tracer().start_span(semconv.tool_span_name(self.name), attributes=attrs)
         return span, trace.set_span_in_context(span)
+
+
+# --- building blocks for runtime instrumentations -------------------------------
+#
+# Flow runtimes (LangGraph, PenguiFlow, PocketFlow) do not run a node inside one
+# Python ``with`` block of ours: work hops between threads, tasks and callbacks.
+# These functions start spans and build contexts without attaching anything, so
+# an instrumentation decides itself where the context is current.
+
+_NO_INPUT: Any = object()
+
+
+def open_run(
+    flow: str,
+    *,
+    run_id: str | None = None,
+    budget_usd: Decimal | str | float | None = None,
+    input: Any = _NO_INPUT,
+    attributes: Mapping[str, Any] | None = None,
+    context: otel_context.Context | None = None,
+) -> tuple[Run, Span, otel_context.Context]:
+    """Start a run span (not attached); returns the run, its span and the context under it.
+
+    ``input`` (when given, ``None`` counts as no input) is recorded as the
+    run's state snapshot at step -1.
+    """
+    run_ = Run(flow, run_id, budget_usd)
+    attrs: dict[str, Any] = {
+        semconv.GEN_AI_OPERATION_NAME: semconv.OP_INVOKE_WORKFLOW,
+        semconv.GEN_AI_WORKFLOW_NAME: flow,
+        semconv.SPAN_KIND: semconv.KIND_RUN,
+        semconv.RUN_ID: run_.id,
+    }
+    if run_.budget_usd is not None:
+        attrs[semconv.BUDGET_USD] = str(run_.budget_usd)
+    if attributes:
+        attrs.update(attributes)
+    # The run id goes in the context before the span starts, so the span
+    # processor stamps the root itself as well as everything below it.
+    ctx = otel_context.set_value(_RUN_KEY, run_, context)
+    ctx = otel_context.set_value(_NODE_KEY, None, ctx)
+    span = _tracer().start_span(semconv.run_span_name(flow), context=ctx, attributes=attrs)
+    run_.span = span
+    ctx = trace.set_span_in_context(span, ctx)
+    if input is not _NO_INPUT and input is not None:
+        emit_state(span, run_, "snapshot", "", input, step=-1)
+    return run_, span, ctx
+
+
+def open_node(
+    name: str,
+    node_type: str = "task",
+    *,
+    step: int | None = None,
+    attempt: int = 0,
+    attributes: Mapping[str, Any] | None = None,
+    context: otel_context.Context | None = None,
+) -> tuple[Node, otel_context.Context]:
+    """Start a node span under ``context`` (default: the current one), not attached.
+
+    ``step`` defaults to the run's next step; pass it explicitly to give every
+    attempt of one node execution the same step.
+    """
+    run_ = current_run(context)
+    if step is None:
+        step = run_.next_step() if run_ is not None else 0
+    attrs: dict[str, Any] = {
+        semconv.SPAN_KIND: semconv.KIND_NODE,
+        semconv.NODE_NAME: name,
+        semconv.NODE_TYPE: node_type if node_type in semconv.NODE_TYPES else "task",
+        semconv.NODE_STEP: step,
+        semconv.NODE_ATTEMPT: attempt,
+    }
+    if run_ is not None:
+        # Said here, not only by the span processor, so a node span names its run
+        # even under a provider flowscope.init() did not set up.
+        attrs[semconv.RUN_ID] = run_.id
+    if attributes:
+        attrs.update(attributes)
+    span = _tracer().start_span(name, context=context, attributes=attrs)
+    node_ = Node(name, node_type, step, attempt, span)
+    ctx = otel_context.set_value(_NODE_KEY, node_, context)
+    return node_, trace.set_span_in_context(span, ctx)
+
+
+def emit_state(
+    span: Span, run_: Run, op: str, path: str, value: Any = None, *, step: int | None = None
+) -> None:
+    """Record one state event on ``span`` as of node step ``step`` (-1: the input).
+
+    For runtimes that learn what a node changed only after its span ended (a
+    LangGraph superstep applies reducers once all its nodes are done): the
+    event then goes on a span still open and names the step it belongs to.
+    Never raises.
+    """
+    try:
+        _emit_state(span, run_, None, op, path, value, step=step)
+    except Exception:
+        logger.warning("flowscope: could not record state at %r", path, exc_info=True)
+
+
+def ensure_run_processor() -> None:
+    """Put flowscope's run-stamping span processor on the global SDK provider, once.
+
+    ``flowscope.init()`` installs it; a provider set up by someone else (the
+    ``opentelemetry-instrument`` distro, the app itself) has not got it, and
+    without it LLM spans inside a run would not say which run they belong to.
+    """
+    try:
+        from opentelemetry.sdk.trace import TracerProvider
+
+        from .processor import RunAttributesProcessor
+
+        provider = trace.get_tracer_provider()
+        if not isinstance(provider, TracerProvider):
+            return
+        active = getattr(provider, "_active_span_processor", None)
+        current = getattr(active, "_span_processors", ())
+        if any(isinstance(p, RunAttributesProcessor) for p in current):
+            return
+        provider.add_span_processor(RunAttributesProcessor())
+    except Exception:
+        logger.debug("flowscope: could not add the run span processor", exc_info=True)
+
+
+def end_span(span: Span, exc: BaseException | None = None) -> None:
+    """End a span, recording ``exc`` as its error; never raises."""
+    try:
+        if exc is not None and not isinstance(exc, GeneratorExit):
+            record_error(span, exc)
+        span.end()
+    except Exception:
+        logger.debug("flowscope: could not end span", exc_info=True)
 
 
 # --- public constructors --------------------------------------------------------
@@ -418,15 +594,19 @@ def record_state(path: str, value: Any = None, *, op: str = "set") -> None:
         logger.warning("flowscope: could not record state at %r", path, exc_info=True)
 
 
-def _emit_state(span: Span, run_: Run, node_: Node | None, op: str, path: str, value: Any) -> None:
+def _emit_state(
+    span: Span, run_: Run, node_: Node | None, op: str, path: str, value: Any, *, step: int | None = None
+) -> None:
     if not span.is_recording():
         return
     settings = config.current
+    if step is None:
+        step = node_.step if node_ is not None else -1
     attrs: dict[str, Any] = {
         semconv.STATE_SEQ: run_.next_seq(),
         semconv.STATE_OP: op,
         semconv.STATE_PATH: path,
-        semconv.NODE_STEP: node_.step if node_ is not None else -1,
+        semconv.NODE_STEP: step,
     }
     if op != "delete":
         text, truncated = encode_value(

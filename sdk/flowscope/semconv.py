@@ -84,6 +84,17 @@ KIND_RUN = "run"
 KIND_NODE = "node"
 KIND_LLM = "llm"
 KIND_TOOL = "tool"
+KIND_WAIT = "wait"  # time a run spent waiting (human in the loop, interrupts): never model latency
+KIND_HTTP = "http"  # a client library's own span inside an llm span: never counted or priced again
+WAIT_REASON = "flowscope.wait.reason"
+
+# run attributes that follow the work (set_run_attributes; W3C baggage across services)
+USER_ID = "user.id"
+RUN_ATTR_PREFIX = "flowscope.run.attr."
+RUN_PARENT_ID = "flowscope.run.parent_id"
+BUDGET_SPENT_USD = "flowscope.budget.spent_usd"
+EVENT_BUDGET_EXCEEDED = "flowscope.budget.exceeded"
+EVENT_STREAM_ABANDONED = "flowscope.stream.abandoned"
 
 NODE_TYPES = ("task", "llm", "tool", "router", "agent", "subflow")
 

@@ -5,7 +5,7 @@ the collector / test kit that replays them share one definition of what
 ``set``, ``delete``, ``patch`` and ``snapshot`` mean.
 
 Paths are dot-separated keys (``"plan.steps.0"``); a literal dot inside a key is
-written ``\\.``. The empty path is the whole state.
+written ``\\.`` and a literal backslash ``\\\\``. The empty path is the whole state.
 """
 
 from __future__ import annotations
@@ -111,6 +111,7 @@ def encode_value(
 
 
 def split_path(path: str) -> list[str]:
+    """``"a.b\\.c"`` -> ``["a", "b.c"]``: a backslash makes the next ``.`` or ``\\`` literal."""
     if path == "":
         return []
     parts: list[str] = []
@@ -118,8 +119,8 @@ def split_path(path: str) -> list[str]:
     i = 0
     while i < len(path):
         ch = path[i]
-        if ch == "\\" and i + 1 < len(path) and path[i + 1] == ".":
-            buf.append(".")
+        if ch == "\\" and i + 1 < len(path) and path[i + 1] in ".\\":
+            buf.append(path[i + 1])
             i += 2
             continue
         if ch == ".":
@@ -133,7 +134,7 @@ def split_path(path: str) -> list[str]:
 
 
 def join_path(parts: list[str]) -> str:
-    return ".".join(p.replace(".", "\\.") for p in parts)
+    return ".".join(p.replace("\\", "\\\\").replace(".", "\\.") for p in parts)
 
 
 # --- folding ------------------------------------------------------------------
@@ -234,3 +235,99 @@ def diff(before: Any, after: Any, prefix: list[str] | None = None) -> dict[str, 
     if before != after:
         out["changed"][join_path(prefix)] = {"from": before, "to": after}
     return out
+
+
+# --- change capture -------------------------------------------------------------
+
+
+def diff_ops(before: Any, after: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, str, Any]]:
+    """The ``(op, path, value)`` events that turn ``before`` into ``after`` when folded.
+
+    Both sides are JSON-shaped (see :func:`to_jsonable`). Dicts recurse so a
+    change deep in a big state sends only that leaf; a list that only grew
+    (the common shape of message histories and ``operator.add`` reducers)
+    sends just its new items; anything else is replaced whole.
+    """
+    out: list[tuple[str, str, Any]] = []
+    _diff_into(before, after, list(prefix), out)
+    return out
+
+
+def _diff_into(before: Any, after: Any, prefix: list[str], out: list[tuple[str, str, Any]]) -> None:
+    if isinstance(before, dict) and isinstance(after, dict) and "" not in before and "" not in after:
+        # (an empty key has no path of its own: such a dict is replaced whole)
+        for key in before:
+            if key not in after:
+                out.append(("delete", join_path([*prefix, key]), None))
+        for key, val in after.items():
+            if key not in before:
+                out.append(("set", join_path([*prefix, key]), val))
+            elif before[key] != val:
+                _diff_into(before[key], val, [*prefix, key], out)
+        return
+    if (
+        prefix
+        and isinstance(before, list)
+        and isinstance(after, list)
+        and len(after) > len(before)
+        and after[: len(before)] == before
+    ):
+        for idx in range(len(before), len(after)):
+            out.append(("set", join_path([*prefix, str(idx)]), after[idx]))
+        return
+    if before != after:
+        out.append(("set", join_path(prefix), after))
+
+
+class StateTracker:
+    """The last state a run reported, so each step records only what changed.
+
+    Values are kept in their JSON form, which is also a deep copy: a flow that
+    mutates its state in place cannot change what was already recorded.
+    """
+
+    def __init__(self, initial: Any = None) -> None:
+        self._last: Any = to_jsonable(initial) if initial is not None else {}
+
+    @property
+    def last(self) -> Any:
+        return self._last
+
+    def reset(self, value: Any) -> Any:
+        """Take ``value`` as the new baseline and return its JSON form."""
+        self._last = to_jsonable(value)
+        return self._last
+
+    def changes(self, current: Any) -> list[tuple[str, str, Any]]:
+        cur = to_jsonable(current)
+        prev, self._last = self._last, cur
+        return diff_ops(prev, cur)
+
+
+def redact_keys(*keys: str, replacement: Any = "[REDACTED]") -> Callable[[str, Any], Any]:
+    """A ready-made ``init(redact=...)`` hook that masks the named keys anywhere.
+
+    It masks a key whether the event is about the key itself (path ending in
+    it) or about a container holding it, because with change capture the same
+    secret can leave as ``user.ssn`` or inside ``user``.
+    """
+    names = {k.lower() for k in keys}
+
+    def scrub(value: Any, depth: int = 0) -> Any:
+        if depth > 64:
+            return value
+        if isinstance(value, Mapping):
+            return {
+                k: (replacement if str(k).lower() in names else scrub(v, depth + 1)) for k, v in value.items()
+            }
+        if isinstance(value, (list, tuple)):
+            return [scrub(v, depth + 1) for v in value]
+        return value
+
+    def redact(path: str, value: Any) -> Any:
+        parts = split_path(path)
+        if parts and parts[-1].lower() in names:
+            return replacement
+        return scrub(to_jsonable(value))
+
+    return redact

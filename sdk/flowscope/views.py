@@ -18,6 +18,7 @@ from typing import Any
 
 from . import semconv
 from .state import apply_event
+from .waiting import KIND_WAIT
 
 ZERO = Decimal(0)
 
@@ -87,6 +88,7 @@ class StateEvent:
     node_step: int = -1
     node_name: str = ""
     truncated: bool = False
+    ts_ns: int = 0  # when it happened, where known (ordering of live stream events)
 
 
 def _int(v: Any, default: int = 0) -> int:
@@ -303,6 +305,7 @@ def summarize(spans_in: Iterable[SpanRecord], run_id: str | None = None) -> dict
         },
         "cache_saved_usd": usd(sum((s.cache_saved_usd for s in llm), ZERO)),
         "budget_exceeded": any(s.budget_exceeded for s in spans),
+        "waiting_ms": waiting_ms(spans),
         "by_model": [
             {**m, "cost_usd": usd(m["cost_usd"])}
             for m in sorted(by_model.values(), key=lambda m: (-m["cost_usd"], m["model"]))
@@ -315,16 +318,71 @@ def summarize(spans_in: Iterable[SpanRecord], run_id: str | None = None) -> dict
     }
 
 
-def _node_of(spans: Sequence[SpanRecord]) -> dict[str, SpanRecord]:
+def waiting_ms(spans: Iterable[SpanRecord]) -> float:
+    """Time the run spent in ``wait`` spans (human approval, interrupts), overlaps counted once."""
+    intervals = sorted((s.start_ns, s.end_ns) for s in spans if s.kind == KIND_WAIT)
+    total = 0
+    cur_start = cur_end = None
+    for start, end in intervals:
+        if cur_end is None or start > cur_end:
+            if cur_end is not None and cur_start is not None:
+                total += cur_end - cur_start
+            cur_start, cur_end = start, end
+        else:
+            cur_end = max(cur_end, end)
+    if cur_end is not None and cur_start is not None:
+        total += cur_end - cur_start
+    return ms(total)
+
+
+def node_spans_of(spans: Sequence[SpanRecord]) -> list[SpanRecord]:
+    """The run's node spans, minus what foreign producers mark as nodes but are not steps.
+
+    Normalisation sees one span at a time (flowscope.normalize), so two rules
+    that need the run are applied here:
+
+    * with no run span, a parentless node is the trace's root (an OpenInference
+      CHAIN/AGENT whose parent was not known at ingest): the run, not a step;
+    * a stepless (foreign) node nested in a node of the same name is the same
+      step seen twice (LangChain runnables inherit LangGraph's
+      ``langgraph_node`` metadata): the outer one counts.
+
+    Foreign nodes have no ``flowscope.node.step``; they are numbered by start
+    time among the others (see ``_by_node``).
+    """
+    nodes = [s for s in spans if s.kind == semconv.KIND_NODE]
+    if not any(s.node_step < 0 for s in nodes):
+        return nodes
+    by_id = {s.span_id: s for s in spans}
+    has_run = any(s.kind == semconv.KIND_RUN for s in spans)
+    kept = []
+    for n in nodes:
+        if n.node_step < 0:
+            if not has_run and (not n.parent_span_id or n.parent_span_id not in by_id):
+                continue
+            cur = by_id.get(n.parent_span_id)
+            hops = 0
+            while cur is not None and hops < 64 and cur.kind != semconv.KIND_NODE:
+                cur = by_id.get(cur.parent_span_id)
+                hops += 1
+            if cur is not None and cur.kind == semconv.KIND_NODE and (cur.node_name or cur.name) == (
+                    n.node_name or n.name):
+                continue
+        kept.append(n)
+    return kept
+
+
+def _node_of(spans: Sequence[SpanRecord], nodes: Sequence[SpanRecord] | None = None) -> dict[str, SpanRecord]:
     """Map every span id to its nearest enclosing node span (for foreign spans
     that did not get node attributes stamped at start)."""
     by_id = {s.span_id: s for s in spans}
+    kept = {n.span_id for n in (nodes if nodes is not None else node_spans_of(spans))}
     out: dict[str, SpanRecord] = {}
     for s in spans:
         cur: SpanRecord | None = by_id.get(s.parent_span_id)
         hops = 0
         while cur is not None and hops < 64:
-            if cur.kind == semconv.KIND_NODE:
+            if cur.span_id in kept:
                 out[s.span_id] = cur
                 break
             cur = by_id.get(cur.parent_span_id)
@@ -338,9 +396,9 @@ def node_sequence(spans_in: Iterable[SpanRecord]) -> list[dict[str, Any]]:
 
 
 def _by_node(spans: Sequence[SpanRecord], full: bool = False) -> list[dict[str, Any]]:
-    nodes = [s for s in spans if s.kind == semconv.KIND_NODE]
+    nodes = node_spans_of(spans)
     nodes.sort(key=lambda s: (s.node_step if s.node_step >= 0 else 1 << 30, s.start_ns))
-    enclosing = _node_of(spans)
+    enclosing = _node_of(spans, nodes)
     acc: dict[str, dict[str, Any]] = {
         n.span_id: {"llm_calls": 0, "input_tokens": 0, "output_tokens": 0, "cost": ZERO, "retries": 0}
         for n in nodes
@@ -419,3 +477,210 @@ class RunView:
 
     def state(self, step: int) -> Any:
         return state_at(self.events, step)
+
+    def graph(self, fmt: str = "mermaid") -> str:
+        return run_graph(self.spans, fmt)
+
+    def live_events(self) -> list[dict[str, Any]]:
+        return live_events(self)
+
+
+# --- graph, comparison, live events ------------------------------------------------
+
+
+def _node_spans(spans: Sequence[SpanRecord]) -> list[SpanRecord]:
+    nodes = node_spans_of(spans)
+    nodes.sort(key=lambda s: (s.node_step if s.node_step >= 0 else 1 << 30, s.start_ns))
+    return nodes
+
+
+def path_edges(spans_in: Iterable[SpanRecord]) -> tuple[list[SpanRecord], list[tuple[int, int]]]:
+    """The path a run took: its node spans and (from, to) index pairs; -1 is the start.
+
+    A node follows the latest node that had finished when it started, so a
+    sequential flow is a chain and a fan-out (nodes running at once) shows
+    as branches that join where a later node waited for them.
+    """
+    nodes = _node_spans(dedupe(spans_in))
+    edges: list[tuple[int, int]] = []
+    for i, n in enumerate(nodes):
+        done = [j for j in range(i) if nodes[j].end_ns <= n.start_ns]
+        if not done:
+            edges.append((-1, i))
+            continue
+        # the frontier: finished nodes that no other finished node came after
+        edges.extend((j, i) for j in done if not any(nodes[k].start_ns >= nodes[j].end_ns for k in done))
+    return nodes, edges
+
+
+def _node_label(n: SpanRecord, cost: str) -> tuple[str, str]:
+    name = n.node_name or n.name
+    if n.node_attempt:
+        name += f" (attempt {n.node_attempt + 1})"
+    detail = f"{ms(n.duration_ns)} ms"
+    if cost != "0":
+        detail = f"${cost} · {detail}"
+    if n.is_error:
+        detail += " · failed"
+    return name, detail
+
+
+def run_graph(spans_in: Iterable[SpanRecord], fmt: str = "mermaid") -> str:
+    """The run's path as Mermaid or Graphviz DOT: nodes with cost and duration, failures marked."""
+    spans = dedupe(spans_in)
+    nodes, edges = path_edges(spans)
+    costs = {n["span_id"]: n["cost_usd"] for n in _by_node(spans, full=True)}
+    status = run_status(spans)
+    ends = [i for i in range(len(nodes)) if not any(a == i for a, _ in edges)]
+    if fmt == "dot":
+        out = ["digraph run {", "  rankdir=TB;", '  node [shape=box, style="rounded"];',
+               '  start [label="start", shape=circle];',
+               f'  end [label="{status}", shape=doublecircle];']
+        for i, n in enumerate(nodes):
+            name, detail = _node_label(n, costs.get(n.span_id, "0"))
+            label = _dot_escape(f"{n.node_step}. {name}") + "\\n" + _dot_escape(detail)
+            style = ', style="rounded,filled", fillcolor="#ffdddd", color="#cc0000"' if n.is_error else ""
+            out.append(f'  n{i} [label="{label}"{style}];')
+        for a, b in edges:
+            src = "start" if a < 0 else f"n{a}"
+            branch = nodes[a].branch if a >= 0 else ""
+            out.append(f'  {src} -> n{b}' + (f' [label="{_dot_escape(branch)}"]' if branch else "") + ";")
+        for i in ends:
+            out.append(f"  n{i} -> end;")
+        if not nodes:
+            out.append("  start -> end;")
+        out.append("}")
+        return "\n".join(out) + "\n"
+    out = ["flowchart TD", "  start((start))", f"  finish(({status}))"]
+    for i, n in enumerate(nodes):
+        name, detail = _node_label(n, costs.get(n.span_id, "0"))
+        out.append(f'  n{i}["{_mermaid_escape(f"{n.node_step}. {name}")}<br/>{_mermaid_escape(detail)}"]')
+    for a, b in edges:
+        src = "start" if a < 0 else f"n{a}"
+        branch = nodes[a].branch if a >= 0 else ""
+        out.append(f"  {src} -->|{_mermaid_escape(branch)}| n{b}" if branch else f"  {src} --> n{b}")
+    for i in ends:
+        out.append(f"  n{i} --> finish")
+    if not nodes:
+        out.append("  start --> finish")
+    failed = [f"n{i}" for i, n in enumerate(nodes) if n.is_error]
+    if failed:
+        out.append("  classDef failed fill:#ffdddd,stroke:#cc0000,stroke-width:2px")
+        out.append(f"  class {','.join(failed)} failed")
+    return "\n".join(out) + "\n"
+
+
+def _dot_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _mermaid_escape(text: str) -> str:
+    return (text.replace("&", "#amp;").replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+            .replace("|", "#124;"))
+
+
+def first_state_divergence(a: RunView, b: RunView) -> dict[str, Any] | None:
+    """The first step (from -1, the input) after which the two runs' states differ, with the diff."""
+    from .state import diff
+
+    steps = sorted(set(state_steps(a.events)) | set(state_steps(b.events))
+                   | {s.node_step for s in a.spans + b.spans if s.kind == semconv.KIND_NODE})
+    names_a = {n["step"]: n["name"] for n in a.nodes()}
+    names_b = {n["step"]: n["name"] for n in b.nodes()}
+    for step in [-1, *[s for s in steps if s >= 0]]:
+        sa, sb = a.state(step), b.state(step)
+        if sa != sb:
+            return {"step": step, "node_a": names_a.get(step), "node_b": names_b.get(step), **diff(sa, sb)}
+    return None
+
+
+def compare_runs(a: RunView, b: RunView) -> dict[str, Any]:
+    """Two runs side by side: path, cost, latency, and where their states first diverge."""
+    sa, sb = a.summary(), b.summary()
+    na, nb = a.nodes(), b.nodes()
+    path_a = [n["name"] for n in na]
+    path_b = [n["name"] for n in nb]
+    first_path_diff = next((i for i, (x, y) in enumerate(zip(path_a, path_b)) if x != y), None)
+    if first_path_diff is None and len(path_a) != len(path_b):
+        first_path_diff = min(len(path_a), len(path_b))
+
+    def side(s: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "run_id": s["run_id"], "flow": s["flow"], "status": s["status"], "start": s["start"],
+            "duration_ms": s["duration_ms"], "cost_usd": s["cost_usd"], "llm_calls": s["llm_calls"],
+            "input_tokens": s["input_tokens"], "output_tokens": s["output_tokens"], "errors": s["errors"],
+            "path": [n["name"] for n in nodes],
+            "nodes": [{"step": n["step"], "name": n["name"], "status": n["status"], "cost_usd": n["cost_usd"],
+                       "duration_ms": n["duration_ms"]} for n in nodes],
+        }
+
+    return {
+        "a": side(sa, na),
+        "b": side(sb, nb),
+        "same_path": path_a == path_b,
+        "first_path_difference": first_path_diff,
+        "cost_delta_usd": usd(Decimal(sb["cost_usd"]) - Decimal(sa["cost_usd"])),
+        "duration_delta_ms": round(sb["duration_ms"] - sa["duration_ms"], 3),
+        "first_state_divergence": first_state_divergence(a, b),
+    }
+
+
+def live_events(view: RunView) -> list[dict[str, Any]]:
+    """What has happened in a run so far, as the ordered events of its live stream.
+
+    Spans reach the collector when they *end*, so a node's start is known
+    either from its own span (when it ended) or earlier, from the first span
+    that ended inside it (its LLM and tool calls carry the node's step). Each
+    event has a ``key`` that is stable as more spans arrive, so a poller can
+    send only what is new; the ``summary`` event comes once the run's root span
+    has arrived.
+    """
+    spans = dedupe(view.spans)
+    items: list[tuple[int, int, dict[str, Any]]] = []
+    node_spans = {(n.node_step, n.node_attempt): n for n in spans if n.kind == semconv.KIND_NODE}
+    first_child: dict[int, SpanRecord] = {}
+    for s in spans:
+        if s.kind != semconv.KIND_NODE and s.node_step >= 0:
+            cur = first_child.get(s.node_step)
+            if cur is None or s.start_ns < cur.start_ns:
+                first_child[s.node_step] = s
+    started: set[int] = set()
+    for (step, attempt), n in node_spans.items():
+        if step not in started:
+            started.add(step)
+            items.append((n.start_ns, 0, {"event": "node_start", "key": f"node_start:{step}", "step": step,
+                                          "name": n.node_name or n.name, "type": n.node_type or "task",
+                                          "start": iso(n.start_ns)}))
+        items.append((n.end_ns, 3, {
+            "event": "node_end", "key": f"node_end:{step}:{attempt}:{n.span_id}", "step": step,
+            "name": n.node_name or n.name, "attempt": attempt, "status": "error" if n.is_error else "ok",
+            "duration_ms": ms(n.duration_ns), "branch": n.branch or None,
+            "error": (n.error_type or n.status_message or "error") if n.is_error else None}))
+    for step, child in first_child.items():
+        if step not in started:
+            started.add(step)
+            items.append((child.start_ns, 0, {"event": "node_start", "key": f"node_start:{step}", "step": step,
+                                              "name": child.node_name, "type": None,
+                                              "start": iso(child.start_ns)}))
+    for s in spans:
+        if s.is_llm:
+            items.append((s.end_ns, 1, {
+                "event": "llm_call", "key": f"llm:{s.span_id}", "span_id": s.span_id, "step": s.node_step,
+                "node": s.node_name or None, "provider": s.provider, "model": s.model,
+                "status": "error" if s.is_error else "ok", "duration_ms": ms(s.duration_ns),
+                "input_tokens": s.input_tokens, "cached_input_tokens": s.cached_input_tokens,
+                "output_tokens": s.output_tokens, "cost_usd": usd(s.cost_usd),
+                "cost_source": s.cost_source or None, "cache_hit": s.cache_hit}))
+        elif s.kind == semconv.KIND_TOOL:
+            items.append((s.end_ns, 1, {
+                "event": "tool_call", "key": f"tool:{s.span_id}", "span_id": s.span_id, "step": s.node_step,
+                "name": s.name, "status": "error" if s.is_error else "ok", "duration_ms": ms(s.duration_ns)}))
+    for ev in view.events:
+        items.append((ev.ts_ns, 2, {
+            "event": "state", "key": f"state:{ev.seq}", "seq": ev.seq, "op": ev.op, "path": ev.path,
+            "value": ev.value, "step": ev.node_step, "node": ev.node_name or None, "truncated": ev.truncated}))
+    items.sort(key=lambda t: (t[0], t[1]))
+    out = [item for _, _, item in items]
+    if spans and run_status(spans) != "running":
+        out.append({"event": "summary", "key": "summary", **summarize(spans, view.run_id)})
+    return out

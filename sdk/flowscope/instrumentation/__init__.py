@@ -9,14 +9,21 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import sys
 from collections.abc import Iterable
 from typing import Any
+
+import wrapt
 
 logger = logging.getLogger("flowscope")
 
 # name -> (module holding the instrumentor, class name, library it needs)
 REGISTRY: dict[str, tuple[str, str, str]] = {
     "openai": ("flowscope.instrumentation.openai", "OpenAIInstrumentor", "openai"),
+    "anthropic": ("flowscope.instrumentation.anthropic", "AnthropicInstrumentor", "anthropic"),
+    "langgraph": ("flowscope.instrumentation.langgraph", "LangGraphInstrumentor", "langgraph"),
+    "penguiflow": ("flowscope.instrumentation.penguiflow", "PenguiFlowInstrumentor", "penguiflow"),
+    "pocketflow": ("flowscope.instrumentation.pocketflow", "PocketFlowInstrumentor", "pocketflow"),
 }
 
 
@@ -31,23 +38,48 @@ def get_instrumentor(name: str) -> Any:
 
 
 def instrument_all(names: Iterable[str] | None = None) -> list[str]:
-    """Instrument the named libraries (default: all installed ones); returns what was done."""
+    """Instrument the named libraries (default: all installed ones); returns their names.
+
+    A library the app has not imported yet is instrumented when it is imported
+    (a post-import hook), so ``init()`` never pays for importing frameworks the
+    app does not use.
+    """
     wanted = list(names) if names is not None else available()
     done = []
     for name in wanted:
         if name not in REGISTRY:
             raise ValueError(f"unknown instrumentation {name!r}; known: {sorted(REGISTRY)}")
-        if importlib.util.find_spec(REGISTRY[name][2]) is None:
+        library = REGISTRY[name][2]
+        if library in sys.modules:
+            if _instrument_now(name):
+                done.append(name)
+        elif importlib.util.find_spec(library) is None:
             logger.info("flowscope: %s is not installed; not instrumenting it", name)
-            continue
-        try:
-            inst = get_instrumentor(name)
-            if not inst.is_instrumented_by_opentelemetry:
-                inst.instrument()
+        else:
+            _instrument_on_import(name)
             done.append(name)
-        except Exception:
-            logger.warning("flowscope: could not instrument %s", name, exc_info=True)
     return done
+
+
+def _instrument_now(name: str) -> bool:
+    try:
+        inst = get_instrumentor(name)
+        if not inst.is_instrumented_by_opentelemetry:
+            inst.instrument()
+        return True
+    except Exception:
+        logger.warning("flowscope: could not instrument %s", name, exc_info=True)
+        return False
+
+
+_hooked: set[str] = set()
+
+
+def _instrument_on_import(name: str) -> None:
+    if name in _hooked:
+        return
+    _hooked.add(name)
+    wrapt.register_post_import_hook(lambda _module: _instrument_now(name), REGISTRY[name][2])
 
 
 def uninstrument_all() -> None:

@@ -155,3 +155,25 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
     def __del__(self) -> None:
         if not self._self_done:
             self._self_finish(abandoned=True)
+
+
+def end_if_proxy(stream: Any) -> None:
+    """A helper stream built on our proxy was closed behind its back: end the span too."""
+    if isinstance(stream, (SyncStreamProxy, AsyncStreamProxy)):
+        stream._self_finish(abandoned=True)
+
+
+def helper_close_sync(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """For ``ChatCompletionStream.close`` and friends, which close the HTTP response
+    directly instead of the raw stream we handed them."""
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        _safe(end_if_proxy, getattr(instance, "_raw_stream", None))
+
+
+async def helper_close_async(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    try:
+        return await wrapped(*args, **kwargs)
+    finally:
+        _safe(end_if_proxy, getattr(instance, "_raw_stream", None))

@@ -1,7 +1,12 @@
 """Instrumentation for the ``openai`` client library.
 
 Patched at class level (like opentelemetry-python-contrib), so clients created
-before ``init()`` are covered as well as clients created after.
+before ``init()`` are covered as well as clients created after. Covered:
+``chat.completions.create`` / ``.parse`` / ``.stream``, ``responses.create`` /
+``.parse`` / ``.stream``, ``embeddings.create``, sync and async, plus the
+client's own retries (see ``flowscope.retries``). The ``.stream()`` helpers
+call ``create(stream=True)`` underneath, so they are traced through it; we only
+hook their ``close()``, which closes the HTTP response behind our proxy's back.
 """
 
 from __future__ import annotations
@@ -11,89 +16,101 @@ from collections.abc import Collection
 from typing import Any
 
 import wrapt
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import unwrap
 
 from .. import semconv, tokens
-from ..llm import LLMCall, start_call
+from ..llm import LLMCall
 from ..pricing import Usage
-from ._stream import AsyncStreamProxy, StreamObserver, SyncStreamProxy
+from ..retries import instrument_client_retries, uninstrument_client_retries
+from ._base import FlowscopeInstrumentor
+from ._call import Endpoint, async_wrapper, get, server_of, sync_wrapper
+from ._stream import StreamObserver, helper_close_async, helper_close_sync
 
 logger = logging.getLogger("flowscope")
 
 PROVIDER = "openai"
-_CHAT_MODULE = "openai.resources.chat.completions.completions"
 
 
 def usage_from_openai(usage: Any) -> Usage | None:
     """OpenAI's prompt_tokens already includes cached tokens: no adding back."""
     if usage is None:
         return None
-    prompt = _get(usage, "prompt_tokens")
-    if prompt is None:  # Responses API names
-        prompt = _get(usage, "input_tokens") or 0
-        completion = _get(usage, "output_tokens") or 0
-        in_details = _get(usage, "input_tokens_details")
-        out_details = _get(usage, "output_tokens_details")
+    prompt = get(usage, "prompt_tokens")
+    if prompt is None or get(usage, "input_tokens") is not None:  # Responses API names
+        prompt = get(usage, "input_tokens") or 0
+        completion = get(usage, "output_tokens") or 0
+        in_details = get(usage, "input_tokens_details")
+        out_details = get(usage, "output_tokens_details")
     else:
-        completion = _get(usage, "completion_tokens") or 0
-        in_details = _get(usage, "prompt_tokens_details")
-        out_details = _get(usage, "completion_tokens_details")
+        completion = get(usage, "completion_tokens") or 0
+        in_details = get(usage, "prompt_tokens_details")
+        out_details = get(usage, "completion_tokens_details")
     return Usage(
         input_tokens=int(prompt or 0),
         output_tokens=int(completion or 0),
-        cache_read_tokens=int(_get(in_details, "cached_tokens") or 0),
-        reasoning_tokens=int(_get(out_details, "reasoning_tokens") or 0),
+        cache_read_tokens=int(get(in_details, "cached_tokens") or 0),
+        reasoning_tokens=int(get(out_details, "reasoning_tokens") or 0),
     )
 
 
-def _get(obj: Any, name: str) -> Any:
-    if obj is None:
+def _messages_for_estimate(kwargs: dict[str, Any]) -> list[Any]:
+    """Chat ``messages``, or the Responses API's ``instructions`` + ``input`` as messages."""
+    messages = kwargs.get("messages")
+    if isinstance(messages, (list, tuple)):
+        return list(messages)
+    out: list[Any] = []
+    instructions = kwargs.get("instructions")
+    if isinstance(instructions, str):
+        out.append({"role": "system", "content": instructions})
+    inp = kwargs.get("input")
+    if isinstance(inp, str):
+        out.append({"role": "user", "content": inp})
+    elif isinstance(inp, (list, tuple)):
+        out.extend(inp)
+    return out
+
+
+def _estimate(call: LLMCall, model: str | None, kwargs: dict[str, Any], text: str) -> Usage | None:
+    model = model or call.request_model
+    prompt = tokens.estimate_messages_tokens(_messages_for_estimate(kwargs), model)
+    completion = tokens.estimate_tokens(text, model)
+    if prompt is None or completion is None:
         return None
-    if isinstance(obj, dict):
-        return obj.get(name)
-    return getattr(obj, name, None)
+    return Usage(input_tokens=prompt, output_tokens=completion)
 
 
-def _server(instance: Any) -> tuple[str | None, int | None]:
-    try:
-        url = instance._client.base_url
-        return url.host, url.port
-    except Exception:
-        return None, None
+# --- chat completions ------------------------------------------------------------
 
 
-def _start_chat(instance: Any, kwargs: dict[str, Any]) -> LLMCall | None:
-    host, port = _server(instance)
-    return start_call(
-        semconv.OP_CHAT,
-        PROVIDER,
-        kwargs.get("model"),
-        kwargs,
-        server_address=host,
-        server_port=port,
-        stream=bool(kwargs.get("stream")),
-        input_messages=kwargs.get("messages"),
-    )
+def _chat_start(instance: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    host, port = server_of(instance)
+    return {
+        "request_model": kwargs.get("model"),
+        "params": kwargs,
+        "server_address": host,
+        "server_port": port,
+        "input_messages": kwargs.get("messages"),
+    }
 
 
-def _finish_chat(call: LLMCall, response: Any) -> None:
-    choices = _get(response, "choices") or []
+def _chat_finish(call: LLMCall, response: Any, cache_hit: bool) -> None:
+    choices = get(response, "choices") or []
     call.finish(
-        response_model=_get(response, "model"),
-        usage=usage_from_openai(_get(response, "usage")),
-        finish_reasons=[c.finish_reason for c in choices if getattr(c, "finish_reason", None)],
-        response_id=_get(response, "id"),
-        output_messages=[_get(c, "message") for c in choices] if choices else None,
+        response_model=get(response, "model"),
+        usage=usage_from_openai(get(response, "usage")),
+        finish_reasons=[get(c, "finish_reason") for c in choices if get(c, "finish_reason")],
+        response_id=get(response, "id"),
+        output_messages=[get(c, "message") for c in choices] if choices else None,
+        cache_hit=cache_hit,
     )
 
 
 class ChatStreamObserver(StreamObserver):
     """Reads usage from the final chunk; estimates it locally when the stream has none."""
 
-    def __init__(self, call: LLMCall, messages: Any) -> None:
+    def __init__(self, call: LLMCall, kwargs: dict[str, Any]) -> None:
         super().__init__(call)
-        self.messages = messages
+        self.kwargs = kwargs
         self.model: str | None = None
         self.response_id: str | None = None
         self.usage: Any = None
@@ -102,88 +119,248 @@ class ChatStreamObserver(StreamObserver):
 
     def on_chunk(self, chunk: Any) -> None:
         self.call.first_chunk()
-        self.model = _get(chunk, "model") or self.model
-        self.response_id = _get(chunk, "id") or self.response_id
-        usage = _get(chunk, "usage")
+        self.model = get(chunk, "model") or self.model
+        self.response_id = get(chunk, "id") or self.response_id
+        usage = get(chunk, "usage")
         if usage is not None:
             self.usage = usage
-        for choice in _get(chunk, "choices") or []:
-            reason = _get(choice, "finish_reason")
+        for choice in get(chunk, "choices") or []:
+            reason = get(choice, "finish_reason")
             if reason:
                 self.finish_reasons.append(reason)
-            delta = _get(choice, "delta")
-            content = _get(delta, "content")
+            content = get(get(choice, "delta"), "content")
             if content:
                 self.text.append(content)
 
     def on_end(self) -> None:
         usage = usage_from_openai(self.usage)
         estimated = False
+        text = "".join(self.text)
         if usage is None:
-            model = self.model or self.call.request_model
-            prompt = tokens.estimate_messages_tokens(self.messages or [], model)
-            completion = tokens.estimate_tokens("".join(self.text), model)
-            if prompt is not None and completion is not None:
-                usage = Usage(input_tokens=prompt, output_tokens=completion)
-                estimated = True
+            usage = _estimate(self.call, self.model, self.kwargs, text)
+            estimated = usage is not None
         self.call.finish(
             response_model=self.model,
             usage=usage,
             finish_reasons=self.finish_reasons,
             response_id=self.response_id,
             estimated=estimated,
+            output_messages=[{"role": "assistant", "content": text}],
+        )
+
+
+def _revive_chat_parse(cached: Any, kwargs: dict[str, Any]) -> Any:
+    """Run the client's own parser again so ``message.parsed`` is the caller's class.
+
+    The cached form is plain JSON, so the client-side ``parsed`` fields are
+    dropped first and rebuilt from the message text exactly as ``parse`` does.
+    """
+    from openai import omit
+    from openai.lib._parsing._completions import parse_chat_completion
+    from openai.types.chat import ChatCompletion
+
+    data = cached.model_dump(mode="json", warnings=False)
+    for choice in data.get("choices") or []:
+        message = choice.get("message") or {}
+        message.pop("parsed", None)
+        for tool_call in message.get("tool_calls") or []:
+            (tool_call.get("function") or {}).pop("parsed_arguments", None)
+    return parse_chat_completion(
+        response_format=kwargs.get("response_format", omit),
+        input_tools=kwargs.get("tools", omit),
+        chat_completion=ChatCompletion.model_validate(data),
+    )
+
+
+CHAT = Endpoint(PROVIDER, semconv.OP_CHAT, _chat_start, _chat_finish, ChatStreamObserver, api="chat.completions")
+CHAT_PARSE = Endpoint(
+    PROVIDER, semconv.OP_CHAT, _chat_start, _chat_finish, api="chat.completions.parse", revive=_revive_chat_parse
+)
+
+
+# --- responses -------------------------------------------------------------------
+
+
+def _responses_start(instance: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    host, port = server_of(instance)
+    return {
+        "request_model": kwargs.get("model"),
+        "params": kwargs,
+        "server_address": host,
+        "server_port": port,
+        "input_messages": _messages_for_estimate(kwargs) or None,
+    }
+
+
+def _responses_finish(call: LLMCall, response: Any, cache_hit: bool) -> None:
+    status = get(response, "status")
+    call.finish(
+        response_model=get(response, "model"),
+        usage=usage_from_openai(get(response, "usage")),
+        finish_reasons=[status] if isinstance(status, str) else None,
+        response_id=get(response, "id"),
+        output_messages=_output_text(response),
+        cache_hit=cache_hit,
+    )
+
+
+def _output_text(response: Any) -> list[dict[str, Any]] | None:
+    try:
+        text = response.output_text
+    except Exception:
+        return None
+    return [{"role": "assistant", "content": text}] if isinstance(text, str) else None
+
+
+class ResponsesStreamObserver(StreamObserver):
+    """Usage arrives on the terminal ``response.completed`` / ``.incomplete`` / ``.failed`` event."""
+
+    def __init__(self, call: LLMCall, kwargs: dict[str, Any]) -> None:
+        super().__init__(call)
+        self.kwargs = kwargs
+        self.response: Any = None
+        self.model: str | None = None
+        self.text: list[str] = []
+
+    def on_chunk(self, event: Any) -> None:
+        self.call.first_chunk()
+        kind = get(event, "type") or ""
+        response = get(event, "response")
+        if response is not None:
+            self.model = get(response, "model") or self.model
+            if kind in ("response.completed", "response.incomplete", "response.failed"):
+                self.response = response
+        elif kind == "response.output_text.delta":
+            delta = get(event, "delta")
+            if isinstance(delta, str):
+                self.text.append(delta)
+
+    def on_end(self) -> None:
+        response = self.response
+        usage = usage_from_openai(get(response, "usage"))
+        estimated = False
+        if usage is None:
+            usage = _estimate(self.call, self.model, self.kwargs, "".join(self.text))
+            estimated = usage is not None
+        status = get(response, "status")
+        self.call.finish(
+            response_model=get(response, "model") or self.model,
+            usage=usage,
+            finish_reasons=[status] if isinstance(status, str) else None,
+            response_id=get(response, "id"),
+            estimated=estimated,
             output_messages=[{"role": "assistant", "content": "".join(self.text)}],
         )
 
 
-def _chat_create(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    call = _start_chat(instance, kwargs)
-    if call is None:
-        return wrapped(*args, **kwargs)
-    try:
-        result = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        call.fail(exc)
-        raise
-    try:
-        if kwargs.get("stream"):
-            return SyncStreamProxy(result, ChatStreamObserver(call, kwargs.get("messages")))
-        _finish_chat(call, result)
-    except Exception:
-        logger.debug("flowscope: openai response handling failed", exc_info=True)
-    return result
+def _revive_responses_parse(cached: Any, kwargs: dict[str, Any]) -> Any:
+    from openai import omit
+    from openai.lib._parsing._responses import parse_response
+    from openai.types.responses import Response
+
+    data = cached.model_dump(mode="json", warnings=False)
+    data.pop("output_parsed", None)
+    for item in data.get("output") or []:
+        item.pop("parsed_arguments", None)
+        for part in item.get("content") or []:
+            if isinstance(part, dict):
+                part.pop("parsed", None)
+    return parse_response(
+        text_format=kwargs.get("text_format", omit),
+        input_tools=kwargs.get("tools", omit),
+        response=Response.model_validate(data),
+    )
 
 
-async def _achat_create(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    call = _start_chat(instance, kwargs)
-    if call is None:
-        return await wrapped(*args, **kwargs)
-    try:
-        result = await wrapped(*args, **kwargs)
-    except BaseException as exc:
-        call.fail(exc)
-        raise
-    try:
-        if kwargs.get("stream"):
-            return AsyncStreamProxy(result, ChatStreamObserver(call, kwargs.get("messages")))
-        _finish_chat(call, result)
-    except Exception:
-        logger.debug("flowscope: openai response handling failed", exc_info=True)
-    return result
+RESPONSES = Endpoint(
+    PROVIDER, semconv.OP_CHAT, _responses_start, _responses_finish, ResponsesStreamObserver, api="responses"
+)
+BETA_RESPONSES = Endpoint(
+    PROVIDER, semconv.OP_CHAT, _responses_start, _responses_finish, ResponsesStreamObserver, api="beta.responses"
+)
+RESPONSES_PARSE = Endpoint(
+    PROVIDER, semconv.OP_CHAT, _responses_start, _responses_finish, api="responses.parse",
+    revive=_revive_responses_parse,
+)
 
 
-class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """Traces ``openai`` chat completions (sync, async, streaming) as ``chat {model}`` spans."""
+# --- embeddings ------------------------------------------------------------------
+
+
+def _embeddings_start(instance: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    host, port = server_of(instance)
+    return {"request_model": kwargs.get("model"), "server_address": host, "server_port": port}
+
+
+def _embeddings_finish(call: LLMCall, response: Any, cache_hit: bool) -> None:
+    usage = get(response, "usage")
+    prompt = get(usage, "prompt_tokens")
+    call.finish(
+        response_model=get(response, "model"),
+        usage=Usage(input_tokens=int(prompt or 0)) if usage is not None else None,
+        cache_hit=cache_hit,
+    )
+
+
+EMBEDDINGS = Endpoint(PROVIDER, semconv.OP_EMBEDDINGS, _embeddings_start, _embeddings_finish, api="embeddings")
+
+
+# --- instrumentor ----------------------------------------------------------------
+
+# (module, sync class, async class, method, endpoint); missing ones are skipped,
+# so older/newer client versions lose a method, never the whole instrumentation.
+_TARGETS: tuple[tuple[str, str, str, str, Endpoint], ...] = (
+    ("openai.resources.chat.completions.completions", "Completions", "AsyncCompletions", "create", CHAT),
+    ("openai.resources.chat.completions.completions", "Completions", "AsyncCompletions", "parse", CHAT_PARSE),
+    ("openai.resources.responses.responses", "Responses", "AsyncResponses", "create", RESPONSES),
+    ("openai.resources.responses.responses", "Responses", "AsyncResponses", "parse", RESPONSES_PARSE),
+    ("openai.resources.beta.responses.responses", "Responses", "AsyncResponses", "create", BETA_RESPONSES),
+    ("openai.resources.embeddings", "Embeddings", "AsyncEmbeddings", "create", EMBEDDINGS),
+)
+_HELPER_STREAMS: tuple[tuple[str, str, bool], ...] = (
+    ("openai.lib.streaming.chat._completions", "ChatCompletionStream", False),
+    ("openai.lib.streaming.chat._completions", "AsyncChatCompletionStream", True),
+    ("openai.lib.streaming.responses._responses", "ResponseStream", False),
+    ("openai.lib.streaming.responses._responses", "AsyncResponseStream", True),
+)
+
+
+def _import_class(module: str, name: str) -> Any:
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None
+
+
+class OpenAIInstrumentor(FlowscopeInstrumentor):
+    """Traces ``openai`` chat, responses and embeddings calls (sync, async, streaming)."""
+
+    _wrapped: list[tuple[Any, str]] = []
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("openai >= 1.40",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        wrapt.wrap_function_wrapper(_CHAT_MODULE, "Completions.create", _chat_create)
-        wrapt.wrap_function_wrapper(_CHAT_MODULE, "AsyncCompletions.create", _achat_create)
+        wrapped: list[tuple[Any, str]] = []
+        for module, sync_cls, async_cls, method, ep in _TARGETS:
+            for cls_name, make in ((sync_cls, sync_wrapper), (async_cls, async_wrapper)):
+                cls = _import_class(module, cls_name)
+                if cls is None or not hasattr(cls, method):
+                    continue
+                wrapt.wrap_function_wrapper(cls, method, make(ep))
+                wrapped.append((cls, method))
+        for module, cls_name, is_async in _HELPER_STREAMS:
+            cls = _import_class(module, cls_name)
+            if cls is not None and hasattr(cls, "close"):
+                wrapt.wrap_function_wrapper(cls, "close", helper_close_async if is_async else helper_close_sync)
+                wrapped.append((cls, "close"))
+        instrument_client_retries("openai")
+        type(self)._wrapped = wrapped
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        import openai.resources.chat.completions.completions as mod
-
-        unwrap(mod.Completions, "create")
-        unwrap(mod.AsyncCompletions, "create")
+        for cls, method in type(self)._wrapped:
+            unwrap(cls, method)
+        type(self)._wrapped = []
+        uninstrument_client_retries("openai")

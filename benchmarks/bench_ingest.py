@@ -1,0 +1,215 @@
+"""Ingest throughput, end to end or at the ClickHouse insert.
+
+``python -m benchmarks.bench_ingest --spans 300000`` starts a real collector
+(``flowscope-collector serve``) on a fresh chDB directory, pre-builds
+realistic OTLP protobuf requests of ``--batch`` spans, posts them from
+``--clients`` threads, and reports spans/s from the first request until
+``/metrics`` says every span is written to ClickHouse.
+
+``python -m benchmarks.bench_ingest --level clickhouse`` isolates what
+ClickHouse pays per span: the same pre-built :class:`rows.Batch` payloads
+(what the collector's writer sends) are inserted with :meth:`Batch.insert`
+(with the writer's deduplication settings) into schema variants that differ
+only in what hangs off ``otel_traces`` — its skip indexes and the views that
+fill the flowscope tables — so the table says what each one costs. CPU time is
+the whole process's (chDB runs in it), counted until background merges have
+settled, because a sustained ingest pays for merges too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import httpx
+
+from .otlp_data import Generator, requests
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _written(url: str) -> int:
+    m = re.search(r"^flowscope_spans_written_total (\d+)", httpx.get(url + "/metrics").text, re.M)
+    return int(m.group(1)) if m else 0
+
+
+BLOOM_INDEXES = ("idx_trace_id", "idx_res_attr_key", "idx_res_attr_value", "idx_span_attr_key",
+                 "idx_span_attr_value")
+FLOWSCOPE_VIEWS = ("flowscope_spans_mv", "flowscope_state_events_mv")
+
+# name -> statements applied after the migrations ({db} is the variant's database)
+VARIANTS: dict[str, list[str]] = {
+    "as migrated (all views, current indexes)": [],
+    "+ all 5 bloom filters of the exporter schema": [
+        "ALTER TABLE {db}.otel_traces ADD INDEX IF NOT EXISTS idx_trace_id TraceId TYPE bloom_filter(0.001) "
+        "GRANULARITY 1",
+        "ALTER TABLE {db}.otel_traces ADD INDEX IF NOT EXISTS idx_res_attr_key mapKeys(ResourceAttributes) "
+        "TYPE bloom_filter(0.01) GRANULARITY 1",
+        "ALTER TABLE {db}.otel_traces ADD INDEX IF NOT EXISTS idx_res_attr_value mapValues(ResourceAttributes) "
+        "TYPE bloom_filter(0.01) GRANULARITY 1",
+        "ALTER TABLE {db}.otel_traces ADD INDEX IF NOT EXISTS idx_span_attr_key mapKeys(SpanAttributes) "
+        "TYPE bloom_filter(0.01) GRANULARITY 1",
+        "ALTER TABLE {db}.otel_traces ADD INDEX IF NOT EXISTS idx_span_attr_value mapValues(SpanAttributes) "
+        "TYPE bloom_filter(0.01) GRANULARITY 1",
+    ],
+    "no skip indexes on otel_traces": [f"ALTER TABLE {{db}}.otel_traces DROP INDEX IF EXISTS {i}"
+                                       for i in (*BLOOM_INDEXES, "idx_duration")],
+    "no flowscope views (otel_traces + trace-id table only)": [
+        "DROP VIEW IF EXISTS {db}.flowscope_spans_mv", "DROP VIEW IF EXISTS {db}.flowscope_state_events_mv"],
+    "parse only (otlp_ingest view dropped)": ["DROP VIEW IF EXISTS {db}.otlp_ingest_mv"],
+}
+
+
+def clickhouse_level(args: argparse.Namespace) -> int:
+    """Per-span cost of the ClickHouse side of ingest, per schema variant (see the module docstring)."""
+    from flowscope_collector.clickhouse import connect, parse_dsn
+    from flowscope_collector.rows import Batch, RowBuilder
+    from flowscope_collector.schema import SchemaOptions, migrate
+
+    from . import _stats
+    from .bench_queries import load_avg, machine, versions
+    from .bulk_load import wait_for_merges
+
+    path = args.dir or tempfile.mkdtemp(prefix="flowscope-ingest-ch-")
+    client = connect(parse_dsn(f"chdb://{path}"))
+    load_start = load_avg()
+    builder = RowBuilder()
+    t = time.perf_counter()
+    requests_ = list(requests(Generator(5), args.spans // 100, start_ns=time.time_ns() - 3600 * 10**9,
+                              span_ns=3600 * 10**9, batch_spans=1000))
+    results: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    for size in args.insert_spans:
+        batches: list[Batch] = []
+        cur = Batch()
+        for req in requests_:
+            cur.extend(builder.build(type(req).FromString(req.SerializeToString()), "default"))  # a fresh copy
+            if cur.spans >= size:
+                batches.append(cur)
+                cur = Batch()
+        if cur.spans:
+            batches.append(cur)
+        total = sum(b.spans for b in batches)
+        print(f"built {len(batches)} inserts of ~{size} spans ({total:,} spans) in {time.perf_counter() - t:.1f}s",
+              file=sys.stderr, flush=True)
+        names = list(VARIANTS)
+        for rnd in range(args.rounds):
+            order = names if rnd % 2 == 0 else names[::-1]  # alternate, so drifting load hits all alike
+            for name in order:
+                db = f"ingest_{abs(hash((name, size, rnd))) % 10**8}"
+                client.command(f"DROP DATABASE IF EXISTS {db}")
+                migrate(client, SchemaOptions(database=db))
+                for stmt in VARIANTS[name]:
+                    client.command(stmt.format(db=db))
+                wait_for_merges(client)
+                w0, c0 = time.perf_counter(), time.process_time()
+                for i, b in enumerate(batches):
+                    b.insert(client, f"{db}.otel_traces", {
+                        "insert_deduplication_token": f"bench-{rnd}-{i}",
+                        "deduplicate_blocks_in_dependent_materialized_views": 1})
+                wall = time.perf_counter() - w0
+                wait_for_merges(client)
+                cpu = time.process_time() - c0
+                got = client.query(f"SELECT count() FROM {db}.otel_traces").result_rows[0][0]
+                if "parse only" not in name and got != total:
+                    raise RuntimeError(f"{name}: {got} rows in otel_traces, {total} sent")
+                results.setdefault((name, size), []).append((total / wall, total / cpu))
+                print(f"  {name}, {size}-span inserts, round {rnd + 1}: {total / wall:,.0f} spans/s, "
+                      f"{total / cpu:,.0f} spans/CPU-s", file=sys.stderr, flush=True)
+                client.command(f"DROP DATABASE IF EXISTS {db}")
+    print(f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(f"- machine: {machine()}")
+    print(f"- versions: {versions(client)}")
+    print(f"- load average (1/5/15 min): {load_start} at start, {load_avg()} at end")
+    print(f"- method: {args.spans:,} spans of benchmarks.otlp_data runs per variant, inserted with Batch.insert "
+          f"(writer settings, unique dedup tokens) into a fresh database; median of {args.rounds} rounds; "
+          "CPU = process CPU time until merges settled\n")
+    head = ["schema variant"]
+    for size in args.insert_spans:
+        head += [f"{size}-span inserts: spans/s", "spans/CPU-s"]
+    rows = []
+    for name in VARIANTS:
+        row: list[object] = [name]
+        for size in args.insert_spans:
+            got = results[(name, size)]
+            row += [f"{_stats.median([g[0] for g in got]):,.0f}", f"{_stats.median([g[1] for g in got]):,.0f}"]
+        rows.append(row)
+    print(_stats.table(head, rows))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--level", choices=("http", "clickhouse"), default="http",
+                   help="http: POST /v1/traces to a collector; clickhouse: Batch.insert per schema variant")
+    p.add_argument("--spans", type=int, default=300_000)
+    p.add_argument("--batch", type=int, default=2000, help="spans per request (1000-5000)")
+    p.add_argument("--clients", type=int, default=4)
+    p.add_argument("--insert-spans", type=int, nargs="+", default=[2000, 20000],
+                   help="clickhouse level: spans per insert (the writer groups requests up to 20000)")
+    p.add_argument("--rounds", type=int, default=3, help="clickhouse level: rounds per variant")
+    p.add_argument("--dir", help="clickhouse level: chDB directory (default: a temporary one)")
+    args = p.parse_args(argv)
+    if args.level == "clickhouse":
+        return clickhouse_level(args)
+    data = tempfile.mkdtemp(prefix="flowscope-ingest-")
+    port = _port()
+    url = f"http://127.0.0.1:{port}"
+    t = time.perf_counter()
+    bodies = [r.SerializeToString() for r in requests(Generator(5), args.spans // 100, start_ns=time.time_ns()
+                                                       - 3600 * 10**9, span_ns=3600 * 10**9,
+                                                       batch_spans=args.batch)]
+    print(f"built {len(bodies)} requests in {time.perf_counter() - t:.1f}s", file=sys.stderr)
+    env = {**os.environ, "FLOWSCOPE_CLICKHOUSE_DSN": f"chdb://{data}/db"}
+    proc = subprocess.Popen([sys.executable, "-m", "flowscope_collector", "serve", "--port", str(port),
+                             "--log-level", "warning"], env=env)
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        with httpx.Client(timeout=120) as http:
+            def post(body: bytes) -> None:
+                while True:
+                    r = http.post(url + "/v1/traces", content=body, headers={"content-type": "application/x-protobuf"})
+                    if r.status_code == 200:
+                        return
+                    if r.status_code in (429, 503):
+                        time.sleep(float(r.headers.get("retry-after", "1")))
+                        continue
+                    raise RuntimeError(f"{r.status_code}: {r.text[:300]}")
+
+            t0 = time.perf_counter()
+            with cf.ThreadPoolExecutor(args.clients) as pool:
+                list(pool.map(post, bodies))
+            accepted = time.perf_counter() - t0
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        total = sum(len(ss.spans) for b in bodies for rs in ExportTraceServiceRequest.FromString(b).resource_spans
+                    for ss in rs.scope_spans)
+        while _written(url) < total:
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - t0
+        print(f"{total:,} spans in {len(bodies)} requests of ~{args.batch}, {args.clients} clients: "
+              f"accepted in {accepted:.1f}s, all written in {elapsed:.1f}s -> {total / elapsed:,.0f} spans/s")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

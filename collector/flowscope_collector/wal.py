@@ -1,0 +1,380 @@
+"""Write-ahead log: accepted OTLP requests on local disk, fsync'd before we say yes.
+
+An exporter is told "stored" only once its request is in this log and the log
+is on the disk, so a crash, a kill -9 or a ClickHouse outage loses nothing
+that was acknowledged. The log is a directory of append-only segment files;
+each record is one accepted request (its canonical protobuf bytes, the
+project it belongs to and its digest), framed with a length and a CRC so a
+torn write at the end of the last segment is recognised and cut off on
+recovery. A torn record was never acknowledged, because acknowledgement waits
+for the fsync that covers it.
+
+Which records went into which ClickHouse insert is written down (the
+*intent*) before the insert is sent. After a restart the first insert
+repeats that exact range with the same deduplication token, so ClickHouse
+drops it if it had landed: a replay never doubles a row or a cost. Segments
+are deleted once every record in them is in ClickHouse.
+
+fsyncs are grouped: request threads only ``write()``; one flusher thread
+calls ``fsync`` for everything written since its last call and resolves the
+waiting futures, so many concurrent requests share one disk flush.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import struct
+import threading
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger("flowscope.collector")
+
+_FRAME = struct.Struct("<II")  # body length, crc32(body)
+_HEAD = struct.Struct("<QIH32s")  # seq, spans, len(project), digest
+_SUFFIX = ".wal"
+_CHECKPOINT = "checkpoint.json"
+_LOCK = "LOCK"
+MAX_RECORD_BYTES = 1 << 30
+
+
+class WALError(Exception):
+    """The log cannot take more writes (disk full, fsync failed, closed)."""
+
+
+@dataclass
+class Record:
+    """Where one accepted request lives in the log; its bytes may also be cached."""
+
+    seq: int
+    project: str
+    digest: bytes
+    spans: int
+    segment: Path
+    offset: int  # of the payload within the segment
+    length: int  # of the payload
+    disk_bytes: int  # the whole framed record
+    payload: bytes | None = None
+    durable: Future[None] = field(default_factory=Future)
+
+
+@dataclass
+class Intent:
+    """The records of one ClickHouse insert and its deduplication token."""
+
+    first: int
+    last: int
+    token: str
+
+
+@dataclass
+class Recovery:
+    pending: list[Record]  # not yet known to be in ClickHouse, in order
+    committed: list[Record]  # still on disk and already in ClickHouse (for duplicate detection)
+    intent: Intent | None
+    truncated_bytes: int  # torn tail cut off
+
+
+def _segment_name(first_seq: int) -> str:
+    return f"{first_seq:020d}{_SUFFIX}"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class WAL:
+    def __init__(self, directory: str | os.PathLike[str], *, segment_bytes: int = 64 * 1024 * 1024,
+                 fsync: bool = True) -> None:
+        self.dir = Path(directory)
+        self.segment_bytes = segment_bytes
+        self.fsync = fsync
+        self._lock = threading.Lock()  # guards the active segment and seq
+        self._cond = threading.Condition(threading.Lock())  # guards the flusher's waiting list
+        self._waiting: list[Record] = []
+        self._fd: int | None = None
+        self._active: Path | None = None
+        self._active_size = 0
+        self._next_seq = 1
+        self._committed = 0
+        self._segments: dict[Path, int] = {}  # segment -> last seq in it
+        self._failed: BaseException | None = None
+        self._closed = False
+        self._lock_fd: int | None = None
+        self._flusher: threading.Thread | None = None
+        self.fsyncs = 0
+        self.disk_bytes = 0  # bytes of records not yet committed
+
+    # --- opening and recovery -----------------------------------------------------
+
+    def open(self) -> Recovery:
+        """Lock the directory, read what a previous process left, start the flusher."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self.dir / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise WALError(f"another collector is using the write-ahead log in {self.dir}") from None
+        committed, intent = self._read_checkpoint()
+        self._committed = committed
+        pending: list[Record] = []
+        done: list[Record] = []
+        truncated = 0
+        segments = sorted(self.dir.glob("*" + _SUFFIX))
+        last_seq = committed
+        for i, seg in enumerate(segments):
+            records, good_end = self._scan(seg)
+            size = seg.stat().st_size
+            if good_end < size:
+                if i != len(segments) - 1:
+                    # A bad record in a sealed segment cannot be a torn write (we only
+                    # append to the newest): keep the file for inspection.
+                    logger.error("write-ahead log segment %s is damaged at byte %d; %d bytes unreadable",
+                                 seg, good_end, size - good_end)
+                else:
+                    logger.warning("cutting a torn record (%d bytes) off the end of %s", size - good_end, seg)
+                    with open(seg, "r+b") as f:
+                        f.truncate(good_end)
+                        f.flush()
+                        os.fsync(f.fileno())
+                    truncated += size - good_end
+            for rec in records:
+                rec.durable.set_result(None)
+                last_seq = max(last_seq, rec.seq)
+                (pending if rec.seq > committed else done).append(rec)
+            self._segments[seg] = records[-1].seq if records else committed
+        self._next_seq = last_seq + 1
+        self.disk_bytes = sum(r.disk_bytes for r in pending)
+        if intent is not None and intent.last <= committed:
+            intent = None
+        self._delete_committed_segments()
+        self._flusher = threading.Thread(target=self._flush_loop, name="flowscope-wal-fsync", daemon=True)
+        self._flusher.start()
+        return Recovery(pending, done, intent, truncated)
+
+    def _scan(self, seg: Path) -> tuple[list[Record], int]:
+        records: list[Record] = []
+        offset = 0
+        with open(seg, "rb") as f:
+            data = f.read()
+        while offset + _FRAME.size <= len(data):
+            length, crc = _FRAME.unpack_from(data, offset)
+            start = offset + _FRAME.size
+            end = start + length
+            if length < _HEAD.size or length > MAX_RECORD_BYTES or end > len(data):
+                break
+            body = memoryview(data)[start:end]
+            if zlib.crc32(body) != crc:
+                break
+            seq, spans, plen, digest = _HEAD.unpack_from(body, 0)
+            project = bytes(body[_HEAD.size:_HEAD.size + plen]).decode("utf-8", "replace")
+            payload_off = start + _HEAD.size + plen
+            records.append(Record(seq, project, digest, spans, seg, payload_off, end - payload_off, end - offset))
+            offset = end
+        return records, offset
+
+    def _read_checkpoint(self) -> tuple[int, Intent | None]:
+        path = self.dir / _CHECKPOINT
+        try:
+            doc = json.loads(path.read_text())
+        except FileNotFoundError:
+            return 0, None
+        except (OSError, ValueError) as exc:
+            # Starting from 0 replays everything still on disk; the insert
+            # tokens of records already stored are unknown, so say so loudly.
+            logger.error("write-ahead log checkpoint %s unreadable (%s); replaying all segments", path, exc)
+            return 0, None
+        raw = doc.get("intent")
+        intent = Intent(int(raw["first"]), int(raw["last"]), str(raw["token"])) if raw else None
+        return int(doc.get("committed", 0)), intent
+
+    # --- appending ----------------------------------------------------------------
+
+    @property
+    def next_seq(self) -> int:
+        return self._next_seq
+
+    def append(self, project: str, digest: bytes, spans: int, payload: bytes, *, cache: bool = True) -> Record:
+        """Write one request; ``record.durable`` resolves once it is fsync'd."""
+        pbytes = project.encode("utf-8")
+        with self._lock:
+            if self._failed is not None:
+                raise WALError(f"write-ahead log unusable: {self._failed}")
+            if self._closed:
+                raise WALError("write-ahead log is closed")
+            seq = self._next_seq
+            head = _HEAD.pack(seq, spans, len(pbytes), digest)
+            body_len = len(head) + len(pbytes) + len(payload)
+            crc = zlib.crc32(payload, zlib.crc32(pbytes, zlib.crc32(head)))
+            frame = _FRAME.pack(body_len, crc)
+            if self._fd is None or self._active_size >= self.segment_bytes:
+                self._rotate(seq)
+            assert self._fd is not None and self._active is not None
+            start = self._active_size
+            try:
+                _write_all(self._fd, (frame, head, pbytes, payload))
+            except OSError as exc:
+                # Leave no half record behind: later records must follow a whole one.
+                try:
+                    os.ftruncate(self._fd, start)
+                except OSError:
+                    self._failed = exc
+                raise WALError(f"could not write to the write-ahead log: {exc}") from exc
+            size = _FRAME.size + body_len
+            self._active_size += size
+            self._next_seq = seq + 1
+            self._segments[self._active] = seq
+            self.disk_bytes += size
+            rec = Record(seq, project, digest, spans, self._active, start + _FRAME.size + len(head) + len(pbytes),
+                         len(payload), size, payload if cache else None)
+        with self._cond:
+            self._waiting.append(rec)
+            self._cond.notify()
+        return rec
+
+    def _rotate(self, first_seq: int) -> None:
+        if self._fd is not None:
+            if self.fsync:
+                os.fsync(self._fd)  # everything in the old segment is durable before we leave it
+            os.close(self._fd)
+        path = self.dir / _segment_name(first_seq)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._active = path
+        self._active_size = os.fstat(self._fd).st_size
+        self._segments.setdefault(path, first_seq - 1)
+        if self.fsync:
+            _fsync_dir(self.dir)
+
+    def _flush_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._waiting and not self._closed:
+                    self._cond.wait()
+                batch, self._waiting = self._waiting, []
+                if not batch and self._closed:
+                    return
+            error: BaseException | None = None
+            with self._lock:
+                fd = self._fd
+            try:
+                if self.fsync and fd is not None:
+                    os.fsync(fd)
+                self.fsyncs += 1
+            except OSError as exc:
+                # After a failed fsync the kernel may have dropped the dirty pages;
+                # nothing written since can be promised, so stop taking writes.
+                error = exc
+                with self._lock:
+                    self._failed = exc
+                logger.error("fsync of the write-ahead log failed: %s", exc)
+            for rec in batch:
+                if not rec.durable.done():
+                    if error is None:
+                        rec.durable.set_result(None)
+                    else:
+                        rec.durable.set_exception(WALError(f"write-ahead log fsync failed: {error}"))
+
+    # --- reading and committing -------------------------------------------------------
+
+    def read(self, rec: Record) -> bytes:
+        if rec.payload is not None:
+            return rec.payload
+        with open(rec.segment, "rb") as f:
+            f.seek(rec.offset)
+            data = f.read(rec.length)
+        if len(data) != rec.length:
+            raise WALError(f"record {rec.seq} is shorter on disk than recorded")
+        return data
+
+    def begin(self, intent: Intent) -> None:
+        """Write down an insert's range and token before sending it (durably)."""
+        self._write_checkpoint({"committed": self._committed,
+                                "intent": {"first": intent.first, "last": intent.last, "token": intent.token}},
+                               durable=True)
+
+    def commit(self, last_seq: int, released_bytes: int) -> None:
+        """Everything up to ``last_seq`` is in ClickHouse: forget it."""
+        self._committed = max(self._committed, last_seq)
+        # Not fsync'd: if this is lost, the intent is replayed and deduplicated.
+        self._write_checkpoint({"committed": self._committed, "intent": None}, durable=False)
+        with self._lock:
+            self.disk_bytes = max(0, self.disk_bytes - released_bytes)
+        self._delete_committed_segments()
+
+    def _write_checkpoint(self, doc: dict[str, object], *, durable: bool) -> None:
+        tmp = self.dir / (_CHECKPOINT + ".tmp")
+        with open(tmp, "w") as f:
+            f.write(json.dumps(doc))
+            f.flush()
+            if durable and self.fsync:
+                os.fsync(f.fileno())
+        os.replace(tmp, self.dir / _CHECKPOINT)
+        if durable and self.fsync:
+            _fsync_dir(self.dir)
+
+    def _delete_committed_segments(self) -> None:
+        """Delete fully stored segments, keeping the newest sealed one.
+
+        The kept segment lets a restarted collector still recognise an exporter
+        retrying a request that was acknowledged just before the crash.
+        """
+        with self._lock:
+            sealed = sorted(p for p in self._segments if p != self._active)
+            doomed = [p for p in sealed[:-1] if self._segments[p] <= self._committed]
+            for p in doomed:
+                del self._segments[p]
+        for p in doomed:
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
+        if doomed:
+            logger.debug("deleted %d stored write-ahead log segments", len(doomed))
+
+    def segments(self) -> Iterator[Path]:
+        with self._lock:
+            return iter(sorted(self._segments))
+
+    @property
+    def committed_seq(self) -> int:
+        return self._committed
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._flusher is not None:
+            self._flusher.join(10)
+            self._flusher = None
+        with self._lock:
+            if self._fd is not None:
+                if self.fsync and self._failed is None:
+                    try:
+                        os.fsync(self._fd)
+                    except OSError:
+                        pass
+                os.close(self._fd)
+                self._fd = None
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)  # releases the flock
+                self._lock_fd = None
+
+
+def _write_all(fd: int, parts: tuple[bytes, ...]) -> None:
+    data = b"".join(parts)
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]

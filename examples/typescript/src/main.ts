@@ -1,0 +1,72 @@
+/**
+ * Runs both examples once and prints their run ids as JSON (the test suite
+ * reads this line). Environment: OTEL_EXPORTER_OTLP_ENDPOINT (collector,
+ * default http://127.0.0.1:4318), OPENAI_BASE_URL (default the FakeProvider
+ * on http://127.0.0.1:8400/v1), FLOWSCOPE_API_KEY (optional bearer key).
+ */
+import { Backpack, BackpackNode, Flow } from "./backpack";
+import { initTracing, shutdownTracing } from "./flowscope";
+import { Agent } from "./hazel";
+import { complete } from "./llm";
+
+const MODEL = process.env.EXAMPLE_MODEL ?? "gpt-4o-mini";
+
+class Plan extends BackpackNode<string, string> {
+  constructor() { super("plan", "llm"); }
+  prep(store: Backpack) { return store.get<string>("question"); }
+  async exec(question: string) {
+    const res = await complete(MODEL, [{ role: "user", content: `Plan research for: ${question}` }]);
+    return res.choices[0].message.content ?? "";
+  }
+  post(store: Backpack, _p: string, plan: string) { store.set("plan", plan); return "research"; }
+}
+
+class Research extends BackpackNode<string, string[]> {
+  constructor() { super("research", "tool"); }
+  prep(store: Backpack) { return store.get<string>("plan"); }
+  exec(plan: string) { return [`note about ${plan.split(" ")[0] || "topic"}`, "second note"]; }
+  post(store: Backpack, _p: string, notes: string[]) { store.set("notes", notes); return "write"; }
+}
+
+class Write extends BackpackNode<{ q: string; notes: string[] }, string> {
+  constructor() { super("write", "llm"); }
+  prep(store: Backpack) { return { q: store.get<string>("question"), notes: store.get<string[]>("notes") }; }
+  async exec(p: { q: string; notes: string[] }) {
+    const res = await complete(MODEL, [{ role: "user", content: `Answer ${p.q} using ${p.notes.join("; ")}` }]);
+    return res.choices[0].message.content ?? "";
+  }
+  post(store: Backpack, _p: unknown, draft: string) { store.set("draft", draft); }
+}
+
+async function main() {
+  const key = process.env.FLOWSCOPE_API_KEY;
+  initTracing({ serviceName: "ts-example", headers: key ? { authorization: `Bearer ${key}` } : undefined });
+
+  const plan = new Plan();
+  const research = new Research();
+  const write = new Write();
+  const flow = new Flow("research-flow", plan).on(plan, "research", research).on(research, "write", write);
+  const flowRun = await flow.run(new Backpack({ question: "why is the sky blue?" }));
+
+  const agent = new Agent("support-agent", MODEL, "You help with orders.").use({
+    spec: {
+      type: "function",
+      function: {
+        name: "lookup_order",
+        description: "Find an order by id",
+        parameters: { type: "object", properties: { id: { type: "string" } }, required: ["id"] },
+      },
+    },
+    run: (args) => ({ id: args.id, status: "shipped" }),
+  });
+  const agentRun = await agent.ask("Where is order 42?");
+
+  await shutdownTracing();
+  console.log(JSON.stringify({ flow_run_id: flowRun.runId, flow_store: flowRun.store,
+                               agent_run_id: agentRun.runId, answer: agentRun.answer }));
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

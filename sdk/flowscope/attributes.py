@@ -1,0 +1,270 @@
+"""Run attributes: who and what a run was for, on every span, in every service.
+
+``set_run_attributes(user_id=..., tenant=..., session_id=..., **custom)`` stores
+the attributes on the current :class:`~flowscope.runs.Run`; the span processor
+copies them onto every span the run starts from then on, and they are written
+onto the run's spans that are still open (the run span, the current node, ...).
+Spans that already ended cannot change (OpenTelemetry spans are immutable once
+ended), so call it early, ideally right after the run starts.
+
+Names: ``user_id`` → ``user.id``, ``session_id`` → ``gen_ai.conversation.id``
+(the standard names other tools already read); everything else, ``tenant``
+included, → ``flowscope.run.attr.<name>``. :func:`attribute_key` is the one
+place that resolves a name, so the collector's ``group_by=attr:<name>`` agrees.
+
+Across processes the run id and these attributes travel as W3C baggage: the
+:class:`RunBaggagePropagator` writes them into the ``baggage`` header of every
+request an OpenTelemetry HTTP instrumentation (httpx, requests, ...) sends
+while a run is active, and the span processor of the service that receives
+the request stamps its spans with the same ``flowscope.run.id``. The calling
+run and everything it caused downstream are then one run with one cost.
+Baggage is sent to every instrumented destination, so only put in run
+attributes what you would put in a request header; set
+``FLOWSCOPE_PROPAGATE_RUN=false`` to keep them in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from opentelemetry import baggage, propagate, trace
+from opentelemetry import context as otel_context
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagators import textmap
+from opentelemetry.propagators.composite import CompositePropagator
+
+from . import config, semconv
+from .runs import Run, current_run
+
+logger = logging.getLogger("flowscope")
+
+USER_ID = semconv.USER_ID
+CONVERSATION_ID = semconv.GEN_AI_CONVERSATION_ID
+CUSTOM_PREFIX = semconv.RUN_ATTR_PREFIX
+# On the spans of a run started inside another service's run: the caller's run.
+RUN_PARENT_ID = semconv.RUN_PARENT_ID
+PROPAGATE_ENV = "FLOWSCOPE_PROPAGATE_RUN"
+
+_NAMED = {"user_id": USER_ID, "session_id": CONVERSATION_ID}
+_STANDARD_KEYS = frozenset(_NAMED.values())
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
+# Baggage is a request header: values longer than this stay in-process.
+_MAX_BAGGAGE_VALUE = 256
+
+AttributeValue = str | bool | int | float | list[str] | list[bool] | list[int] | list[float]
+
+
+def attribute_key(name: str) -> str:
+    """The span attribute key of a run attribute name (``tenant`` → ``flowscope.run.attr.tenant``).
+
+    Full keys pass through, so ``attr:user.id`` and ``attr:user_id`` mean the same.
+    """
+    if name in _NAMED:
+        return _NAMED[name]
+    if name in _STANDARD_KEYS or name.startswith(CUSTOM_PREFIX):
+        return name
+    return CUSTOM_PREFIX + name
+
+
+def is_run_attribute_key(key: str) -> bool:
+    """True for span attribute keys that are run attributes (and travel as baggage)."""
+    return key in _STANDARD_KEYS or key.startswith(CUSTOM_PREFIX)
+
+
+def _value(value: Any) -> AttributeValue | None:
+    """An OTel attribute value for ``value``; anything else is stringified, not dropped."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        items = [v for v in value if v is not None]
+        kinds = {type(v) for v in items}
+        if len(kinds) <= 1 and kinds <= {str, bool, int, float}:
+            return list(items)
+        return [str(v) for v in items]
+    return str(value)
+
+
+def normalize_run_attributes(values: Mapping[str, Any]) -> dict[str, AttributeValue]:
+    """Map friendly names to span attribute keys; invalid names are logged and skipped."""
+    out: dict[str, AttributeValue] = {}
+    for name, raw in values.items():
+        name = str(name)
+        if name not in _NAMED and not _NAME_RE.match(name) and not is_run_attribute_key(name):
+            logger.warning("flowscope: run attribute name %r is not a valid name; skipped", name)
+            continue
+        value = _value(raw)
+        if value is None:
+            continue
+        out[attribute_key(name)] = value
+    return out
+
+
+def run_attributes_from(mapping: Mapping[str, Any] | None) -> dict[str, AttributeValue]:
+    """Run attributes found in a runtime's metadata (LangGraph ``config["metadata"]``,
+    PenguiFlow ``Message.meta``, ...).
+
+    Recognised: ``user_id``, ``session_id``, ``tenant`` (and the full keys
+    ``user.id``, ``gen_ai.conversation.id``, ``flowscope.run.attr.*``), plus
+    every entry of a nested ``"flowscope"`` mapping
+    (``{"flowscope": {"plan": "pro"}}``). Other metadata stays out: runtimes
+    put a lot there that is not about who the run was for.
+    """
+    if not mapping:
+        return {}
+    picked: dict[str, Any] = {}
+    try:
+        for key, value in mapping.items():
+            if not isinstance(key, str):
+                continue
+            if key in _NAMED or key == "tenant" or is_run_attribute_key(key):
+                picked[key] = value
+        nested = mapping.get("flowscope")
+        if isinstance(nested, Mapping):
+            picked.update({str(k): v for k, v in nested.items()})
+        return normalize_run_attributes(picked)
+    except Exception:
+        logger.warning("flowscope: could not read run attributes from metadata", exc_info=True)
+        return {}
+
+
+def _apply(run: Run | None, attrs: Mapping[str, AttributeValue]) -> None:
+    if not attrs:
+        return
+    if run is not None:
+        run.attributes.update(attrs)
+        from .processor import open_spans
+
+        spans = open_spans(run)
+        if run.span is not None and run.span not in spans:
+            spans.append(run.span)
+    else:
+        spans = [trace.get_current_span()]
+    for span in spans:
+        if span.is_recording():
+            span.set_attributes(dict(attrs))
+
+
+def set_run_attributes(
+    *,
+    user_id: Any = None,
+    tenant: Any = None,
+    session_id: Any = None,
+    **custom: Any,
+) -> dict[str, AttributeValue]:
+    """Attach attributes to every span of the current run, here and downstream.
+
+    Returns the span attributes that were set (``{}`` outside a run). Outside a
+    local run but inside one propagated from another service, they go on the
+    current span only. Never raises.
+    """
+    try:
+        attrs = normalize_run_attributes({"user_id": user_id, "tenant": tenant, "session_id": session_id,
+                                          **custom})
+        install_propagator()
+        run = current_run()
+        if run is None and remote_run_id() is None:
+            logger.debug("flowscope: set_run_attributes called outside a run; ignored")
+            return {}
+        _apply(run, attrs)
+        return attrs
+    except Exception:
+        logger.warning("flowscope: could not set run attributes", exc_info=True)
+        return {}
+
+
+def apply_run_attributes(mapping: Mapping[str, Any] | None, run: Run | None = None) -> dict[str, AttributeValue]:
+    """For runtime instrumentations: apply the run attributes found in ``mapping``
+    (see :func:`run_attributes_from`) to ``run`` (default: the current run). Never raises."""
+    try:
+        attrs = run_attributes_from(mapping)
+        if attrs:
+            _apply(run or current_run(), attrs)
+        return attrs
+    except Exception:
+        logger.warning("flowscope: could not apply run attributes", exc_info=True)
+        return {}
+
+
+# --- across processes -----------------------------------------------------------------
+
+
+def remote_run_id(ctx: otel_context.Context | None = None) -> str | None:
+    """The run id another service propagated to us in baggage, if any."""
+    value = baggage.get_baggage(semconv.RUN_ID, ctx)
+    return str(value) if value else None
+
+
+def remote_run_attributes(ctx: otel_context.Context | None = None) -> dict[str, str]:
+    """Run id and run attributes received in baggage, as span attributes."""
+    entries = baggage.get_all(ctx)
+    if not entries.get(semconv.RUN_ID):
+        return {}
+    return {k: str(v) for k, v in entries.items() if k == semconv.RUN_ID or is_run_attribute_key(k)}
+
+
+def _baggage_value(value: Any) -> str | None:
+    text = json.dumps(value, separators=(",", ":")) if isinstance(value, list) else str(value)
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    return text if len(text) <= _MAX_BAGGAGE_VALUE else None
+
+
+class RunBaggagePropagator(W3CBaggagePropagator):
+    """W3C baggage plus the active run: its id and run attributes ride along.
+
+    Computed at inject time from the run in the context, so attributes set
+    after the request context was created still travel, and nothing has to
+    be attached to (and later detached from) the context.
+    """
+
+    def inject(
+        self,
+        carrier: textmap.CarrierT,
+        context: otel_context.Context | None = None,
+        setter: textmap.Setter[textmap.CarrierT] = textmap.default_setter,
+    ) -> None:
+        ctx = context if context is not None else otel_context.get_current()
+        try:
+            run = current_run(ctx)
+            if run is not None:
+                ctx = baggage.set_baggage(semconv.RUN_ID, run.id, ctx)
+                for key, value in list(run.attributes.items()):
+                    if is_run_attribute_key(key):
+                        text = _baggage_value(value)
+                        if text is not None:
+                            ctx = baggage.set_baggage(key, text, ctx)
+        except Exception:
+            logger.debug("flowscope: could not add the run to baggage", exc_info=True)
+        super().inject(carrier, ctx, setter)
+
+
+def install_propagator() -> bool:
+    """Make the global propagator carry the run (idempotent); False when turned off.
+
+    The W3C baggage propagator in the configured set is replaced by ours (a
+    superset of it); if none is configured ours is added, other propagators
+    (tracecontext, b3, ...) are kept as they are.
+    """
+    if not config.env_flag(PROPAGATE_ENV, default=True):
+        return False
+    if os.environ.get("OTEL_PROPAGATORS", "").strip().lower() == "none":  # propagation turned off
+        return False
+    current = propagate.get_global_textmap()
+    members = list(getattr(current, "_propagators", [current]))
+    if any(isinstance(p, RunBaggagePropagator) for p in members):
+        return True
+    replaced = [RunBaggagePropagator() if type(p) is W3CBaggagePropagator else p for p in members]
+    if not any(isinstance(p, RunBaggagePropagator) for p in replaced):
+        replaced.append(RunBaggagePropagator())
+    propagate.set_global_textmap(CompositePropagator(replaced))
+    return True

@@ -1,0 +1,242 @@
+"""The path every traced client method shares: cache, budget, span, retries, stream.
+
+Provider modules describe an endpoint (how to read its request, its response
+and its stream); this module runs the call the same way for all of them, sync
+and async, so the order of the rules is decided once:
+
+1. the response cache answers first (a hit is free, so it is served even when
+   the run's budget is spent);
+2. the budget refuses a call that would start after the run spent its budget
+   (``BudgetExceeded`` escapes on purpose; nothing is sent);
+3. the request runs with the LLM span current, so the client's retries land
+   on it as ``flowscope.retry`` events and HTTP-level spans nest under it;
+4. the response (or stream) finishes the span; a fresh response is stored.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import cache as cache_mod
+from ..llm import LLMCall, start_call
+from ._stream import AsyncStreamProxy, StreamObserver, SyncStreamProxy
+
+logger = logging.getLogger("flowscope")
+
+RAW_RESPONSE_HEADER = "x-stainless-raw-response"
+
+StartArgs = Callable[[Any, dict[str, Any]], dict[str, Any]]
+Finisher = Callable[[LLMCall, Any, bool], None]
+ObserverFactory = Callable[[LLMCall, dict[str, Any]], StreamObserver]
+Reviver = Callable[[Any, dict[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One client method: how to name its span and read its request, response and stream."""
+
+    provider: str
+    operation: str
+    start_args: StartArgs  # (resource instance, kwargs) -> LLMCall keyword arguments
+    finish: Finisher  # (call, response, cache_hit) -> None; ends the span
+    observer: ObserverFactory | None = None  # for stream=True
+    cacheable: bool = True
+    api: str = ""  # names the method in cache keys: create and parse answer differently
+    revive: Reviver | None = None  # rebuilds what the method returns from a cached response
+
+
+@dataclass
+class Plan:
+    start: dict[str, Any]
+    stream: bool
+    raw: str | None
+    kwargs: dict[str, Any]
+    cache: cache_mod.ResponseCache | None = None
+    key: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def raw_mode(kwargs: Mapping[str, Any]) -> str | None:
+    """``"true"``/``"raw"`` for ``with_raw_response``, ``"stream"`` for ``with_streaming_response``."""
+    headers = kwargs.get("extra_headers")
+    if not isinstance(headers, Mapping):
+        return None
+    for key, value in headers.items():
+        if isinstance(key, str) and key.lower() == RAW_RESPONSE_HEADER:
+            return str(value)
+    return None
+
+
+def plan(ep: Endpoint, instance: Any, kwargs: dict[str, Any], *, stream: bool | None = None) -> Plan | None:
+    """Everything decided before the request; None if tracing cannot describe it."""
+    try:
+        is_stream = bool(kwargs.get("stream")) if stream is None else stream
+        start = ep.start_args(instance, kwargs)
+        start["stream"] = is_stream
+        p = Plan(start=start, stream=is_stream, raw=raw_mode(kwargs), kwargs=kwargs)
+        cache = cache_mod.active()
+        if cache is not None and ep.cacheable and not is_stream and p.raw is None:
+            p.cache = cache
+            p.key = cache.key(ep.provider, ep.api or ep.operation, kwargs)
+        return p
+    except Exception:
+        logger.debug("flowscope: could not describe %s request", ep.provider, exc_info=True)
+        return None
+
+
+def serve_from_cache(ep: Endpoint, p: Plan) -> Any | None:
+    if p.cache is None or p.key is None:
+        return None
+    hit = p.cache.get(p.key)
+    if hit is None:
+        return None
+    if ep.revive is not None:
+        try:
+            hit = ep.revive(hit, p.kwargs)
+        except Exception:  # e.g. the response_format class changed shape: answer afresh
+            logger.debug("flowscope: cached %s response could not be revived", ep.api, exc_info=True)
+            return None
+    call = start_call(ep.operation, ep.provider, check_budget=False, **p.start)
+    if call is not None:
+        try:
+            ep.finish(call, hit, True)
+        except Exception:
+            logger.debug("flowscope: could not record cache hit", exc_info=True)
+            call.finish(response_model=None, usage=None, cache_hit=True)
+    return hit
+
+
+def _end_quietly(call: LLMCall) -> None:
+    call.finish(response_model=None, usage=None)
+
+
+def _swap_parsed(raw_response: Any, parsed: Any, replacement: Any) -> bool:
+    """Make ``raw_response.parse()`` hand out our stream proxy instead of the bare stream."""
+    cache = getattr(raw_response, "_parsed_by_type", None)
+    if not isinstance(cache, dict):
+        return False
+    for key, value in list(cache.items()):
+        if value is parsed:
+            cache[key] = replacement
+            return True
+    return False
+
+
+def finish_sync(ep: Endpoint, p: Plan, call: LLMCall, result: Any) -> Any:
+    """Record the response (or wrap the stream); returns what the caller gets."""
+    try:
+        if p.raw in ("true", "raw"):
+            parsed = result.parse()
+            if p.stream and ep.observer is not None:
+                if not _swap_parsed(result, parsed, SyncStreamProxy(parsed, ep.observer(call, p.kwargs))):
+                    _end_quietly(call)
+            else:
+                ep.finish(call, parsed, False)
+            return result
+        if p.raw is not None:  # with_streaming_response: the body is the caller's to read
+            _end_quietly(call)
+            return result
+        if p.stream and ep.observer is not None:
+            return SyncStreamProxy(result, ep.observer(call, p.kwargs))
+        ep.finish(call, result, False)
+        if p.cache is not None and p.key is not None:
+            p.cache.put(p.key, result)
+    except Exception:
+        logger.debug("flowscope: %s response handling failed", ep.provider, exc_info=True)
+        _end_quietly(call)
+    return result
+
+
+async def finish_async(ep: Endpoint, p: Plan, call: LLMCall, result: Any) -> Any:
+    try:
+        if p.raw in ("true", "raw"):
+            parsed = result.parse()
+            if inspect.isawaitable(parsed):
+                parsed = await parsed
+            if p.stream and ep.observer is not None:
+                if not _swap_parsed(result, parsed, AsyncStreamProxy(parsed, ep.observer(call, p.kwargs))):
+                    _end_quietly(call)
+            else:
+                ep.finish(call, parsed, False)
+            return result
+        if p.raw is not None:
+            _end_quietly(call)
+            return result
+        if p.stream and ep.observer is not None:
+            return AsyncStreamProxy(result, ep.observer(call, p.kwargs))
+        ep.finish(call, result, False)
+        if p.cache is not None and p.key is not None:
+            p.cache.put(p.key, result)
+    except Exception:
+        logger.debug("flowscope: %s response handling failed", ep.provider, exc_info=True)
+        _end_quietly(call)
+    return result
+
+
+def sync_wrapper(ep: Endpoint) -> Callable[..., Any]:
+    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        p = plan(ep, instance, kwargs)
+        if p is None:
+            return wrapped(*args, **kwargs)
+        hit = serve_from_cache(ep, p)
+        if hit is not None:
+            return hit
+        call = start_call(ep.operation, ep.provider, **p.start)  # may raise BudgetExceeded
+        if call is None:
+            return wrapped(*args, **kwargs)
+        token = call.attach()
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        finally:
+            call.detach(token)
+        return finish_sync(ep, p, call, result)
+
+    return wrapper
+
+
+def async_wrapper(ep: Endpoint) -> Callable[..., Any]:
+    async def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        p = plan(ep, instance, kwargs)
+        if p is None:
+            return await wrapped(*args, **kwargs)
+        hit = serve_from_cache(ep, p)
+        if hit is not None:
+            return hit
+        call = start_call(ep.operation, ep.provider, **p.start)
+        if call is None:
+            return await wrapped(*args, **kwargs)
+        token = call.attach()
+        try:
+            result = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        finally:
+            call.detach(token)
+        return await finish_async(ep, p, call, result)
+
+    return wrapper
+
+
+def server_of(instance: Any) -> tuple[str | None, int | None]:
+    try:
+        url = instance._client.base_url
+        return url.host, url.port
+    except Exception:
+        return None, None
+
+
+def get(obj: Any, name: str) -> Any:
+    """Attribute or key: responses are pydantic objects, but tests and users pass dicts."""
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)

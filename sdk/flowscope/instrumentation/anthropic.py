@@ -1,0 +1,343 @@
+"""Instrumentation for the ``anthropic`` client library.
+
+Covered: ``messages.create`` (with and without ``stream=True``),
+``messages.parse`` and the ``messages.stream()`` helper, sync and async, for
+``client.messages`` and ``client.beta.messages``, plus the client's own
+retries (see ``flowscope.retries``).
+
+Anthropic reports ``input_tokens`` WITHOUT cached input; we add
+``cache_read_input_tokens`` and ``cache_creation_input_tokens`` back so that
+``gen_ai.usage.input_tokens`` means the same thing for every provider. In a
+stream, ``message_start`` carries the first usage and every ``message_delta``
+repeats the cumulative counts: each overwrites, nothing is summed.
+
+``anthropic>=2`` traces its own API calls when a global TracerProvider exists,
+with ``gen_ai.operation.name=chat``. Inside our LLM span that span is the
+HTTP-level view of the same call, so we tag it ``flowscope.span.kind=http``
+and it is never counted or priced twice.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Collection
+from typing import Any
+
+import wrapt
+from opentelemetry.instrumentation.utils import unwrap
+
+from .. import semconv, tokens
+from ..llm import KIND_PROVIDER_HTTP, LLMCall, current_call, start_call
+from ..pricing import Usage
+from ..retries import instrument_client_retries, uninstrument_client_retries
+from ._base import FlowscopeInstrumentor
+from ._call import Endpoint, async_wrapper, get, plan, server_of, sync_wrapper
+from ._stream import AsyncStreamProxy, StreamObserver, SyncStreamProxy
+
+logger = logging.getLogger("flowscope")
+
+PROVIDER = "anthropic"
+
+
+def usage_from_anthropic(usage: Any) -> Usage | None:
+    """Anthropic's input_tokens excludes cache reads and writes: add them back."""
+    if usage is None:
+        return None
+    uncached = int(get(usage, "input_tokens") or 0)
+    cache_read = int(get(usage, "cache_read_input_tokens") or 0)
+    cache_write = int(get(usage, "cache_creation_input_tokens") or 0)
+    output = int(get(usage, "output_tokens") or 0)
+    thinking = int(get(get(usage, "output_tokens_details"), "thinking_tokens") or 0)
+    return Usage(
+        input_tokens=uncached + cache_read + cache_write,
+        output_tokens=output,
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        reasoning_tokens=min(thinking, output),
+    )
+
+
+def _input_messages(kwargs: dict[str, Any]) -> list[Any]:
+    messages = kwargs.get("messages")
+    out: list[Any] = []
+    system = kwargs.get("system")
+    if isinstance(system, str):
+        out.append({"role": "system", "content": system})
+    elif isinstance(system, (list, tuple)):
+        out.append({"role": "system", "content": list(system)})
+    if isinstance(messages, (list, tuple)):
+        out.extend(messages)
+    return out
+
+
+def _start(instance: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    host, port = server_of(instance)
+    return {
+        "request_model": kwargs.get("model"),
+        "params": kwargs,
+        "server_address": host,
+        "server_port": port,
+        "input_messages": _input_messages(kwargs) or None,
+    }
+
+
+def _text_of(content: Any) -> str:
+    parts = []
+    for block in content or []:
+        if get(block, "type") == "text":
+            parts.append(get(block, "text") or "")
+    return "".join(parts)
+
+
+def _finish(call: LLMCall, message: Any, cache_hit: bool) -> None:
+    stop = get(message, "stop_reason")
+    call.finish(
+        response_model=get(message, "model"),
+        usage=usage_from_anthropic(get(message, "usage")),
+        finish_reasons=[stop] if isinstance(stop, str) else None,
+        response_id=get(message, "id"),
+        output_messages=[{"role": "assistant", "content": _text_of(get(message, "content"))}],
+        cache_hit=cache_hit,
+    )
+
+
+class MessageStreamObserver(StreamObserver):
+    """Usage from ``message_start``, overwritten field by field by each ``message_delta``."""
+
+    _FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+
+    def __init__(self, call: LLMCall, kwargs: dict[str, Any]) -> None:
+        super().__init__(call)
+        self.kwargs = kwargs
+        self.model: str | None = None
+        self.response_id: str | None = None
+        self.usage: dict[str, Any] | None = None
+        self.stop_reason: str | None = None
+        self.text: list[str] = []
+
+    def _merge_usage(self, usage: Any) -> None:
+        if usage is None:
+            return
+        merged = dict(self.usage or {})
+        for name in self._FIELDS:
+            value = get(usage, name)
+            if value is not None:
+                merged[name] = value
+        details = get(usage, "output_tokens_details")
+        if details is not None:
+            merged["output_tokens_details"] = {"thinking_tokens": get(details, "thinking_tokens")}
+        self.usage = merged
+
+    def on_chunk(self, event: Any) -> None:
+        self.call.first_chunk()
+        kind = get(event, "type")
+        if kind == "message_start":
+            message = get(event, "message")
+            self.model = get(message, "model") or self.model
+            self.response_id = get(message, "id") or self.response_id
+            self._merge_usage(get(message, "usage"))
+        elif kind == "content_block_delta":
+            delta = get(event, "delta")
+            if get(delta, "type") == "text_delta":
+                self.text.append(get(delta, "text") or "")
+        elif kind == "message_delta":
+            self.stop_reason = get(get(event, "delta"), "stop_reason") or self.stop_reason
+            self._merge_usage(get(event, "usage"))
+
+    def on_end(self) -> None:
+        usage = usage_from_anthropic(self.usage)
+        estimated = False
+        text = "".join(self.text)
+        if usage is None:  # the stream died before message_start
+            model = self.model or self.call.request_model
+            prompt = tokens.estimate_messages_tokens(_input_messages(self.kwargs), model)
+            completion = tokens.estimate_tokens(text, model)
+            if prompt is not None and completion is not None:
+                usage = Usage(input_tokens=prompt, output_tokens=completion)
+                estimated = True
+        self.call.finish(
+            response_model=self.model,
+            usage=usage,
+            finish_reasons=[self.stop_reason] if self.stop_reason else None,
+            response_id=self.response_id,
+            estimated=estimated,
+            output_messages=[{"role": "assistant", "content": text}],
+        )
+
+
+def _revive_parse(cached: Any, kwargs: dict[str, Any]) -> Any:
+    """Run the client's own parser again so ``parsed_output`` is the caller's class."""
+    from anthropic import NOT_GIVEN
+    from anthropic.lib._parse._response import parse_response
+    from anthropic.types import Message
+
+    data = cached.model_dump(mode="json", warnings=False)
+    for block in data.get("content") or []:
+        if isinstance(block, dict):
+            block.pop("parsed_output", None)
+    output_format = kwargs.get("output_format")
+    return parse_response(
+        output_format=output_format if output_format is not None else NOT_GIVEN,
+        response=Message.model_validate(data),
+    )
+
+
+MESSAGES = Endpoint(PROVIDER, semconv.OP_CHAT, _start, _finish, MessageStreamObserver, api="messages")
+MESSAGES_PARSE = Endpoint(PROVIDER, semconv.OP_CHAT, _start, _finish, api="messages.parse", revive=_revive_parse)
+# beta.messages returns Beta* types: its own cache entries, and parse() is traced, not cached
+BETA_MESSAGES = Endpoint(PROVIDER, semconv.OP_CHAT, _start, _finish, MessageStreamObserver, api="beta.messages")
+BETA_MESSAGES_PARSE = Endpoint(PROVIDER, semconv.OP_CHAT, _start, _finish, api="beta.messages.parse",
+                               cacheable=False)
+
+
+# --- messages.stream() helper ------------------------------------------------------
+
+
+def _traced_request_sync(api_request: Any, instance: Any, kwargs: dict[str, Any]) -> Any:
+    """Replaces the helper's deferred request: runs when the ``with`` block is entered."""
+
+    def request() -> Any:
+        p = plan(MESSAGES, instance, kwargs, stream=True)
+        call = start_call(MESSAGES.operation, PROVIDER, **p.start) if p is not None else None
+        if call is None:
+            return api_request()
+        token = call.attach()
+        try:
+            raw = api_request()
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        finally:
+            call.detach(token)
+        return SyncStreamProxy(raw, MessageStreamObserver(call, kwargs))
+
+    return request
+
+
+async def _traced_request_async(api_request: Any, instance: Any, kwargs: dict[str, Any]) -> Any:
+    p = plan(MESSAGES, instance, kwargs, stream=True)
+    try:
+        call = start_call(MESSAGES.operation, PROVIDER, **p.start) if p is not None else None
+    except BaseException:
+        _close_awaitable(api_request)
+        raise
+    if call is None:
+        return await api_request
+    token = call.attach()
+    try:
+        raw = await api_request
+    except BaseException as exc:
+        call.fail(exc)
+        raise
+    finally:
+        call.detach(token)
+    return AsyncStreamProxy(raw, MessageStreamObserver(call, kwargs))
+
+
+def _close_awaitable(awaitable: Any) -> None:
+    """A refused call never awaits the client's request coroutine; close it so Python
+    does not warn that it was never awaited."""
+    close = getattr(awaitable, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:
+            pass
+
+
+def _manager_attr(manager: Any) -> str | None:
+    for klass in type(manager).__mro__:
+        name = f"_{klass.__name__}__api_request"
+        if hasattr(manager, name):
+            return name
+    return None
+
+
+def _stream_sync(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    manager = wrapped(*args, **kwargs)
+    try:
+        attr = _manager_attr(manager)
+        if attr is not None:
+            setattr(manager, attr, _traced_request_sync(getattr(manager, attr), instance, kwargs))
+    except Exception:
+        logger.debug("flowscope: could not trace anthropic messages.stream", exc_info=True)
+    return manager
+
+
+def _stream_async(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    manager = wrapped(*args, **kwargs)
+    try:
+        attr = _manager_attr(manager)
+        if attr is not None:
+            setattr(manager, attr, _traced_request_async(getattr(manager, attr), instance, kwargs))
+    except Exception:
+        logger.debug("flowscope: could not trace anthropic messages.stream", exc_info=True)
+    return manager
+
+
+# --- the client's own call spans ------------------------------------------------------
+
+
+def _own_span(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    span = wrapped(*args, **kwargs)
+    try:
+        if span is not None and current_call() is not None and span.is_recording():
+            span.set_attribute(semconv.SPAN_KIND, KIND_PROVIDER_HTTP)
+    except Exception:
+        logger.debug("flowscope: could not tag anthropic's own span", exc_info=True)
+    return span
+
+
+# --- instrumentor ----------------------------------------------------------------
+
+# module -> (endpoint of create(), endpoint of parse())
+_MODULES = {
+    "anthropic.resources.messages.messages": (MESSAGES, MESSAGES_PARSE),
+    "anthropic.resources.beta.messages.messages": (BETA_MESSAGES, BETA_MESSAGES_PARSE),
+}
+
+
+def _import_class(module: str, name: str) -> Any:
+    try:
+        return getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None
+
+
+class AnthropicInstrumentor(FlowscopeInstrumentor):
+    """Traces ``anthropic`` Messages calls (sync, async, streaming, the stream helper)."""
+
+    _wrapped: list[tuple[Any, str]] = []
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ("anthropic >= 0.40",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        wrapped: list[tuple[Any, str]] = []
+        for module, (create_ep, parse_ep) in _MODULES.items():
+            for cls_name, is_async in (("Messages", False), ("AsyncMessages", True)):
+                cls = _import_class(module, cls_name)
+                if cls is None:
+                    continue
+                methods = (
+                    ("create", async_wrapper(create_ep) if is_async else sync_wrapper(create_ep)),
+                    ("parse", async_wrapper(parse_ep) if is_async else sync_wrapper(parse_ep)),
+                    ("stream", _stream_async if is_async else _stream_sync),
+                )
+                for method, hook in methods:
+                    if hasattr(cls, method):
+                        wrapt.wrap_function_wrapper(cls, method, hook)
+                        wrapped.append((cls, method))
+        base = _import_class("anthropic", "_base_client")
+        if base is not None and hasattr(base, "start_api_call_span"):
+            wrapt.wrap_function_wrapper(base, "start_api_call_span", _own_span)
+            wrapped.append((base, "start_api_call_span"))
+        instrument_client_retries("anthropic")
+        type(self)._wrapped = wrapped
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        for owner, method in type(self)._wrapped:
+            unwrap(owner, method)
+        type(self)._wrapped = []
+        uninstrument_client_retries("anthropic")
