@@ -44,30 +44,25 @@ def _written(url: str) -> int:
     return int(m.group(1)) if m else 0
 
 
-BLOOM_INDEXES = ("idx_trace_id", "idx_res_attr_key", "idx_res_attr_value", "idx_span_attr_key",
-                 "idx_span_attr_value")
-FLOWSCOPE_VIEWS = ("flowscope_spans_mv", "flowscope_state_events_mv")
-
 # name -> statements applied after the migrations ({db} is the variant's database)
 VARIANTS: dict[str, list[str]] = {
-    "as migrated (all views, current indexes)": [],
-    "+ all 5 bloom filters of the exporter schema": [
-        "ALTER TABLE {db}.otel_traces ADD INDEX IF NOT EXISTS idx_trace_id TraceId TYPE bloom_filter(0.001) "
-        "GRANULARITY 1",
-        "ALTER TABLE {db}.otel_traces ADD INDEX IF NOT EXISTS idx_res_attr_key mapKeys(ResourceAttributes) "
-        "TYPE bloom_filter(0.01) GRANULARITY 1",
-        "ALTER TABLE {db}.otel_traces ADD INDEX IF NOT EXISTS idx_res_attr_value mapValues(ResourceAttributes) "
-        "TYPE bloom_filter(0.01) GRANULARITY 1",
-        "ALTER TABLE {db}.otel_traces ADD INDEX IF NOT EXISTS idx_span_attr_key mapKeys(SpanAttributes) "
-        "TYPE bloom_filter(0.01) GRANULARITY 1",
-        "ALTER TABLE {db}.otel_traces ADD INDEX IF NOT EXISTS idx_span_attr_value mapValues(SpanAttributes) "
-        "TYPE bloom_filter(0.01) GRANULARITY 1",
-    ],
-    "no skip indexes on otel_traces": [f"ALTER TABLE {{db}}.otel_traces DROP INDEX IF EXISTS {i}"
-                                       for i in (*BLOOM_INDEXES, "idx_duration")],
-    "no flowscope views (otel_traces + trace-id table only)": [
+    "as migrated": [],
+    "+ the exporter's 4 attribute-map bloom filters (dropped by 006)": [
+        f"ALTER TABLE {{db}}.otel_traces ADD INDEX IF NOT EXISTS {name} {expr} TYPE bloom_filter(0.01) GRANULARITY 1"
+        for name, expr in (("idx_res_attr_key", "mapKeys(ResourceAttributes)"),
+                           ("idx_res_attr_value", "mapValues(ResourceAttributes)"),
+                           ("idx_span_attr_key", "mapKeys(SpanAttributes)"),
+                           ("idx_span_attr_value", "mapValues(SpanAttributes)"))],
+    "- the TraceId bloom filter as well": ["ALTER TABLE {db}.otel_traces DROP INDEX IF EXISTS idx_trace_id"],
+    "- migration 004 (RunRecord, StateRecord, RunId blooms)": [
+        "ALTER TABLE {db}.flowscope_spans DROP COLUMN IF EXISTS RunRecord",
+        "ALTER TABLE {db}.flowscope_spans DROP INDEX IF EXISTS idx_run_id",
+        "ALTER TABLE {db}.flowscope_state_events DROP COLUMN IF EXISTS StateRecord",
+        "ALTER TABLE {db}.flowscope_state_events DROP INDEX IF EXISTS idx_run_id"],
+    "- the cost roll-up view (005)": ["DROP VIEW IF EXISTS {db}.flowscope_costs_hourly_mv"],
+    "- all flowscope views (otel_traces + trace-id table only)": [
         "DROP VIEW IF EXISTS {db}.flowscope_spans_mv", "DROP VIEW IF EXISTS {db}.flowscope_state_events_mv"],
-    "parse only (otlp_ingest view dropped)": ["DROP VIEW IF EXISTS {db}.otlp_ingest_mv"],
+    "protobuf parsing only (otlp_ingest view dropped)": ["DROP VIEW IF EXISTS {db}.otlp_ingest_mv"],
 }
 
 
@@ -90,6 +85,7 @@ def clickhouse_level(args: argparse.Namespace) -> int:
                               span_ns=3600 * 10**9, batch_spans=1000))
     results: dict[tuple[str, int], list[tuple[float, float]]] = {}
     for size in args.insert_spans:
+        t = time.perf_counter()
         batches: list[Batch] = []
         cur = Batch()
         for req in requests_:
@@ -121,7 +117,8 @@ def clickhouse_level(args: argparse.Namespace) -> int:
                 wait_for_merges(client)
                 cpu = time.process_time() - c0
                 got = client.query(f"SELECT count() FROM {db}.otel_traces").result_rows[0][0]
-                if "parse only" not in name and got != total:
+                parses_only = any("otlp_ingest_mv" in stmt for stmt in VARIANTS[name])
+                if not parses_only and got != total:
                     raise RuntimeError(f"{name}: {got} rows in otel_traces, {total} sent")
                 results.setdefault((name, size), []).append((total / wall, total / cpu))
                 print(f"  {name}, {size}-span inserts, round {rnd + 1}: {total / wall:,.0f} spans/s, "
@@ -203,8 +200,18 @@ def main(argv: list[str] | None = None) -> int:
         while _written(url) < total:
             time.sleep(0.05)
         elapsed = time.perf_counter() - t0
-        print(f"{total:,} spans in {len(bodies)} requests of ~{args.batch}, {args.clients} clients: "
-              f"accepted in {accepted:.1f}s, all written in {elapsed:.1f}s -> {total / elapsed:,.0f} spans/s")
+        from . import _stats
+        from .bench_queries import load_avg, machine
+
+        print(f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+        print(f"- machine: {machine()}")
+        print(f"- load average (1/5/15 min): {load_avg()}")
+        print(f"- method: POST /v1/traces (protobuf) to one collector process on chDB, {args.clients} client "
+              "threads; spans/s from the first request until /metrics counts every span written\n")
+        print(_stats.table(
+            ["spans", "requests", "spans per request", "accepted in s", "all written in s", "spans/s"],
+            [[f"{total:,}", len(bodies), f"~{args.batch}", f"{accepted:.1f}", f"{elapsed:.1f}",
+              f"{total / elapsed:,.0f}"]]))
     finally:
         proc.terminate()
         proc.wait(30)

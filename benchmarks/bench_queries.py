@@ -9,7 +9,10 @@ settle, then times what the API endpoints run — :class:`Store` queries plus
 random runs, and prints a markdown table of medians with the machine, the
 versions, the date and the load average (the machine may be shared: compare
 figures taken under similar load). ``sql ms`` is the part spent inside
-``client.query``; the rest is Python building the answer.
+``client.query``; the rest is Python building the answer. Rows marked
+"before" time the pre-tuning read of the same question (kept in
+:class:`Store` as the reference the tuned paths are checked against) in the
+same process, so the gain is measured under the same load.
 
 ``--dir`` keeps the chDB directory so a later invocation reuses loaded data.
 """
@@ -17,6 +20,7 @@ figures taken under similar load). ``sql ms`` is the part spent inside
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import random
@@ -90,6 +94,16 @@ def measure(name: str, goal: float | None, fn: Callable[[], object], timed: Time
     return out
 
 
+def state_events_before(client: Any, db: str, run_id: str) -> list[views.StateEvent]:
+    """The state read as it was before migration 004 (eight typed columns), for the comparison rows."""
+    rows = client.query(
+        f"SELECT Seq, Op, Path, Value, NodeStep, NodeName, Truncated, toUnixTimestamp64Nano(Timestamp) "
+        f"FROM {db}.flowscope_state_events WHERE Project = {{project:String}} AND RunId = {{run_id:String}} "
+        "ORDER BY Seq LIMIT 1 BY Seq", parameters={"project": PROJECT, "run_id": run_id}).result_rows
+    return [views.StateEvent(int(seq), op, path, json.loads(value) if value else None, int(step), node,
+                             bool(trunc), int(ts)) for seq, op, path, value, step, node, trunc, ts in rows]
+
+
 def loaded_meta(client: Any, db: str) -> bulk_load.Loaded | None:
     """What an earlier invocation loaded into ``db`` (so ``--dir`` can reuse it)."""
     exists = client.query(
@@ -148,34 +162,76 @@ def bench_size(client: Any, spans: int, repeat: int, days: float) -> dict[str, A
         v.nodes()
         return v.state(3)
 
+    def view_before(with_state: bool = False) -> views.RunView:
+        rid = next(pick)
+        return views.RunView(rid, store.run_spans_typed(PROJECT, rid),
+                             state_events_before(timed, db, rid) if with_state else [])
+
+    def state_before() -> object:
+        v = view_before(with_state=True)
+        v.nodes()
+        return v.state(3)
+
     cursor_page = store.list_runs(PROJECT, limit=50)[1]
     checks: list[tuple[str, float | None, Callable[[], object]]] = [
         ("SELECT 1 (chDB call floor)", None, lambda: timed.query("SELECT 1")),
         ("run summary", 15, lambda: view().summary()),
+        ("  before: typed columns", None, lambda: view_before().summary()),
         ("node sequence", 15, lambda: view().nodes()),
+        ("  before: typed columns", None, lambda: view_before().nodes()),
         ("state at step 3", 15, state),
+        ("  before: typed columns", None, state_before),
         ("graph (mermaid)", None, lambda: view().graph()),
         ("span tree (otel_traces)", None, lambda: store.span_details(PROJECT, next(pick))),
         ("runs list (50 newest)", 50, lambda: store.list_runs(PROJECT, limit=50)),
+        ("  before: group every run", None, lambda: store.list_runs(PROJECT, limit=50, exhaustive=True)),
         ("runs list page 2 (cursor)", 50, lambda: store.list_runs(PROJECT, limit=50, cursor=cursor_page)),
         ("runs list (50 costliest)", 50, lambda: store.list_runs(PROJECT, limit=50, sort="cost")),
+        ("  before: group every run", None,
+         lambda: store.list_runs(PROJECT, limit=50, sort="cost", exhaustive=True)),
         ("runs list (service+status)", 50,
          lambda: store.list_runs(PROJECT, limit=50, service="shop", status="error")),
         ("runs list (last 24h)", 50, lambda: store.list_runs(PROJECT, limit=50, since=day)),
         ("cost by model, 7 days", 150, lambda: store.costs(PROJECT, "model", since=week)),
+        ("  before: every LLM span", None, lambda: store.costs(PROJECT, "model", since=week, from_spans=True)),
         ("cost by provider, 7 days", 150, lambda: store.costs(PROJECT, "provider", since=week)),
         ("cost by node, 7 days", 150, lambda: store.costs(PROJECT, "node", since=week)),
         ("cost by day, 7 days", 150, lambda: store.costs(PROJECT, "day", since=week)),
         ("cost by flow, 7 days", 150, lambda: store.costs(PROJECT, "flow", since=week)),
         ("cost by model, last 24h", 150, lambda: store.costs(PROJECT, "model", since=day)),
     ]
+    mismatches = consistency(store, ids[:20], week, day)
     results = []
     for name, goal, fn in checks:
         reps = repeat if "span tree" not in name else max(5, repeat // 5)
         results.append(measure(name, goal, fn, timed, reps))
         print(f"  {db}: {name}: {results[-1].median:.1f} ms", file=sys.stderr, flush=True)
     return {"db": db, "loaded": loaded, "fresh": fresh, "settle_s": settle, "results": results,
-            "storage": storage(client, db)}
+            "storage": storage(client, db), "mismatches": mismatches}
+
+
+def consistency(store: Store, run_ids: list[str], week: datetime, day: datetime) -> list[str]:
+    """The tuned reads must answer exactly what the reference reads answer, on this data too."""
+    out = []
+    for rid in run_ids:
+        if store.run_spans(PROJECT, rid) != store.run_spans_typed(PROJECT, rid):
+            out.append(f"run {rid}: RunRecord read differs from the typed columns")
+        if store.state_events(PROJECT, rid) != state_events_before(store.client, store.db, rid):
+            out.append(f"run {rid}: StateRecord read differs from the typed columns")
+    for group in ("model", "provider", "service", "node", "day"):
+        for since, until in ((week, None), (day, None), (week, day)):
+            if store.costs(PROJECT, group, since=since, until=until) != store.costs(
+                    PROJECT, group, since=since, until=until, from_spans=True):
+                out.append(f"costs by {group} since {since} until {until}: roll-up differs from the spans")
+    for kw in ({}, {"sort": "cost"}, {"sort": "duration", "order": "asc"}, {"service": "shop", "status": "error"},
+               {"since": day}, {"order": "asc"}):
+        fast, cur = store.list_runs(PROJECT, limit=50, **kw)  # type: ignore[arg-type]
+        if (fast, cur) != store.list_runs(PROJECT, limit=50, exhaustive=True, **kw):  # type: ignore[arg-type]
+            out.append(f"runs list {kw}: differs from grouping every run")
+        if cur and store.list_runs(PROJECT, limit=50, cursor=cur, **kw) != store.list_runs(  # type: ignore[arg-type]
+                PROJECT, limit=50, cursor=cur, exhaustive=True, **kw):  # type: ignore[arg-type]
+            out.append(f"runs list {kw} page 2: differs from grouping every run")
+    return out
 
 
 def versions(client: Any) -> str:
@@ -210,7 +266,8 @@ def report(runs: list[dict[str, Any]], header: dict[str, str]) -> str:
         lo: bulk_load.Loaded = r["loaded"]
         how = f"bulk-loaded in {lo.seconds:.0f}s ({lo.spans_per_s:,.0f} spans/s)" if r["fresh"] else "reused"
         lines.append(f"- `{r['db']}`: {lo.spans:,} spans in {lo.runs:,} runs over 7 days, {how}; "
-                     f"merges settled in {r['settle_s']:.0f}s")
+                     f"merges settled in {r['settle_s']:.0f}s; tuned reads vs reference reads: "
+                     + ("identical" if not r["mismatches"] else "MISMATCH: " + "; ".join(r["mismatches"][:5])))
         for table, parts, rows, size in r["storage"]:
             if table.startswith("flowscope_") or table.startswith("otel_"):
                 lines.append(f"  - {table}: {rows:,} rows, {parts} parts, {size / 2**20:,.0f} MiB")

@@ -12,7 +12,7 @@ number, at ClickHouse speed.
 What it bypasses and what it does not: it skips HTTP, protobuf decoding and
 the ``otlp_ingest`` parsing view, and writes ``otel_traces`` rows directly —
 the same columns, the same attribute keys and string encodings that the
-ingest path stores (``check`` compares the two). Everything downstream is the
+ingest path stores (:func:`check_against_ingest` compares the two). Everything downstream is the
 real thing: the materialized views fill ``flowscope_spans``,
 ``flowscope_state_events``, ``flowscope_runs`` and any table a later
 migration hangs off them, exactly as they do for real ingest.
@@ -41,7 +41,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 DAY_NS = 86_400 * 10**9
-SPANS_PER_RUN = 100  # the average of the shape below (measured: 100.4)
+SPANS_PER_RUN = 100  # runs = spans // 100, as in the goal; the shape below averages ~101 spans
 
 SERVICES = ("shop", "support-bot", "search")
 FLOWS = ("checkout-flow", "refund-flow", "triage", "answer", "rag")  # index = service-dependent, see _SQL

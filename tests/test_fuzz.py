@@ -20,7 +20,7 @@ import httpx
 import pytest
 import schemathesis
 from google.protobuf import json_format
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,

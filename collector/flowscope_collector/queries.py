@@ -182,11 +182,11 @@ class Store:
         # Apply the RunId bloom filters (migration 004) when planning, so parts
         # without the run are never opened; servers that predate the setting
         # always did.
-        # One thread: a run is one granule range, and on a small busy machine
-        # a second thread only adds a hand-off (measured: ~1.5 ms a query).
-        self._run_settings: dict[str, Any] = {"max_threads": 1}
-        if "use_skip_indexes_on_data_read" in known:
-            self._run_settings["use_skip_indexes_on_data_read"] = 0
+        self._skip_settings: dict[str, Any] = (
+            {"use_skip_indexes_on_data_read": 0} if "use_skip_indexes_on_data_read" in known else {})
+        # One thread for a run's rows: they are one granule range, and on a
+        # small busy machine a second thread only adds a hand-off (~1.5 ms).
+        self._run_settings: dict[str, Any] = {**self._skip_settings, "max_threads": 1}
 
     # --- per run ------------------------------------------------------------------
 
@@ -235,18 +235,26 @@ class Store:
         return [by_seq[k] for k in sorted(by_seq)]
 
     def span_details(self, project: str, run_id: str) -> list[dict[str, Any]]:
-        """Full spans (attributes and events) for the span tree endpoint."""
+        """Full spans (attributes and events) for the span tree endpoint.
+
+        The run's first and last span start (from its rows in the typed
+        table) bound the read of ``otel_traces`` to the day(s) it ran in.
+        """
         rows = self.client.query(
+            f"WITH (SELECT (min(Timestamp), max(Timestamp)) FROM {self.db}.flowscope_spans "
+            "WHERE Project = {project:String} AND RunId = {run_id:String}) AS bounds "
             f"SELECT TraceId, SpanId, ParentSpanId, SpanName, SpanKind, toUnixTimestamp64Nano(Timestamp), "
             f"Duration, StatusCode, StatusMessage, ServiceName, SpanAttributes, "
             f"arrayMap(t -> toUnixTimestamp64Nano(t), Events.Timestamp), Events.Name, Events.Attributes "
-            f"FROM {self.db}.otel_traces WHERE ResourceAttributes['flowscope.project'] = {{project:String}} "
+            f"FROM {self.db}.otel_traces WHERE Timestamp >= bounds.1 AND Timestamp <= bounds.2 "
+            "AND ResourceAttributes['flowscope.project'] = {project:String} "
             "AND TraceId IN (SELECT DISTINCT TraceId FROM "
             f"{self.db}.flowscope_spans WHERE Project = {{project:String}} AND RunId = {{run_id:String}}) "
             "AND (SpanAttributes['flowscope.run.id'] = {run_id:String} OR "
             "(SpanAttributes['flowscope.run.id'] = '' AND TraceId = {run_id:String})) "
             "ORDER BY Timestamp LIMIT 1 BY TraceId, SpanId",
             parameters={"project": project, "run_id": run_id},
+            settings=self._skip_settings,
         ).result_rows
         out = []
         for (tid, sid, pid, name, kind, start, dur, status, smsg, svc, attrs, ets, enames, eattrs) in rows:
@@ -290,8 +298,9 @@ class Store:
         of the newest (or oldest) rows, and is exact when that window holds a
         full page; other sorts, and windows that fall short, find the page's
         run ids by grouping every run over only the few columns the sort and
-        filters need, then read those runs in full. ``exhaustive=True`` always groups
-        everything (the reference the fast paths are checked against).
+        filters need, then read those runs in full. ``exhaustive=True`` groups
+        every run over every column (the reference the fast paths are checked
+        against).
         """
         sort_expr, sort_type = SORTS[sort]
         direction = "DESC" if order == "desc" else "ASC"
@@ -337,7 +346,7 @@ class Store:
             if sort == "start":
                 filtered = len(having) > 1 + bool(since) + bool(until) + bool(cursor)
                 rows = self._runs_in_window(having, order_by, direction, params, limit,
-                                            window=(limit + 1) * (40 if filtered else 4), since=bool(since),
+                                            window=(limit + 1) * (100 if filtered else 4), since=bool(since),
                                             until=bool(until), cursor=bool(cursor))
             if rows is None:
                 rows = self._runs_by_narrow_sort(having, order_by, params)
@@ -375,7 +384,7 @@ class Store:
         a candidate that started before the window is dropped. If a full page
         remains, nothing outside the window can belong on it; if the window
         reached the last row, nothing is outside. Otherwise (a selective
-        filter, the last pages): None, and the caller groups every run.
+        filter, the last pages): None, and the caller groups every run narrowly.
         """
         desc = direction == "DESC"
         bounds = []  # only steer where the window sits; correctness does not depend on them
@@ -412,6 +421,9 @@ class Store:
     def _runs_by_narrow_sort(self, having: list[str], order_by: str, params: dict[str, Any]) -> list[Any]:
         """The page's run ids from only the columns the sort and filters read, then those runs in full."""
         text = " ".join(having) + " " + order_by
+        for alias, expr in reversed(_RUN_NARROW):  # an alias named anywhere brings the aliases it is made of
+            if re.search(rf"\b{alias}\b", text):
+                text += " " + expr
         needed = [f"{expr} AS {alias}" for alias, expr in _RUN_NARROW if re.search(rf"\b{alias}\b", text)]
         sql = f"""
             SELECT RunId, {_RUN_AGGREGATES}

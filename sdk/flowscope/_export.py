@@ -16,6 +16,7 @@ content. This is the last point every span passes through, so it is where
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -49,6 +50,8 @@ _SECRET_VALUE = re.compile(
     r"|\bxox[abposr]-[A-Za-z0-9\-]{10,}"  # Slack token
     r"|\bgh[pousr]_[A-Za-z0-9]{30,})"  # GitHub token
 )
+# No pattern above matches fewer characters ("bearer " + 8, "xoxb-" + 10): shorter values skip the regex.
+_SHORTEST_SECRET = 15
 # Message content: the user's redact hook sees these before they leave.
 CONTENT_KEYS = frozenset({
     "gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions",
@@ -56,7 +59,9 @@ CONTENT_KEYS = frozenset({
 })
 
 
+@functools.lru_cache(maxsize=4096)
 def secret_name(key: str) -> bool:
+    """Memoised: attribute keys repeat on every span, and this runs for each of them."""
     k = key.lower()
     last = k.rsplit(".", 1)[-1]
     return last in _SECRET_NAMES or k in _SECRET_NAMES
@@ -65,7 +70,7 @@ def secret_name(key: str) -> bool:
 def scrub_value(value: Any) -> tuple[Any, bool]:
     """The value with anything that looks like a credential replaced; and whether it changed."""
     if isinstance(value, str):
-        if not _SECRET_VALUE.search(value):
+        if len(value) < _SHORTEST_SECRET or not _SECRET_VALUE.search(value):
             return value, False
         return _SECRET_VALUE.sub(REDACTED, value), True
     if isinstance(value, (list, tuple)) and value and isinstance(value[0], str):

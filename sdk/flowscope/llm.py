@@ -199,18 +199,23 @@ class LLMCall:
         span = self.span
         try:
             self.response_model = response_model or None
+            # Collected first and set once: each set_attribute takes the span's lock
+            # and re-validates, and this runs on the caller's thread for every call.
+            attrs: dict[str, Any] = {}
             if response_model:
-                span.set_attribute(semconv.GEN_AI_RESPONSE_MODEL, response_model)
+                attrs[semconv.GEN_AI_RESPONSE_MODEL] = response_model
             if response_id:
-                span.set_attribute(semconv.GEN_AI_RESPONSE_ID, response_id)
+                attrs[semconv.GEN_AI_RESPONSE_ID] = response_id
             if finish_reasons:
-                span.set_attribute(semconv.GEN_AI_RESPONSE_FINISH_REASONS, [str(r) for r in finish_reasons])
+                attrs[semconv.GEN_AI_RESPONSE_FINISH_REASONS] = [str(r) for r in finish_reasons]
             if output_messages is not None and config.current.capture_content:
-                span.set_attribute(semconv.GEN_AI_OUTPUT_MESSAGES, _json(output_messages))
+                attrs[semconv.GEN_AI_OUTPUT_MESSAGES] = _json(output_messages)
             if cache_hit:
+                span.set_attributes(attrs)
                 self._record_cache_hit(response_model, usage)
             else:
-                self._record_usage_and_cost(response_model, usage, estimated)
+                self._record_usage_and_cost(response_model, usage, estimated, attrs)
+                span.set_attributes(attrs)
             if self.fallback_scope is not None:
                 self.fallback_scope.served(self)
         except Exception:
@@ -219,32 +224,32 @@ class LLMCall:
             span.end()
             self._record_metrics(usage if not cache_hit else None, None)
 
-    def _record_usage_and_cost(self, response_model: str | None, usage: Usage | None, estimated: bool) -> None:
-        span = self.span
+    def _record_usage_and_cost(
+        self, response_model: str | None, usage: Usage | None, estimated: bool, attrs: dict[str, Any]
+    ) -> None:
         run = current_run()
         if usage is None:
-            span.set_attribute(semconv.COST_SOURCE, semconv.COST_SOURCE_UNPRICED)
+            attrs[semconv.COST_SOURCE] = semconv.COST_SOURCE_UNPRICED
             if run is not None:
                 run.add_cost(None)
             return
-        span.set_attribute(semconv.GEN_AI_USAGE_INPUT_TOKENS, usage.input_tokens)
-        span.set_attribute(semconv.GEN_AI_USAGE_OUTPUT_TOKENS, usage.output_tokens)
+        attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
+        attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
         if usage.cache_read_tokens:
-            span.set_attribute(semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, usage.cache_read_tokens)
+            attrs[semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read_tokens
         if usage.cache_write_tokens:
-            span.set_attribute(semconv.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, usage.cache_write_tokens)
+            attrs[semconv.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.cache_write_tokens
         if usage.reasoning_tokens:
-            span.set_attribute(semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, usage.reasoning_tokens)
+            attrs[semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
         if estimated:
-            span.set_attribute(semconv.USAGE_ESTIMATED, True)
+            attrs[semconv.USAGE_ESTIMATED] = True
         model = response_model or self.request_model
         cost = _safe_price(model, self.provider, usage)
         self.cost = cost
         if cost is None:
-            span.set_attribute(semconv.COST_SOURCE, semconv.COST_SOURCE_UNPRICED)
+            attrs[semconv.COST_SOURCE] = semconv.COST_SOURCE_UNPRICED
         else:
-            for key, value in cost.as_attributes().items():
-                span.set_attribute(key, value)
+            attrs.update(cost.as_attributes())
         if run is not None:
             run.add_cost(cost.total_usd if cost is not None else None)
 

@@ -46,28 +46,31 @@ class RunAttributesProcessor(SpanProcessor):
                 self._stamp_remote(span, parent_context)
                 return
             attrs = span.attributes or {}
+            add: dict[str, object] = {}  # set once at the end: one lock, one validation pass
             if semconv.RUN_ID not in attrs:
-                span.set_attribute(semconv.RUN_ID, run.id)
-            for key, value in list(run.attributes.items()):
-                if key not in attrs:
-                    span.set_attribute(key, value)
+                add[semconv.RUN_ID] = run.id
+            if run.attributes:
+                for key, value in list(run.attributes.items()):
+                    if key not in attrs:
+                        add[key] = value
             remote = remote_run_id(parent_context)
             if remote is not None and remote != run.id and RUN_PARENT_ID not in attrs:
                 # A run started inside another service's run stays its own run
                 # (its own steps and state) but says whose work it was.
-                span.set_attribute(RUN_PARENT_ID, remote)
+                add[RUN_PARENT_ID] = remote
             span_id = span.context.span_id if span.context is not None else None
             if span_id is not None:
                 with _open_lock:
                     _open[span_id] = (weakref.ref(run), span)
-            if semconv.SPAN_KIND in attrs and attrs[semconv.SPAN_KIND] in (semconv.KIND_NODE, semconv.KIND_RUN):
-                return
-            node = current_node(parent_context)
-            if node is not None and semconv.NODE_STEP not in attrs:
-                # Non-node spans inside a node carry the node's name and step so
-                # cost-by-node needs no parent walk at query time.
-                span.set_attribute(semconv.NODE_NAME, node.name)
-                span.set_attribute(semconv.NODE_STEP, node.step)
+            if attrs.get(semconv.SPAN_KIND) not in (semconv.KIND_NODE, semconv.KIND_RUN):
+                node = current_node(parent_context)
+                if node is not None and semconv.NODE_STEP not in attrs:
+                    # Non-node spans inside a node carry the node's name and step so
+                    # cost-by-node needs no parent walk at query time.
+                    add[semconv.NODE_NAME] = node.name
+                    add[semconv.NODE_STEP] = node.step
+            if add:
+                span.set_attributes(add)  # type: ignore[arg-type]
         except Exception:  # never break span creation in the host app
             pass
 

@@ -208,32 +208,14 @@ class _Scope:
                 # is never left pointing at our span between items.
                 span, ctx = scope._start()
                 scope._span = span
-                agen = func(*args, **kwargs)
-                try:
-                    while True:
-                        token = otel_context.attach(ctx)
-                        try:
-                            item = await agen.__anext__()
-                        except StopAsyncIteration:
-                            break
-                        finally:
-                            _safe_detach(token)
-                        yield item
-                except GeneratorExit:
-                    # The consumer stopped early: close the inner generator now,
-                    # under our context, rather than whenever it is collected.
-                    token = otel_context.attach(ctx)
-                    try:
-                        await agen.aclose()
-                    finally:
-                        _safe_detach(token)
-                    raise
-                except BaseException as exc:
-                    record_error(span, exc)
-                    raise
-                finally:
+                def on_end(exc: BaseException | None) -> None:
+                    if exc is not None:
+                        record_error(span, exc)
                     scope._on_end(span)
                     span.end()
+
+                async for item in traced_agen(func(*args, **kwargs), ctx, on_end):
+                    yield item
 
             return agen_wrapper  # type: ignore[return-value]
 
@@ -285,6 +267,41 @@ def _safe_detach(token: object) -> None:
         otel_context._RUNTIME_CONTEXT.detach(token)  # type: ignore[attr-defined]
     except Exception:
         pass
+
+
+async def traced_agen(
+    agen: Any, ctx: otel_context.Context, on_end: Callable[[BaseException | None], None]
+) -> Any:
+    """Yield from ``agen`` with ``ctx`` attached only while ``agen`` runs.
+
+    The span stays open across yields, but the caller's context is never left
+    pointing at it between items (no "Failed to detach context"). A consumer
+    that stops early gets the inner generator closed at once, under ``ctx``,
+    rather than whenever it is collected. ``on_end`` gets the error, if any.
+    """
+    exc: BaseException | None = None
+    try:
+        while True:
+            token = otel_context.attach(ctx)
+            try:
+                item = await agen.__anext__()
+            except StopAsyncIteration:
+                return
+            finally:
+                _safe_detach(token)
+            yield item
+    except GeneratorExit:
+        token = otel_context.attach(ctx)
+        try:
+            await agen.aclose()
+        finally:
+            _safe_detach(token)
+        raise
+    except BaseException as e:
+        exc = e
+        raise
+    finally:
+        on_end(exc)
 
 
 def record_error(span: Span, exc: BaseException) -> None:

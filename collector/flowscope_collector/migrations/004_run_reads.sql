@@ -26,7 +26,7 @@ ALTER TABLE {db}.flowscope_spans {on_cluster}
         Model, InputTokens, OutputTokens, CachedInputTokens, CacheWriteTokens, ReasoningTokens, toString(CostUsd),
         toString(CostInputUsd), toString(CostCachedInputUsd), toString(CostCacheWriteUsd), toString(CostOutputUsd),
         CostSource, toUInt8(UsageEstimated), toUInt8(CacheHit), toString(CacheSavedUsd), RetryCount, FallbackFrom,
-        FallbackTo, toUInt8(BudgetExceeded), toString(TimeToFirstChunk)) CODEC(ZSTD(3));
+        FallbackTo, toUInt8(BudgetExceeded), toString(TimeToFirstChunk)) CODEC(ZSTD(1));
 
 ALTER TABLE {db}.flowscope_spans {on_cluster} MATERIALIZE COLUMN RunRecord;
 
@@ -39,6 +39,6 @@ ALTER TABLE {db}.flowscope_state_events {on_cluster} MATERIALIZE INDEX idx_run_i
 ALTER TABLE {db}.flowscope_state_events {on_cluster}
     ADD COLUMN IF NOT EXISTS StateRecord String MATERIALIZED formatRowNoNewline('TSV',
         1, Seq, Op, Path, Value, NodeStep, NodeName, toUInt8(Truncated), toUnixTimestamp64Nano(Timestamp))
-        CODEC(ZSTD(3));
+        CODEC(ZSTD(1));
 
 ALTER TABLE {db}.flowscope_state_events {on_cluster} MATERIALIZE COLUMN StateRecord;

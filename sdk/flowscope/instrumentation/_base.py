@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import importlib
 import threading
+from collections.abc import Callable
 from typing import Any
 
+import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.instrumentation.utils import unwrap
+
+
+def import_class(module: str, name: str) -> Any:
+    """``module.name``, or None where this version of the library has no such thing."""
+    try:
+        return getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None
 
 
 class FlowscopeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
@@ -29,3 +41,20 @@ class FlowscopeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             return super().instrument(**kwargs)
         finally:
             busy.discard(type(self))
+
+    def wrap(self, owner: Any, method: str, hook: Callable[..., Any]) -> None:
+        """Patch ``owner.method`` and remember it, so ``unwrap_all`` undoes exactly what was done."""
+        wrapt.wrap_function_wrapper(owner, method, hook)
+        self._patched().append((owner, method))
+
+    def unwrap_all(self) -> None:
+        patched = self._patched()
+        for owner, method in patched:
+            unwrap(owner, method)
+        patched.clear()
+
+    def _patched(self) -> list[tuple[Any, str]]:
+        cls = type(self)
+        if "_patched_methods" not in cls.__dict__:
+            cls._patched_methods = []  # type: ignore[attr-defined]
+        return cls._patched_methods  # type: ignore[attr-defined,no-any-return]

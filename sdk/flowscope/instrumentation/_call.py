@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel
+
 from .. import cache as cache_mod
 from ..llm import LLMCall, start_call
 from ._stream import AsyncStreamProxy, StreamObserver, SyncStreamProxy
@@ -237,6 +239,10 @@ def get(obj: Any, name: str) -> Any:
     """Attribute or key: responses are pydantic objects, but tests and users pass dicts."""
     if obj is None:
         return None
+    if type(obj) is dict:  # the common dict case without the (slow) ABC check below
+        return obj.get(name)
+    if isinstance(obj, BaseModel):  # the clients' response types: no ABC machinery
+        return getattr(obj, name, None)
     if isinstance(obj, Mapping):
         return obj.get(name)
     return getattr(obj, name, None)

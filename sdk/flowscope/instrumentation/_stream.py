@@ -42,7 +42,9 @@ def _safe(fn: Callable[..., None], *args: Any) -> None:
         logger.debug("flowscope: stream observer failed", exc_info=True)
 
 
-class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+class _ObservedStream(wrapt.ObjectProxy):  # type: ignore[misc]
+    """What both proxies share: the observer and ending the span exactly once."""
+
     def __init__(self, wrapped: Any, observer: StreamObserver) -> None:
         super().__init__(wrapped)
         self._self_observer = observer
@@ -59,6 +61,13 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
             if abandoned:
                 _safe(obs.call.abandon)
             _safe(obs.on_end)
+
+    def __del__(self) -> None:
+        if not self._self_done:
+            self._self_finish(abandoned=True)
+
+
+class SyncStreamProxy(_ObservedStream):
 
     def __iter__(self) -> SyncStreamProxy:
         return self
@@ -91,28 +100,9 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         finally:
             self._self_finish(abandoned=True)
 
-    def __del__(self) -> None:
-        if not self._self_done:
-            self._self_finish(abandoned=True)
 
 
-class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
-    def __init__(self, wrapped: Any, observer: StreamObserver) -> None:
-        super().__init__(wrapped)
-        self._self_observer = observer
-        self._self_done = False
-
-    def _self_finish(self, exc: BaseException | None = None, abandoned: bool = False) -> None:
-        if self._self_done:
-            return
-        self._self_done = True
-        obs = self._self_observer
-        if exc is not None:
-            _safe(obs.on_error, exc)
-        else:
-            if abandoned:
-                _safe(obs.call.abandon)
-            _safe(obs.on_end)
+class AsyncStreamProxy(_ObservedStream):
 
     def __aiter__(self) -> AsyncStreamProxy:
         return self
@@ -152,9 +142,6 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         finally:
             self._self_finish(abandoned=True)
 
-    def __del__(self) -> None:
-        if not self._self_done:
-            self._self_finish(abandoned=True)
 
 
 def end_if_proxy(stream: Any) -> None:

@@ -19,19 +19,15 @@ and it is never counted or priced twice.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Collection
 from typing import Any
-
-import wrapt
-from opentelemetry.instrumentation.utils import unwrap
 
 from .. import semconv, tokens
 from ..llm import KIND_PROVIDER_HTTP, LLMCall, current_call, start_call
 from ..pricing import Usage
 from ..retries import instrument_client_retries, uninstrument_client_retries
-from ._base import FlowscopeInstrumentor
+from ._base import FlowscopeInstrumentor, import_class
 from ._call import Endpoint, async_wrapper, get, plan, server_of, sync_wrapper
 from ._stream import AsyncStreamProxy, StreamObserver, SyncStreamProxy
 
@@ -298,26 +294,16 @@ _MODULES = {
 }
 
 
-def _import_class(module: str, name: str) -> Any:
-    try:
-        return getattr(importlib.import_module(module), name, None)
-    except ImportError:
-        return None
-
-
 class AnthropicInstrumentor(FlowscopeInstrumentor):
     """Traces ``anthropic`` Messages calls (sync, async, streaming, the stream helper)."""
-
-    _wrapped: list[tuple[Any, str]] = []
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("anthropic >= 0.40",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        wrapped: list[tuple[Any, str]] = []
         for module, (create_ep, parse_ep) in _MODULES.items():
             for cls_name, is_async in (("Messages", False), ("AsyncMessages", True)):
-                cls = _import_class(module, cls_name)
+                cls = import_class(module, cls_name)
                 if cls is None:
                     continue
                 methods = (
@@ -327,17 +313,12 @@ class AnthropicInstrumentor(FlowscopeInstrumentor):
                 )
                 for method, hook in methods:
                     if hasattr(cls, method):
-                        wrapt.wrap_function_wrapper(cls, method, hook)
-                        wrapped.append((cls, method))
-        base = _import_class("anthropic", "_base_client")
+                        self.wrap(cls, method, hook)
+        base = import_class("anthropic", "_base_client")
         if base is not None and hasattr(base, "start_api_call_span"):
-            wrapt.wrap_function_wrapper(base, "start_api_call_span", _own_span)
-            wrapped.append((base, "start_api_call_span"))
+            self.wrap(base, "start_api_call_span", _own_span)
         instrument_client_retries("anthropic")
-        type(self)._wrapped = wrapped
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        for owner, method in type(self)._wrapped:
-            unwrap(owner, method)
-        type(self)._wrapped = []
+        self.unwrap_all()
         uninstrument_client_retries("anthropic")

@@ -45,6 +45,7 @@ from ..runs import (
     ensure_run_processor,
     open_node,
     open_run,
+    traced_agen,
 )
 from ..state import StateTracker, encode_value, split_path
 from ._base import FlowscopeInstrumentor
@@ -228,33 +229,7 @@ def _astream(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[st
     except Exception:
         logger.debug("flowscope: could not start a LangGraph run", exc_info=True)
         return wrapped(*args, **kwargs)
-    return _traced_agen(wrapped(*args, **kwargs), ctx, graph_run)
-
-
-async def _traced_agen(agen: Any, ctx: otel_context.Context, graph_run: _GraphRun | None) -> Any:
-    exc: BaseException | None = None
-    try:
-        while True:
-            token = otel_context.attach(ctx)
-            try:
-                item = await agen.__anext__()
-            except StopAsyncIteration:
-                return
-            finally:
-                _safe_detach(token)
-            yield item
-    except GeneratorExit:
-        token = otel_context.attach(ctx)
-        try:
-            await agen.aclose()
-        finally:
-            _safe_detach(token)
-        raise
-    except BaseException as e:
-        exc = e
-        raise
-    finally:
-        _finish(graph_run, exc)
+    return traced_agen(wrapped(*args, **kwargs), ctx, lambda exc: _finish(graph_run, exc))
 
 
 # --- the nodes: run_with_retry / arun_with_retry -------------------------------------

@@ -15,14 +15,11 @@ import logging
 from collections.abc import Collection
 from typing import Any
 
-import wrapt
-from opentelemetry.instrumentation.utils import unwrap
-
 from .. import semconv, tokens
 from ..llm import LLMCall
 from ..pricing import Usage
 from ..retries import instrument_client_retries, uninstrument_client_retries
-from ._base import FlowscopeInstrumentor
+from ._base import FlowscopeInstrumentor, import_class
 from ._call import Endpoint, async_wrapper, get, server_of, sync_wrapper
 from ._stream import StreamObserver, helper_close_async, helper_close_sync
 
@@ -325,42 +322,24 @@ _HELPER_STREAMS: tuple[tuple[str, str, bool], ...] = (
 )
 
 
-def _import_class(module: str, name: str) -> Any:
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(module), name, None)
-    except ImportError:
-        return None
-
-
 class OpenAIInstrumentor(FlowscopeInstrumentor):
     """Traces ``openai`` chat, responses and embeddings calls (sync, async, streaming)."""
-
-    _wrapped: list[tuple[Any, str]] = []
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("openai >= 1.40",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        wrapped: list[tuple[Any, str]] = []
         for module, sync_cls, async_cls, method, ep in _TARGETS:
             for cls_name, make in ((sync_cls, sync_wrapper), (async_cls, async_wrapper)):
-                cls = _import_class(module, cls_name)
-                if cls is None or not hasattr(cls, method):
-                    continue
-                wrapt.wrap_function_wrapper(cls, method, make(ep))
-                wrapped.append((cls, method))
+                cls = import_class(module, cls_name)
+                if cls is not None and hasattr(cls, method):
+                    self.wrap(cls, method, make(ep))
         for module, cls_name, is_async in _HELPER_STREAMS:
-            cls = _import_class(module, cls_name)
+            cls = import_class(module, cls_name)
             if cls is not None and hasattr(cls, "close"):
-                wrapt.wrap_function_wrapper(cls, "close", helper_close_async if is_async else helper_close_sync)
-                wrapped.append((cls, "close"))
+                self.wrap(cls, "close", helper_close_async if is_async else helper_close_sync)
         instrument_client_retries("openai")
-        type(self)._wrapped = wrapped
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        for cls, method in type(self)._wrapped:
-            unwrap(cls, method)
-        type(self)._wrapped = []
+        self.unwrap_all()
         uninstrument_client_retries("openai")
