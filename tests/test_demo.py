@@ -34,3 +34,4 @@ def test_demo_prints_a_priced_run(tmp_path: Path) -> None:
     assert [(s, n) for s, n, _ in steps] == [("0", "plan"), ("1", "lookup"), ("2", "route"), ("3", "answer")]
     assert f"/api/v1/runs/{run_id.group(1)}" in out
     assert (tmp_path / "flowscope-data").is_dir()  # the embedded default, in the working directory
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flowscope-data"]  # and nothing else left there

@@ -7,6 +7,7 @@ embedded chDB directory (``chdb:///path``) from a server
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from dataclasses import dataclass
@@ -86,3 +87,36 @@ def _http_dsn(dsn: str) -> str:
     parsed = urlparse(dsn)
     scheme = {"clickhouse": "http", "clickhouses": "https"}.get(parsed.scheme, parsed.scheme)
     return parsed._replace(scheme=scheme).geturl()
+
+
+_schema_settings: dict[tuple[int, str], dict[str, str]] = {}
+
+
+def protobuf_schema_settings(client: Client, schema: str, message: str) -> dict[str, str]:
+    """Insert settings that let ClickHouse parse a Protobuf payload with ``schema``.
+
+    A server caches a schema passed as a string under its own format_schema_path.
+    Embedded chDB runs ClickHouse in local mode, which would cache it in the
+    process's working directory (``./__cache__``), littering the user's project;
+    so for chDB the schema is written once into the data directory and named by
+    its absolute path.
+    """
+    digest = hashlib.sha256(schema.encode()).hexdigest()[:16]
+    key = (id(client), digest)
+    cached = _schema_settings.get(key)
+    if cached is not None:
+        return cached
+    path = next((p for p, c in _embedded.items() if c is client), None)
+    if path is None:
+        settings = {"format_schema_source": "string", "format_schema": schema, "format_schema_message_name": message}
+    else:
+        file = os.path.join(path, "format_schemas", f"flowscope-{digest}.proto")
+        if not os.path.exists(file):
+            os.makedirs(os.path.dirname(file), exist_ok=True)
+            tmp = f"{file}.{os.getpid()}.tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(schema)
+            os.replace(tmp, file)
+        settings = {"format_schema": f"{file}:{message}"}
+    _schema_settings[key] = settings
+    return settings

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -285,6 +286,7 @@ class Store:
         since: datetime | None = None,
         until: datetime | None = None,
         min_cost: Decimal | None = None,
+        attrs: Sequence[tuple[str, str]] = (),
         sort: str = "start",
         order: str = "desc",
         exhaustive: bool = False,
@@ -324,6 +326,17 @@ class Store:
         if min_cost is not None:
             having.append("cost >= {min_cost:Decimal(38, 18)}")
             params["min_cost"] = str(min_cost)
+        for i, (key, value) in enumerate(attrs):
+            # Run attributes are stamped on every span of the run (set_run_attributes),
+            # so any span carrying the pair puts its run in.
+            having.append(
+                f"RunId IN (SELECT DISTINCT if(SpanAttributes['flowscope.run.id'] = '', TraceId, "
+                f"SpanAttributes['flowscope.run.id']) FROM {self.db}.otel_traces "
+                f"WHERE ResourceAttributes['flowscope.project'] = {{project:String}} "
+                f"AND SpanAttributes[{{attr_k{i}:String}}] = {{attr_v{i}:String}})"
+            )
+            params[f"attr_k{i}"] = key
+            params[f"attr_v{i}"] = value
         if cursor:
             op = "<" if direction == "DESC" else ">"
             having.append(f"({sort_expr}, RunId) {op} ({{c_val:{sort_type}}}, {{c_run:String}})")

@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from flowscope import views
+from flowscope.attributes import attribute_key
 from flowscope.state import diff as state_diff
 
 from . import models
@@ -56,6 +57,10 @@ def list_runs(
         # costs are stored as Decimal(38, 18): larger bounds are a client mistake, not a 500
         Query(ge=0, lt=Decimal("1e20"), description="only runs that cost at least this (USD)"),
     ] = None,
+    attr: Annotated[
+        list[str] | None,
+        Query(max_length=10, description="run attribute filter NAME:VALUE (repeatable), e.g. tenant:acme, user_id:u-42"),
+    ] = None,
     sort: Literal["start", "cost", "duration"] = "start",
     order: Literal["desc", "asc"] = "desc",
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
@@ -64,13 +69,22 @@ def list_runs(
     try:
         cur = Cursor.decode(cursor) if cursor else None
         start, end = time_range(since, until)
+        attrs = [_attr_filter(a) for a in attr or ()]
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     runs, nxt = get_store(request).list_runs(
         project_of(request), limit=limit, cursor=cur, service=service, flow=flow, status=status,
-        since=start, until=end, min_cost=min_cost, sort=sort, order=order,
+        since=start, until=end, min_cost=min_cost, attrs=attrs, sort=sort, order=order,
     )
     return {"runs": runs, "next_cursor": nxt.encode() if nxt else None}
+
+
+def _attr_filter(raw: str) -> tuple[str, str]:
+    """``tenant:acme`` → (``flowscope.run.attr.tenant``, ``acme``), named as set_run_attributes names it."""
+    name, sep, value = raw.partition(":")
+    if not sep or not name.strip():
+        raise ValueError(f"attr={raw!r}: use NAME:VALUE, e.g. attr=tenant:acme")
+    return attribute_key(name.strip()), value
 
 
 @router.get("/runs/compare", response_model=models.RunComparison, summary="Two runs side by side")

@@ -37,6 +37,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from flowscope import semconv
 from flowscope.normalize import INGEST_HINTS, normalize_attributes
 
+from .clickhouse import protobuf_schema_settings
+
 COLUMNS = (
     "Timestamp",
     "TraceId",
@@ -93,12 +95,6 @@ message ScalarValue { oneof value { string string_value = 1; bool bool_value = 2
   double double_value = 4; bytes array_value = 5; bytes kvlist_value = 6; bytes bytes_value = 7; } }
 message Row { Resource resource = 1; InstrumentationScope scope = 2; Span span = 3; }
 """
-
-INGEST_SETTINGS = {
-    "format_schema_source": "string",
-    "format_schema": OTLP_SCHEMA,
-    "format_schema_message_name": "Row",
-}
 
 _SPAN_KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
 _STATUS = ("Unset", "Ok", "Error")
@@ -203,7 +199,7 @@ class Batch:
         db = table.rsplit(".", 1)[0] if "." in table else None
         target = f"{db}.{INGEST_TABLE}" if db else INGEST_TABLE
         client.raw_insert(target, insert_block=self.body(), fmt="Protobuf",
-                          settings={**INGEST_SETTINGS, **(settings or {})})
+                          settings={**protobuf_schema_settings(client, OTLP_SCHEMA, "Row"), **(settings or {})})
 
 
 def _empty_columns() -> list[list[Any]]:
