@@ -35,6 +35,7 @@ from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.trace import Span
 
 from .. import semconv
+from ..attributes import apply_run_attributes
 from ..runs import (
     Run,
     _safe_detach,
@@ -143,6 +144,14 @@ def _begin(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tupl
     run_ = current_run()
     if run_ is None:
         run_, span, ctx = open_run(str(name), attributes=attrs, context=ctx)
+        # config metadata (user_id, tenant, session_id, ...) and the thread become run
+        # attributes: stamped on every span of the run, and carried as baggage.
+        metadata = config.get("metadata")
+        apply_run_attributes(
+            {**({"session_id": str(thread_id)} if thread_id is not None else {}),
+             **(metadata if isinstance(metadata, dict) else {})},
+            run=run_,
+        )
         graph_run = _GraphRun(run_, span, owns_run=True)
     else:
         node_, ctx = open_node(str(name), "subflow", attributes=attrs, context=ctx)

@@ -39,6 +39,7 @@ from opentelemetry.trace import Span
 
 from .. import semconv
 from .._ids import is_run_id
+from ..attributes import apply_run_attributes
 from ..runs import (
     Node,
     Run,
@@ -151,7 +152,18 @@ def _label(endpoint: Any) -> str:
     return str(name or getattr(endpoint, "node_id", None) or "*")
 
 
-def _trace(flow: Any, trace_id: str, *, create: bool) -> _Trace | None:
+def _message_run_attributes(run_: Run, message: Any) -> None:
+    """``Message.meta`` (user_id, tenant, session_id, ...) and the header's tenant become run attributes."""
+    meta = getattr(message, "meta", None)
+    found = dict(meta) if isinstance(meta, dict) else {}
+    tenant = getattr(getattr(message, "headers", None), "tenant", None)
+    if tenant and "tenant" not in found:
+        found["tenant"] = tenant
+    if found:
+        apply_run_attributes(found, run=run_)
+
+
+def _trace(flow: Any, trace_id: str, *, create: bool, message: Any = None) -> _Trace | None:
     traces = _traces.get(flow)
     if traces is None:
         if not create:
@@ -164,6 +176,7 @@ def _trace(flow: Any, trace_id: str, *, create: bool) -> _Trace | None:
     run_ = current_run()
     if run_ is None:
         run_, span, ctx = open_run(_flow_name(flow), run_id=_claim_run_id(trace_id), attributes=attrs)
+        _message_run_attributes(run_, message)
         found = _Trace(run_, span, ctx, owns_run=True, node=None, prefix=())
     else:
         parent = current_node()
@@ -214,7 +227,7 @@ async def _execute_with_reliability(wrapped: Any, instance: Any, args: tuple[Any
         pf_node, message = args[0], args[2]
         trace_id = getattr(message, "trace_id", None)
         if _enabled and isinstance(trace_id, str):
-            found = _trace(instance, trace_id, create=True)
+            found = _trace(instance, trace_id, create=True, message=message)
             if found is not None:
                 parent = otel_context.get_value(_EXEC_KEY)
                 ex = _Exec(found, pf_node, found.run.next_step(), parent if isinstance(parent, _Exec) else None)
@@ -355,7 +368,7 @@ def _on_edge(flow: Any, floe: Any, message: Any) -> None:
     trace_id = getattr(message, "trace_id", None)
     if not _enabled or not isinstance(trace_id, str):
         return
-    found = _trace(flow, trace_id, create=True)
+    found = _trace(flow, trace_id, create=True, message=message)
     if found is None:
         return
     ex: _Exec | None = otel_context.get_value(_EXEC_KEY)  # type: ignore[assignment]
