@@ -160,6 +160,9 @@ def test_async_generators(mem: MemoryKit, fake_provider) -> None:
             async for _ in gen:
                 break
             await gen.aclose()
+            # ... and its span ended right then, not whenever the generator is collected
+            ended = [n for n in nodes(mem.run_spans(run.id)) if attrs(n)[semconv.NODE_NAME] == "stream_words"]
+            assert len(ended) == 2
             # interleaved with other work on the same task
             other = stream_words(2)
             first = await other.__anext__()

@@ -214,8 +214,15 @@ class _Scope:
                     scope._on_end(span)
                     span.end()
 
-                async for item in traced_agen(func(*args, **kwargs), ctx, on_end):
-                    yield item
+                inner = traced_agen(func(*args, **kwargs), ctx, on_end)
+                try:
+                    async for item in inner:
+                        yield item
+                finally:
+                    # ``async for`` does not pass an early close on (``yield from``
+                    # would, but async generators have none): close the inner one
+                    # now, so the wrapped generator ends under our context.
+                    await inner.aclose()
 
             return agen_wrapper  # type: ignore[return-value]
 
@@ -226,30 +233,13 @@ class _Scope:
                 scope = self._fresh()
                 span, ctx = scope._start()
                 scope._span = span
-                gen = func(*args, **kwargs)
-                try:
-                    while True:
-                        token = otel_context.attach(ctx)
-                        try:
-                            item = next(gen)
-                        except StopIteration:
-                            break
-                        finally:
-                            _safe_detach(token)
-                        yield item
-                except GeneratorExit:
-                    token = otel_context.attach(ctx)
-                    try:
-                        gen.close()
-                    finally:
-                        _safe_detach(token)
-                    raise
-                except BaseException as exc:
-                    record_error(span, exc)
-                    raise
-                finally:
+                def on_end(exc: BaseException | None) -> None:
+                    if exc is not None:
+                        record_error(span, exc)
                     scope._on_end(span)
                     span.end()
+
+                yield from traced_gen(func(*args, **kwargs), ctx, on_end)
 
             return gen_wrapper  # type: ignore[return-value]
 
@@ -267,6 +257,33 @@ def _safe_detach(token: object) -> None:
         otel_context._RUNTIME_CONTEXT.detach(token)  # type: ignore[attr-defined]
     except Exception:
         pass
+
+
+def traced_gen(gen: Any, ctx: otel_context.Context, on_end: Callable[[BaseException | None], None]) -> Any:
+    """:func:`traced_agen` for plain generators: ``ctx`` attached only while ``gen`` runs."""
+    exc: BaseException | None = None
+    try:
+        while True:
+            token = otel_context.attach(ctx)
+            try:
+                item = next(gen)
+            except StopIteration:
+                return
+            finally:
+                _safe_detach(token)
+            yield item
+    except GeneratorExit:
+        token = otel_context.attach(ctx)
+        try:
+            gen.close()
+        finally:
+            _safe_detach(token)
+        raise
+    except BaseException as e:
+        exc = e
+        raise
+    finally:
+        on_end(exc)
 
 
 async def traced_agen(

@@ -47,6 +47,7 @@ from ..runs import (
     open_node,
     open_run,
     traced_agen,
+    traced_gen,
 )
 from ..state import StateTracker, encode_value, split_path
 from ._base import FlowscopeInstrumentor
@@ -203,33 +204,7 @@ def _stream(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str
     except Exception:
         logger.debug("flowscope: could not start a LangGraph run", exc_info=True)
         return wrapped(*args, **kwargs)
-    return _traced_gen(wrapped(*args, **kwargs), ctx, graph_run)
-
-
-def _traced_gen(gen: Any, ctx: otel_context.Context, graph_run: _GraphRun | None) -> Any:
-    exc: BaseException | None = None
-    try:
-        while True:
-            token = otel_context.attach(ctx)
-            try:
-                item = next(gen)
-            except StopIteration:
-                return
-            finally:
-                _safe_detach(token)
-            yield item
-    except GeneratorExit:
-        token = otel_context.attach(ctx)
-        try:
-            gen.close()
-        finally:
-            _safe_detach(token)
-        raise
-    except BaseException as e:
-        exc = e
-        raise
-    finally:
-        _finish(graph_run, exc)
+    return traced_gen(wrapped(*args, **kwargs), ctx, lambda exc: _finish(graph_run, exc))
 
 
 def _astream(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
