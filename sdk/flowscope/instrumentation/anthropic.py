@@ -20,7 +20,7 @@ and it is never counted or priced twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 from .. import semconv, tokens
@@ -250,26 +250,24 @@ def _manager_attr(manager: Any) -> str | None:
     return None
 
 
-def _stream_sync(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    manager = wrapped(*args, **kwargs)
-    try:
-        attr = _manager_attr(manager)
-        if attr is not None:
-            setattr(manager, attr, _traced_request_sync(getattr(manager, attr), instance, kwargs))
-    except Exception:
-        logger.debug("flowscope: could not trace anthropic messages.stream", exc_info=True)
-    return manager
+def _stream_hook(traced_request: Callable[..., Any]) -> Callable[..., Any]:
+    """``messages.stream`` returns a manager that sends the request on enter; trace that request."""
+
+    def hook(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        manager = wrapped(*args, **kwargs)
+        try:
+            attr = _manager_attr(manager)
+            if attr is not None:
+                setattr(manager, attr, traced_request(getattr(manager, attr), instance, kwargs))
+        except Exception:
+            logger.debug("flowscope: could not trace anthropic messages.stream", exc_info=True)
+        return manager
+
+    return hook
 
 
-def _stream_async(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    manager = wrapped(*args, **kwargs)
-    try:
-        attr = _manager_attr(manager)
-        if attr is not None:
-            setattr(manager, attr, _traced_request_async(getattr(manager, attr), instance, kwargs))
-    except Exception:
-        logger.debug("flowscope: could not trace anthropic messages.stream", exc_info=True)
-    return manager
+_stream_sync = _stream_hook(_traced_request_sync)
+_stream_async = _stream_hook(_traced_request_async)
 
 
 # --- the client's own call spans ------------------------------------------------------
