@@ -22,6 +22,7 @@ import argparse
 import concurrent.futures as cf
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -37,6 +38,13 @@ def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process, all its threads (chDB runs inside the collector)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _written(url: str) -> int:
@@ -142,6 +150,9 @@ def clickhouse_level(args: argparse.Namespace) -> int:
             row += [f"{_stats.median([g[0] for g in got]):,.0f}", f"{_stats.median([g[1] for g in got]):,.0f}"]
         rows.append(row)
     print(_stats.table(head, rows))
+    if not args.dir:
+        client.close()
+        shutil.rmtree(path, ignore_errors=True)
     return 0
 
 
@@ -155,11 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--insert-spans", type=int, nargs="+", default=[2000, 20000],
                    help="clickhouse level: spans per insert (the writer groups requests up to 20000)")
     p.add_argument("--rounds", type=int, default=3, help="clickhouse level: rounds per variant")
-    p.add_argument("--dir", help="clickhouse level: chDB directory (default: a temporary one)")
+    p.add_argument("--dir", help="chDB directory, kept afterwards (default: a temporary one, removed)")
     args = p.parse_args(argv)
     if args.level == "clickhouse":
         return clickhouse_level(args)
-    data = tempfile.mkdtemp(prefix="flowscope-ingest-")
+    data = args.dir or tempfile.mkdtemp(prefix="flowscope-ingest-")
     port = _port()
     url = f"http://127.0.0.1:{port}"
     t = time.perf_counter()
@@ -190,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise RuntimeError(f"{r.status_code}: {r.text[:300]}")
 
             t0 = time.perf_counter()
+            cpu0, client_cpu0 = _cpu_s(proc.pid), time.process_time()
             with cf.ThreadPoolExecutor(args.clients) as pool:
                 list(pool.map(post, bodies))
             accepted = time.perf_counter() - t0
@@ -200,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         while _written(url) < total:
             time.sleep(0.05)
         elapsed = time.perf_counter() - t0
+        cpu, client_cpu = _cpu_s(proc.pid) - cpu0, time.process_time() - client_cpu0
         from . import _stats
         from .bench_queries import load_avg, machine
 
@@ -209,12 +222,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"- method: POST /v1/traces (protobuf) to one collector process on chDB, {args.clients} client "
               "threads; spans/s from the first request until /metrics counts every span written\n")
         print(_stats.table(
-            ["spans", "requests", "spans per request", "accepted in s", "all written in s", "spans/s"],
+            ["spans", "requests", "spans per request", "accepted in s", "all written in s", "spans/s",
+             "collector CPU s per 1M spans", "client CPU s per 1M spans"],
             [[f"{total:,}", len(bodies), f"~{args.batch}", f"{accepted:.1f}", f"{elapsed:.1f}",
-              f"{total / elapsed:,.0f}"]]))
+              f"{total / elapsed:,.0f}", f"{cpu / total * 1e6:.1f}", f"{client_cpu / total * 1e6:.1f}"]]))
     finally:
         proc.terminate()
         proc.wait(30)
+        if not args.dir:
+            shutil.rmtree(data, ignore_errors=True)
     return 0
 
 

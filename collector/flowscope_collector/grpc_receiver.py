@@ -116,8 +116,8 @@ class TraceServiceHandler:
                         f"spans could not be accepted ({type(exc).__name__}); retry", 2.0)
         wait_s = getattr(col.settings, "ack_wait_s", 0.0)
         stored = getattr(ack, "stored", None)
-        if wait_s > 0 and stored is not None and getattr(col.writer, "healthy", False) and not stored.done():
-            # Durable already; while ClickHouse keeps up also wait for the insert,
+        if wait_s > 0 and stored is not None and getattr(ack, "read_your_writes", False) and not stored.done():
+            # Durable already; when the writer was idle also wait for the insert,
             # so a client can read what it just sent (as the HTTP receiver does).
             try:
                 stored.result(timeout=wait_s)

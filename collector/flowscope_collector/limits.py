@@ -11,6 +11,7 @@ OTLP partial success.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,48 +108,156 @@ class _Enforcer:
 
 
 def enforce(req: ExportTraceServiceRequest, limits: RequestLimits) -> LimitReport:
-    """Apply ``limits`` to ``req`` in place and say what was cut or refused."""
-    e = _Enforcer(limits)
-    rep = e.report
-    reasons: list[str] = []
+    """Apply ``limits`` to ``req`` in place and say what was cut or refused.
+
+    The reference: every value of every span is looked at in Python. Ingest
+    uses :class:`SpanLimiter` instead (the same result, see the tests), which
+    only looks inside the rare span that could break a limit.
+    """
+    lim = SpanLimiter(limits)
     for rs in req.resource_spans:
-        e.attributes(rs.resource)
+        lim.resource(rs)
         for ss in rs.scope_spans:
-            e.attributes(ss.scope)
-            ss.scope.name = e.text(ss.scope.name, limits.max_name_chars)
-            ss.scope.version = e.text(ss.scope.version, limits.max_name_chars)
-            for i in range(len(ss.spans) - 1, -1, -1):
-                bad = _bad_timestamp(ss.spans[i])
-                if bad:
-                    rep.rejected_spans += 1
-                    if len(reasons) < 5:
-                        reasons.append(f"span {ss.spans[i].name[:100]!r}: {bad}")
-                    del ss.spans[i]
+            lim.scope(ss)
+            for i in reversed([i for i, span in enumerate(ss.spans) if lim.refuse(span)]):
+                del ss.spans[i]
             for span in ss.spans:
-                span.name = e.text(span.name, limits.max_name_chars)
-                span.trace_state = e.text(span.trace_state, limits.max_name_chars)
-                span.status.message = e.text(span.status.message, limits.max_value_chars)
-                e.attributes(span)
-                if len(span.events) > limits.max_events:
-                    extra = len(span.events) - limits.max_events
-                    del span.events[limits.max_events:]
-                    span.dropped_events_count += extra
-                    rep.dropped_events += extra
-                for ev in span.events:
-                    ev.name = e.text(ev.name, limits.max_name_chars)
-                    e.attributes(ev)
-                if len(span.links) > limits.max_links:
-                    extra = len(span.links) - limits.max_links
-                    del span.links[limits.max_links:]
-                    span.dropped_links_count += extra
-                    rep.dropped_links += extra
-                for link in span.links:
-                    link.trace_state = e.text(link.trace_state, limits.max_name_chars)
-                    e.attributes(link)
-    if rep.rejected_spans:
-        reasons.insert(0, f"{rep.rejected_spans} spans refused")
-    rep.reasons = reasons
-    return rep
+                lim.span(span)
+    return lim.finish()
+
+
+class SpanLimiter:
+    """:func:`enforce`, one resource, scope and span at a time, with a fast pass for spans that fit.
+
+    Walking every attribute in Python cost ~12 µs per span, as much as the
+    rest of ingest together. A span whose serialised form is shorter than
+    every string limit cannot hold an over-long string; if it also has few
+    enough attributes, events and links, sane timestamps and no nested
+    values, nothing in it can change, and :meth:`fits` says so from a few
+    length fields and one byte search (~1 µs).
+    """
+
+    def __init__(self, limits: RequestLimits) -> None:
+        self.limits = limits
+        self._e = _Enforcer(limits)
+        self._reasons: list[str] = []
+        # No string of a span this short can exceed a string or array limit
+        # (an array item takes at least two bytes).
+        self.small = min(limits.max_name_chars, limits.max_value_chars, 2 * limits.max_array_items)
+
+    @property
+    def report(self) -> LimitReport:
+        return self._e.report
+
+    def resource(self, rs: Any) -> None:
+        self._e.attributes(rs.resource)
+
+    def scope(self, ss: Any) -> None:
+        e, lim = self._e, self.limits
+        e.attributes(ss.scope)
+        if len(ss.scope.name) > lim.max_name_chars:
+            ss.scope.name = e.text(ss.scope.name, lim.max_name_chars)
+        if len(ss.scope.version) > lim.max_name_chars:
+            ss.scope.version = e.text(ss.scope.version, lim.max_name_chars)
+
+    def fits(self, span: Any, raw: bytes, nested: bool | None = None) -> bool:
+        """True when :meth:`span` and :meth:`refuse` would change nothing (``raw``: the serialised span).
+
+        ``nested`` is :func:`may_nest` of ``raw`` if the caller has it. False
+        only costs the slow path; it is never wrong the other way.
+        """
+        lim = self.limits
+        if len(raw) > self.small:
+            return False
+        if (len(span.attributes) > lim.max_attributes or len(span.events) > lim.max_events
+                or len(span.links) > lim.max_links
+                or span.start_time_unix_nano > MAX_TIMESTAMP_NS or span.end_time_unix_nano > MAX_TIMESTAMP_NS):
+            return False
+        for ev in span.events:
+            if len(ev.attributes) > lim.max_attributes or ev.time_unix_nano > MAX_TIMESTAMP_NS:
+                return False
+        for link in span.links:
+            if len(link.attributes) > lim.max_attributes:
+                return False
+        if not (may_nest(raw) if nested is None else nested):
+            return True
+        return max_depth(span) <= lim.max_depth
+
+    def refuse(self, span: Any) -> bool:
+        """True (and counted, with a reason) for a span storage cannot hold; the caller drops it."""
+        bad = _bad_timestamp(span)
+        if bad:
+            self.report.rejected_spans += 1
+            if len(self._reasons) < 5:
+                self._reasons.append(f"span {span.name[:100]!r}: {bad}")
+        return bad is not None
+
+    def span(self, span: Any) -> None:
+        """Cut ``span`` (in place) to the limits."""
+        e, lim, rep = self._e, self.limits, self._e.report
+        # Assign only what changes: setting a field of ``status`` would make an
+        # absent status present, and the request would no longer be the one sent.
+        if len(span.name) > lim.max_name_chars:
+            span.name = e.text(span.name, lim.max_name_chars)
+        if len(span.trace_state) > lim.max_name_chars:
+            span.trace_state = e.text(span.trace_state, lim.max_name_chars)
+        if len(span.status.message) > lim.max_value_chars:
+            span.status.message = e.text(span.status.message, lim.max_value_chars)
+        e.attributes(span)
+        if len(span.events) > lim.max_events:
+            extra = len(span.events) - lim.max_events
+            del span.events[lim.max_events:]
+            span.dropped_events_count += extra
+            rep.dropped_events += extra
+        for ev in span.events:
+            if len(ev.name) > lim.max_name_chars:
+                ev.name = e.text(ev.name, lim.max_name_chars)
+            e.attributes(ev)
+        if len(span.links) > lim.max_links:
+            extra = len(span.links) - lim.max_links
+            del span.links[lim.max_links:]
+            span.dropped_links_count += extra
+            rep.dropped_links += extra
+        for link in span.links:
+            if len(link.trace_state) > lim.max_name_chars:
+                link.trace_state = e.text(link.trace_state, lim.max_name_chars)
+            e.attributes(link)
+
+    def finish(self) -> LimitReport:
+        rep = self.report
+        reasons = list(self._reasons)
+        if rep.rejected_spans:
+            reasons.insert(0, f"{rep.rejected_spans} spans refused")
+        rep.reasons = reasons
+        return rep
+
+
+# An attribute (of the span, an event or a link) whose value is an array
+# (AnyValue field 5) or a kvlist (field 6): KeyValue.value's tag, its length,
+# then the AnyValue's tag. The span id (tag 0x12 too) is skipped by starting
+# the search past it; a false match only costs a precise look.
+_ARRAY_OR_KVLIST = re.compile(rb"\x12[\x80-\xff]{0,4}[\x00-\x7f][\x2a\x32]")
+
+
+def may_nest(raw: bytes) -> bool:
+    """False when no attribute of the serialised span ``raw`` holds an array or a kvlist (~1 µs)."""
+    start = 28 if raw[:2] == b"\x0a\x10" and raw[18:20] == b"\x12\x08" else 0
+    return _ARRAY_OR_KVLIST.search(raw, start) is not None
+
+
+def _depth(v: AnyValue) -> int:
+    which = v.WhichOneof("value")
+    if which == "array_value":
+        return 1 + max((_depth(x) for x in v.array_value.values), default=0)
+    if which == "kvlist_value":
+        return 1 + max((_depth(kv.value) for kv in v.kvlist_value.values), default=0)
+    return 0
+
+
+def max_depth(span: Any) -> int:
+    """Deepest array/kvlist nesting among the span's attribute values (1: a flat array or kvlist)."""
+    owners = [span, *span.events, *span.links]
+    return max((_depth(kv.value) for o in owners for kv in o.attributes), default=0)
 
 
 def _bad_timestamp(span: Any) -> str | None:

@@ -95,9 +95,9 @@ async def _accept(request: Request, col: Collector, body: bytes, ctype: str, rep
         logger.warning("could not accept spans: %s: %s", type(exc).__name__, exc)
         return _error(503, f"spans could not be accepted ({type(exc).__name__}); retry", {"Retry-After": "2"})
     wait_s = getattr(col.settings, "ack_wait_s", 0.0)
-    if wait_s > 0 and col.writer.healthy and not ack.stored.done():
-        # Durable already; while ClickHouse keeps up, also wait for the insert so
-        # a client can read what it just sent. Never during an outage.
+    if wait_s > 0 and getattr(ack, "read_your_writes", False) and not ack.stored.done():
+        # Durable already; when the writer was idle, also wait for the insert so a
+        # client can read what it just sent. Never under load or during an outage.
         try:
             await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(ack.stored)), wait_s)
         except Exception:

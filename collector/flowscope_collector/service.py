@@ -26,9 +26,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from . import otlp
 from .clickhouse import Target, connect, parse_dsn
-from .limits import LimitReport, RequestLimits, enforce
+from .limits import RequestLimits, SpanLimiter
 from .queries import Store
-from .rows import Batch, Limits, RowBuilder
+from .rows import Batch, Limits, RowBuilder, batch_from_wal, wal_payload
 from .schema import SchemaOptions, applied_versions, latest_version, migrate
 from .settings import CollectorSettings
 from .wal import WAL
@@ -162,9 +162,10 @@ class Collector:
             self._writer_client,
             client=self._writer_client() if self.client is not None else None,
             max_batch_spans=s.max_batch_spans,
+            max_batch_bytes=getattr(s, "max_batch_bytes", 64 * 1024 * 1024),
             max_pending_spans=s.max_pending_spans,
             max_pending_bytes=getattr(s, "max_pending_bytes", 1024 * 1024 * 1024),
-            max_cache_bytes=getattr(s, "max_cache_bytes", 64 * 1024 * 1024),
+            max_cache_bytes=getattr(s, "max_cache_bytes", 256 * 1024 * 1024),
         )
         for rec in recovery.committed:
             done = IngestAck()
@@ -207,7 +208,7 @@ class Collector:
         return connect(self.target)
 
     def _build(self, payload: bytes, project: str) -> Batch:
-        return self.rows.build(ExportTraceServiceRequest.FromString(payload), project)
+        return batch_from_wal(payload, project, lambda req: self.rows.build(req, project))
 
     # --- ingest -----------------------------------------------------------------
 
@@ -227,19 +228,32 @@ class Collector:
     def _ingest(self, body: bytes, content_type: str, content_encoding: str | None, project: str) -> IngestAck:
         assert self.writer is not None
         try:
-            req, count, report = self._decode(body, content_type, content_encoding)
+            req, count = self._decode(body, content_type, content_encoding)
         except otlp.OTLPError:
             self.stats.requests_rejected += 1
             raise
+        # One pass applies the limits and builds the rows: the write-ahead log
+        # then holds the request as it will be stored, and a request we could
+        # not store is refused now (and logged), not acknowledged and set aside later.
+        limiter = SpanLimiter(self.request_limits)
+        try:
+            batch = self.rows.build(req, project, limiter)
+        except Exception as exc:
+            self.stats.requests_rejected += 1
+            logger.error("could not convert an OTLP request for storage (a collector bug; please report "
+                         "it): %s: %s", type(exc).__name__, exc)
+            raise otlp.OTLPError(400, f"spans could not be converted for storage ({type(exc).__name__}: "
+                                      f"{str(exc)[:200]}); this is a collector bug, please report it") from exc
+        report = limiter.finish()
         spans = count - report.rejected_spans
         self.stats.spans_received += spans
         self.stats.spans_rejected += report.rejected_spans
         self.stats.values_truncated += report.truncated_values
         self.stats.attributes_dropped += report.dropped_attributes
         self.stats.events_dropped += report.dropped_events
-        payload = req.SerializeToString(deterministic=True)
-        # The digest covers the canonical request and the project, so the same
-        # spans sent as JSON and as protobuf are also recognised as one.
+        payload = wal_payload(batch)
+        # The digest covers the stored rows and the project, so the same spans
+        # sent as JSON and as protobuf are also recognised as one.
         digest = hashlib.sha256(project.encode() + b"\0" + payload).digest()
         is_new, ack = self.recent.claim(digest)
         if not is_new:
@@ -251,15 +265,6 @@ class Collector:
             ack.stored.set_result(None)
             return ack
         try:
-            # Build the rows before saying yes: a request we could not store is
-            # refused now (and logged), rather than acknowledged and set aside later.
-            try:
-                batch = self.rows.build(req, project)
-            except Exception as exc:
-                logger.error("could not convert an OTLP request for storage (a collector bug; please report "
-                             "it): %s: %s", type(exc).__name__, exc)
-                raise otlp.OTLPError(400, f"spans could not be converted for storage ({type(exc).__name__}: "
-                                          f"{str(exc)[:200]}); this is a collector bug, please report it") from exc
             self.writer.submit(project, digest, spans, payload, ack, batch)
         except BaseException:
             self.recent.forget(digest)
@@ -268,7 +273,7 @@ class Collector:
         return ack
 
     def _decode(self, body: bytes, content_type: str, content_encoding: str | None,
-                ) -> tuple[ExportTraceServiceRequest, int, LimitReport]:
+                ) -> tuple[ExportTraceServiceRequest, int]:
         media = otlp.media_type(content_type)
         if media not in (otlp.PROTOBUF, otlp.JSON):
             raise otlp.OTLPError(
@@ -282,8 +287,7 @@ class Collector:
         except Exception as exc:  # deep nesting, odd values: still the request's fault, never a 500
             raise otlp.OTLPError(400, f"body is not a valid OTLP request: {type(exc).__name__}: "
                                       f"{str(exc)[:200]}") from exc
-        count = otlp.validate(req, self.settings.max_spans_per_request)
-        return req, count, enforce(req, self.request_limits)
+        return req, otlp.count_spans(req, self.settings.max_spans_per_request)
 
     # --- health -------------------------------------------------------------------
 

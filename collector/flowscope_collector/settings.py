@@ -26,7 +26,8 @@ class CollectorSettings:
     max_decompressed_bytes: int = 64 * 1024 * 1024
     max_spans_per_request: int = 100_000
     max_pending_spans: int = 500_000
-    max_batch_spans: int = 20_000
+    max_batch_spans: int = 50_000  # per insert; large inserts cost ClickHouse far less per span
+    max_batch_bytes: int = 64 * 1024 * 1024  # and at most this much log data per insert
     public_url: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     # Durable buffer, backpressure, limits and API keys (see wal.py, writer.py, limits.py, auth.py).
@@ -34,7 +35,7 @@ class CollectorSettings:
     wal_fsync: bool = True
     wal_segment_bytes: int = 64 * 1024 * 1024
     max_pending_bytes: int = 1024 * 1024 * 1024  # log bytes not yet in ClickHouse before 429
-    max_cache_bytes: int = 64 * 1024 * 1024  # payloads kept in memory for the writer
+    max_cache_bytes: int = 256 * 1024 * 1024  # built rows kept in memory for the writer
     ack_wait_s: float = 1.0  # while ClickHouse is healthy, answer once stored (read-your-writes)
     drain_timeout_s: float = 10.0
     max_attributes: int = 256
@@ -85,6 +86,7 @@ def _reliability_from_env(s: CollectorSettings) -> None:
         s.wal_fsync = False
     for name in ("max_pending_spans", "max_pending_bytes", "max_cache_bytes", "max_spans_per_request",
                  "max_decompressed_bytes", "max_attributes", "max_events", "max_value_chars", "max_batch_spans",
+                 "max_batch_bytes",
                  "max_inflight_bytes"):
         setattr(s, name, _env_int("FLOWSCOPE_" + name.upper(), getattr(s, name)))
     if env.get("FLOWSCOPE_ACK_WAIT_S"):

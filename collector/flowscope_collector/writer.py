@@ -34,7 +34,7 @@ from typing import Literal
 
 from clickhouse_connect.driver.client import Client
 
-from .rows import COLUMNS, Batch
+from .rows import COLUMNS, Batch, as_otlp_request
 from .wal import WAL, Intent, Record, Recovery, WALError
 
 logger = logging.getLogger("flowscope.collector")
@@ -53,14 +53,18 @@ class Overloaded(Exception):
 class Ack(Future[None]):
     """Resolves once the request is durable in the write-ahead log.
 
-    ``stored`` resolves later, once it is in ClickHouse; the HTTP receiver waits
-    on it briefly while ClickHouse is healthy so a client can read what it just
-    wrote.
+    ``stored`` resolves later, once it is in ClickHouse. The receivers wait on
+    it briefly when ``read_your_writes`` says the writer was idle when the
+    request arrived, so a client can read what it just wrote. Under load they
+    do not: clients waiting on inserts would cap each insert at what they
+    have in flight, and small inserts cost ClickHouse several times the CPU
+    per span of large ones (docs/performance.md).
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.stored: Future[None] = Future()
+        self.read_your_writes = False
 
 
 @dataclass
@@ -95,10 +99,11 @@ class Writer:
         connect: Callable[[], Client],
         *,
         client: Client | None = None,
-        max_batch_spans: int = 20_000,
+        max_batch_spans: int = 50_000,
+        max_batch_bytes: int = 64 * 1024 * 1024,
         max_pending_spans: int = 500_000,
         max_pending_bytes: int = 1024 * 1024 * 1024,
-        max_cache_bytes: int = 64 * 1024 * 1024,
+        max_cache_bytes: int = 256 * 1024 * 1024,
         linger_s: float = 0.02,
         backoff_s: float = 0.2,
         max_backoff_s: float = 10.0,
@@ -110,6 +115,7 @@ class Writer:
         self._connect = connect
         self.client = client
         self.max_batch_spans = max_batch_spans
+        self.max_batch_bytes = max_batch_bytes
         self.max_pending_spans = max_pending_spans
         self.max_pending_bytes = max_pending_bytes
         self.max_cache_bytes = max_cache_bytes
@@ -214,6 +220,7 @@ class Writer:
                                 or self.wal.disk_bytes + len(payload) > self.max_pending_bytes):
                 self.stats.overloaded += 1
                 raise Overloaded(self.retry_after(), f"{self._pending_spans} spans waiting for ClickHouse")
+            ack.read_your_writes = not self._queue and self.healthy
             cache = self._cache_bytes + 2 * len(payload) <= self.max_cache_bytes
             # Built rows are worth more than the bytes they came from; keep one or the other.
             rec = self.wal.append(project, digest, spans, payload, cache=cache and batch is None)
@@ -263,16 +270,18 @@ class Writer:
         if intent is None and self.linger_s and not self._stopping and self._pending_spans < self.max_batch_spans:
             time.sleep(self.linger_s)  # let concurrent requests join this insert
         entries: list[_Entry] = []
-        spans = 0
+        spans = size = 0
         with self._cond:
             for e in self._queue:
                 if intent is not None:
                     if e.rec.seq > intent.last:
                         break
-                elif entries and spans + e.rec.spans > self.max_batch_spans:
+                elif entries and (spans + e.rec.spans > self.max_batch_spans
+                                  or size + e.rec.disk_bytes > self.max_batch_bytes):
                     break
                 entries.append(e)
                 spans += e.rec.spans
+                size += e.rec.disk_bytes
         # Only durable records go to ClickHouse: a record whose fsync failed was
         # refused to its client, which will send it again.
         for e in entries:
@@ -409,7 +418,7 @@ class Writer:
         qdir = Path(self.wal.dir) / "quarantine"
         try:
             qdir.mkdir(exist_ok=True)
-            (qdir / f"{rec.seq:020d}.pb").write_bytes(self.wal.read(rec))
+            (qdir / f"{rec.seq:020d}.pb").write_bytes(as_otlp_request(self.wal.read(rec)))
             (qdir / f"{rec.seq:020d}.json").write_text(json.dumps(
                 {"seq": rec.seq, "project": rec.project, "spans": rec.spans, "error": str(exc)[:2000]}))
         except (OSError, WALError) as io_exc:
