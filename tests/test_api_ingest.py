@@ -135,3 +135,63 @@ def test_fast_path_rows_equal_the_python_reference(tmp_path) -> None:
     assert res["rows"] == res["expected"] == res["spans"] == 55 == res["flowscope_spans"]
     # only the LLM span to price, the kvlist/nested one, the over-long value and the 300 attributes
     assert res["python_spans"] == 4
+
+
+VIEWS_CHILD = textwrap.dedent(r'''
+    import json, re, tempfile, time
+    import clickhouse_connect
+    from benchmarks.otlp_data import Generator, requests
+    from flowscope_collector.limits import RequestLimits, SpanLimiter
+    from flowscope_collector.rows import Batch, RowBuilder
+    from flowscope_collector.schema import SchemaOptions, load_migrations, migrate
+
+    c = clickhouse_connect.get_client(dsn="chdb://" + tempfile.mkdtemp())
+    for db in ("new", "old"):
+        migrate(c, SchemaOptions(database=db))
+    # "old": the views as migration 002 created them, before 007 made them cheaper
+    v002 = next(m for m in load_migrations(SchemaOptions(database="old")) if m.version == 2)
+    for stmt in v002.statements:
+        m = re.match(r"CREATE MATERIALIZED VIEW IF NOT EXISTS (old\.flowscope_(?:spans|state_events)_mv)\s+TO \S+\s+AS (SELECT.*)",
+                     stmt, re.S)
+        if m:
+            c.command(f"ALTER TABLE {m.group(1)} MODIFY QUERY {m.group(2)}")
+    shown = {db: c.query(f"SHOW CREATE TABLE {db}.flowscope_spans_mv").result_rows[0][0] for db in ("new", "old")}
+    assert "mapFilter" in shown["new"] and "mapFilter" not in shown["old"], shown
+    rb = RowBuilder()
+    reqs = list(requests(Generator(7), 300, start_ns=time.time_ns() - 3600 * 10**9, span_ns=3600 * 10**9,
+                         batch_spans=2000))
+    for i, req in enumerate(reqs):
+        batch = rb.build(req, "proj", SpanLimiter(RequestLimits()))
+        for db in ("new", "old"):
+            batch.insert(c, f"{db}.otel_traces", {"insert_deduplication_token": f"t{i}"})
+    out = {}
+    for table, key in (("flowscope_spans", "SpanId"), ("flowscope_state_events", "RunId, Seq")):
+        rows = {db: c.query(f"SELECT * FROM {db}.{table} ORDER BY {key}").result_rows
+                for db in ("new", "old")}
+        rows = {db: [list(map(str, r)) for r in v] for db, v in rows.items()}
+        out[table] = {"count": len(rows["new"]), "same": rows["new"] == rows["old"]}
+    runs = {db: c.query(f"SELECT RunId, min(Start), max(End), sum(Spans), sum(LlmCalls), sum(CostUsd), "
+                        f"sum(Errors), max(FlowName) FROM {db}.flowscope_runs GROUP BY RunId ORDER BY RunId"
+                        ).result_rows for db in ("new", "old")}
+    out["flowscope_runs"] = {"count": len(runs["new"]), "same": runs["new"] == runs["old"]}
+    dims = "Project, Timestamp, ServiceName, Provider, Model, NodeName"
+    hourly = {db: c.query(f"SELECT {dims}, sum(LlmCalls), sum(InputTokens), sum(OutputTokens), sum(CostUsd), "
+                          f"sum(UnpricedCalls), sum(CacheHits) FROM {db}.flowscope_costs_hourly GROUP BY {dims} "
+                          f"ORDER BY {dims}").result_rows for db in ("new", "old")}
+    out["flowscope_costs_hourly"] = {"count": len(hourly["new"]), "same": hourly["new"] == hourly["old"]}
+    print(json.dumps(out))
+''')
+
+
+def test_cheaper_views_write_the_same_rows(tmp_path) -> None:
+    """Migration 007 rewrote the typed views for speed; on the same spans they must store the same rows."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", VIEWS_CHILD], capture_output=True, text=True, timeout=600,
+                         cwd=tmp_path, env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["flowscope_spans"]["count"] > 20_000 and res["flowscope_state_events"]["count"] > 1_000
+    assert res["flowscope_runs"]["count"] == 300 and res["flowscope_costs_hourly"]["count"] > 0
+    assert all(r["same"] for r in res.values()), res

@@ -106,6 +106,7 @@ _CREATE_TABLE = re.compile(r"^CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)\.(
 _CREATE_MV = re.compile(r"^CREATE\s+MATERIALIZED\s+VIEW\b", re.I)
 _MV_SOURCE = re.compile(r"\bFROM\s+(\w+)\.(\w+)", re.I)
 _ALTER_OR_DROP = re.compile(r"^(ALTER\s+TABLE|DROP\s+TABLE)\s+(?:IF\s+EXISTS\s+)?(\w+)\.(\w+)", re.I)
+_MODIFY_QUERY = re.compile(r"^ALTER\s+TABLE\s+\w+\.\w+\s.*?\bMODIFY\s+QUERY\b", re.I | re.S)
 _COLUMN_ALTER = re.compile(r"\b(ADD|DROP|MODIFY|RENAME|COMMENT|CLEAR)\s+COLUMN\b", re.I)
 _MERGETREE_ENGINE = re.compile(r"\bENGINE\s*=\s*(Replicated)?\w*MergeTree\b", re.I)
 
@@ -156,7 +157,7 @@ def shard_statements(stmts: tuple[str, ...], sharded: set[str], options: SchemaO
                 f"CREATE TABLE IF NOT EXISTS {db}.{name} ON CLUSTER {cluster} AS {db}.{name}_local "
                 f"ENGINE = Distributed({cluster}, {db}, {name}_local, {shard_key(stmt)})"
             )
-        elif _CREATE_MV.match(stmt):
+        elif _CREATE_MV.match(stmt) or _MODIFY_QUERY.match(stmt):
             source = _MV_SOURCE.search(stmt)
             fed_by_shard = source is not None and source.group(1) == db and source.group(2) in sharded
             out.append(_local(stmt, db, sharded) if fed_by_shard else stmt)

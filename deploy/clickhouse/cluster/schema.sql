@@ -323,3 +323,182 @@ AS SELECT
     arrayMap(l -> mapFromArrays(arrayMap(kv -> kv.key, l.attributes),
         arrayMap(kv -> multiIf(isNotNull(kv.value.string_value), assumeNotNull(kv.value.string_value), isNotNull(kv.value.int_value), toString(assumeNotNull(kv.value.int_value)), isNotNull(kv.value.bool_value), if(assumeNotNull(kv.value.bool_value), 'true', 'false'), isNotNull(kv.value.double_value), if(assumeNotNull(kv.value.double_value) = floor(assumeNotNull(kv.value.double_value)) AND abs(assumeNotNull(kv.value.double_value)) < 1e16, toString(toInt64(assumeNotNull(kv.value.double_value))), toString(assumeNotNull(kv.value.double_value))), isNotNull(kv.value.bytes_value), base64Encode(assumeNotNull(kv.value.bytes_value)), isNotNull(kv.value.array_value), concat('[', arrayStringConcat(arrayMap(x -> multiIf(isNotNull(x.string_value), replaceAll(toJSONString(assumeNotNull(x.string_value)), '\\/', '/'), isNotNull(x.int_value), toString(assumeNotNull(x.int_value)), isNotNull(x.bool_value), if(assumeNotNull(x.bool_value), 'true', 'false'), isNotNull(x.double_value), multiIf(isNaN(assumeNotNull(x.double_value)), 'NaN', isInfinite(assumeNotNull(x.double_value)), if(assumeNotNull(x.double_value) > 0, 'Infinity', '-Infinity'), assumeNotNull(x.double_value) = floor(assumeNotNull(x.double_value)) AND abs(assumeNotNull(x.double_value)) < 1e16, concat(toString(toInt64(assumeNotNull(x.double_value))), '.0'), toString(assumeNotNull(x.double_value))), isNotNull(x.bytes_value), concat('"', base64Encode(assumeNotNull(x.bytes_value)), '"'), 'null'), assumeNotNull(kv.value.array_value).values), ','), ']'), ''), l.attributes)), span.links) AS `Links.Attributes`
 FROM flowscope.otlp_ingest;
+
+
+-- migration 004_run_reads
+ALTER TABLE flowscope.flowscope_spans_local ON CLUSTER flowscope
+    ADD INDEX IF NOT EXISTS idx_run_id RunId TYPE bloom_filter(0.01) GRANULARITY 1;
+
+ALTER TABLE flowscope.flowscope_spans_local ON CLUSTER flowscope MATERIALIZE INDEX idx_run_id;
+
+ALTER TABLE flowscope.flowscope_spans_local ON CLUSTER flowscope
+    ADD COLUMN IF NOT EXISTS RunRecord String MATERIALIZED formatRowNoNewline('TSV',
+        1, TraceId, SpanId, ParentSpanId, SpanName, toUnixTimestamp64Nano(Timestamp), Duration, ServiceName, Kind,
+        FlowName, NodeName, NodeType, NodeStep, NodeAttempt, Branch, StatusCode, StatusMessage, ErrorType, Provider,
+        Model, InputTokens, OutputTokens, CachedInputTokens, CacheWriteTokens, ReasoningTokens, toString(CostUsd),
+        toString(CostInputUsd), toString(CostCachedInputUsd), toString(CostCacheWriteUsd), toString(CostOutputUsd),
+        CostSource, toUInt8(UsageEstimated), toUInt8(CacheHit), toString(CacheSavedUsd), RetryCount, FallbackFrom,
+        FallbackTo, toUInt8(BudgetExceeded), toString(TimeToFirstChunk)) CODEC(ZSTD(1));
+
+ALTER TABLE flowscope.flowscope_spans ON CLUSTER flowscope
+    ADD COLUMN IF NOT EXISTS RunRecord String MATERIALIZED formatRowNoNewline('TSV',
+        1, TraceId, SpanId, ParentSpanId, SpanName, toUnixTimestamp64Nano(Timestamp), Duration, ServiceName, Kind,
+        FlowName, NodeName, NodeType, NodeStep, NodeAttempt, Branch, StatusCode, StatusMessage, ErrorType, Provider,
+        Model, InputTokens, OutputTokens, CachedInputTokens, CacheWriteTokens, ReasoningTokens, toString(CostUsd),
+        toString(CostInputUsd), toString(CostCachedInputUsd), toString(CostCacheWriteUsd), toString(CostOutputUsd),
+        CostSource, toUInt8(UsageEstimated), toUInt8(CacheHit), toString(CacheSavedUsd), RetryCount, FallbackFrom,
+        FallbackTo, toUInt8(BudgetExceeded), toString(TimeToFirstChunk)) CODEC(ZSTD(1));
+
+ALTER TABLE flowscope.flowscope_spans_local ON CLUSTER flowscope MATERIALIZE COLUMN RunRecord;
+
+ALTER TABLE flowscope.flowscope_state_events_local ON CLUSTER flowscope
+    ADD INDEX IF NOT EXISTS idx_run_id RunId TYPE bloom_filter(0.01) GRANULARITY 1;
+
+ALTER TABLE flowscope.flowscope_state_events_local ON CLUSTER flowscope MATERIALIZE INDEX idx_run_id;
+
+ALTER TABLE flowscope.flowscope_state_events_local ON CLUSTER flowscope
+    ADD COLUMN IF NOT EXISTS StateRecord String MATERIALIZED formatRowNoNewline('TSV',
+        1, Seq, Op, Path, Value, NodeStep, NodeName, toUInt8(Truncated), toUnixTimestamp64Nano(Timestamp))
+        CODEC(ZSTD(1));
+
+ALTER TABLE flowscope.flowscope_state_events ON CLUSTER flowscope
+    ADD COLUMN IF NOT EXISTS StateRecord String MATERIALIZED formatRowNoNewline('TSV',
+        1, Seq, Op, Path, Value, NodeStep, NodeName, toUInt8(Truncated), toUnixTimestamp64Nano(Timestamp))
+        CODEC(ZSTD(1));
+
+ALTER TABLE flowscope.flowscope_state_events_local ON CLUSTER flowscope MATERIALIZE COLUMN StateRecord;
+
+
+-- migration 005_cost_rollup
+CREATE TABLE IF NOT EXISTS flowscope.flowscope_costs_hourly_local ON CLUSTER flowscope (
+    Project LowCardinality(String),
+    Timestamp DateTime,
+    ServiceName LowCardinality(String),
+    Provider LowCardinality(String),
+    Model LowCardinality(String),
+    NodeName LowCardinality(String),
+    LlmCalls SimpleAggregateFunction(sum, UInt64),
+    InputTokens SimpleAggregateFunction(sum, UInt64),
+    CachedInputTokens SimpleAggregateFunction(sum, UInt64),
+    CacheWriteTokens SimpleAggregateFunction(sum, UInt64),
+    OutputTokens SimpleAggregateFunction(sum, UInt64),
+    ReasoningTokens SimpleAggregateFunction(sum, UInt64),
+    UnpricedCalls SimpleAggregateFunction(sum, UInt64),
+    CostUsd SimpleAggregateFunction(sum, Decimal(38, 18)),
+    CacheHits SimpleAggregateFunction(sum, UInt64),
+    CacheSavedUsd SimpleAggregateFunction(sum, Decimal(38, 18))
+) ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+PARTITION BY toYYYYMM(Timestamp)
+ORDER BY (Project, Timestamp, ServiceName, Provider, Model, NodeName)
+
+SETTINGS index_granularity = 1024, non_replicated_deduplication_window = 10000;
+
+CREATE TABLE IF NOT EXISTS flowscope.flowscope_costs_hourly ON CLUSTER flowscope AS flowscope.flowscope_costs_hourly_local ENGINE = Distributed(flowscope, flowscope, flowscope_costs_hourly_local, rand());
+
+INSERT INTO flowscope.flowscope_costs_hourly
+SELECT Project, toStartOfHour(Timestamp) AS Timestamp, ServiceName, Provider, Model, NodeName,
+    count() AS LlmCalls, sum(InputTokens) AS InputTokens, sum(CachedInputTokens) AS CachedInputTokens,
+    sum(CacheWriteTokens) AS CacheWriteTokens, sum(OutputTokens) AS OutputTokens,
+    sum(ReasoningTokens) AS ReasoningTokens, countIf(CostSource = 'unpriced') AS UnpricedCalls,
+    sum(CostUsd) AS CostUsd, countIf(CacheHit) AS CacheHits, sum(CacheSavedUsd) AS CacheSavedUsd
+FROM flowscope.flowscope_spans
+WHERE Kind = 'llm'
+GROUP BY Project, Timestamp, ServiceName, Provider, Model, NodeName
+ORDER BY Project, Timestamp, ServiceName, Provider, Model, NodeName
+SETTINGS insert_deduplication_token = 'flowscope-migration-005', max_threads = 1, max_insert_threads = 1;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS flowscope.flowscope_costs_hourly_mv ON CLUSTER flowscope
+TO flowscope.flowscope_costs_hourly_local
+AS SELECT Project, toStartOfHour(Timestamp) AS Timestamp, ServiceName, Provider, Model, NodeName,
+    count() AS LlmCalls, sum(InputTokens) AS InputTokens, sum(CachedInputTokens) AS CachedInputTokens,
+    sum(CacheWriteTokens) AS CacheWriteTokens, sum(OutputTokens) AS OutputTokens,
+    sum(ReasoningTokens) AS ReasoningTokens, countIf(CostSource = 'unpriced') AS UnpricedCalls,
+    sum(CostUsd) AS CostUsd, countIf(CacheHit) AS CacheHits, sum(CacheSavedUsd) AS CacheSavedUsd
+FROM flowscope.flowscope_spans_local
+WHERE Kind = 'llm'
+GROUP BY Project, Timestamp, ServiceName, Provider, Model, NodeName;
+
+
+-- migration 006_otel_traces_indexes
+ALTER TABLE flowscope.otel_traces_local ON CLUSTER flowscope DROP INDEX IF EXISTS idx_res_attr_key;
+
+ALTER TABLE flowscope.otel_traces_local ON CLUSTER flowscope DROP INDEX IF EXISTS idx_res_attr_value;
+
+ALTER TABLE flowscope.otel_traces_local ON CLUSTER flowscope DROP INDEX IF EXISTS idx_span_attr_key;
+
+ALTER TABLE flowscope.otel_traces_local ON CLUSTER flowscope DROP INDEX IF EXISTS idx_span_attr_value;
+
+
+-- migration 007_cheaper_views
+ALTER TABLE flowscope.flowscope_spans_mv ON CLUSTER flowscope MODIFY QUERY
+WITH mapFilter((k, v) -> k IN (
+        'error.type', 'flowscope.budget.exceeded', 'flowscope.cache.hit', 'flowscope.cache.saved_usd',
+        'flowscope.cost.cache_write_usd', 'flowscope.cost.cached_input_usd', 'flowscope.cost.input_usd', 'flowscope.cost.output_usd',
+        'flowscope.cost.source', 'flowscope.cost.usd', 'flowscope.fallback.from', 'flowscope.fallback.to',
+        'flowscope.node.attempt', 'flowscope.node.name', 'flowscope.node.step', 'flowscope.node.type',
+        'flowscope.pricing.version', 'flowscope.retry.count', 'flowscope.router.branch', 'flowscope.run.id',
+        'flowscope.span.kind', 'flowscope.usage.estimated', 'gen_ai.provider.name', 'gen_ai.request.model',
+        'gen_ai.response.model', 'gen_ai.response.time_to_first_chunk', 'gen_ai.system', 'gen_ai.usage.cache_creation.input_tokens',
+        'gen_ai.usage.cache_read.input_tokens', 'gen_ai.usage.input_tokens', 'gen_ai.usage.output_tokens', 'gen_ai.usage.reasoning.output_tokens',
+        'gen_ai.workflow.name'), SpanAttributes) AS a
+SELECT
+    if(ResourceAttributes['flowscope.project'] = '', 'default', ResourceAttributes['flowscope.project']) AS Project,
+    if(a['flowscope.run.id'] = '', TraceId, a['flowscope.run.id']) AS RunId,
+    Timestamp,
+    Duration,
+    TraceId,
+    SpanId,
+    ParentSpanId,
+    SpanName,
+    ServiceName,
+    a['flowscope.span.kind'] AS Kind,
+    a['gen_ai.workflow.name'] AS FlowName,
+    a['flowscope.node.name'] AS NodeName,
+    a['flowscope.node.type'] AS NodeType,
+    ifNull(toInt32OrNull(a['flowscope.node.step']), -1) AS NodeStep,
+    toUInt16OrZero(a['flowscope.node.attempt']) AS NodeAttempt,
+    a['flowscope.router.branch'] AS Branch,
+    StatusCode,
+    StatusMessage,
+    a['error.type'] AS ErrorType,
+    if(a['gen_ai.provider.name'] != '', a['gen_ai.provider.name'], a['gen_ai.system']) AS Provider,
+    if(a['gen_ai.response.model'] != '', a['gen_ai.response.model'], a['gen_ai.request.model']) AS Model,
+    toUInt64OrZero(a['gen_ai.usage.input_tokens']) AS InputTokens,
+    toUInt64OrZero(a['gen_ai.usage.output_tokens']) AS OutputTokens,
+    toUInt64OrZero(a['gen_ai.usage.cache_read.input_tokens']) AS CachedInputTokens,
+    toUInt64OrZero(a['gen_ai.usage.cache_creation.input_tokens']) AS CacheWriteTokens,
+    toUInt64OrZero(a['gen_ai.usage.reasoning.output_tokens']) AS ReasoningTokens,
+    toDecimal128OrZero(a['flowscope.cost.usd'], 18) AS CostUsd,
+    toDecimal128OrZero(a['flowscope.cost.input_usd'], 18) AS CostInputUsd,
+    toDecimal128OrZero(a['flowscope.cost.cached_input_usd'], 18) AS CostCachedInputUsd,
+    toDecimal128OrZero(a['flowscope.cost.cache_write_usd'], 18) AS CostCacheWriteUsd,
+    toDecimal128OrZero(a['flowscope.cost.output_usd'], 18) AS CostOutputUsd,
+    a['flowscope.cost.source'] AS CostSource,
+    a['flowscope.pricing.version'] AS PricingVersion,
+    a['flowscope.usage.estimated'] = 'true' AS UsageEstimated,
+    a['flowscope.cache.hit'] = 'true' AS CacheHit,
+    toDecimal128OrZero(a['flowscope.cache.saved_usd'], 18) AS CacheSavedUsd,
+    toUInt16OrZero(a['flowscope.retry.count']) AS RetryCount,
+    a['flowscope.fallback.from'] AS FallbackFrom,
+    a['flowscope.fallback.to'] AS FallbackTo,
+    a['flowscope.budget.exceeded'] = 'true' AS BudgetExceeded,
+    toFloat64OrZero(a['gen_ai.response.time_to_first_chunk']) AS TimeToFirstChunk
+FROM flowscope.otel_traces_local;
+
+ALTER TABLE flowscope.flowscope_state_events_mv ON CLUSTER flowscope MODIFY QUERY
+SELECT
+    if(ResourceAttributes['flowscope.project'] = '', 'default', ResourceAttributes['flowscope.project']) AS Project,
+    if(SpanAttributes['flowscope.run.id'] = '', TraceId, SpanAttributes['flowscope.run.id']) AS RunId,
+    toUInt64OrZero(ev_attrs['flowscope.state.seq']) AS Seq,
+    ev_ts AS Timestamp,
+    TraceId,
+    SpanId,
+    ifNull(toInt32OrNull(ev_attrs['flowscope.node.step']), ifNull(toInt32OrNull(SpanAttributes['flowscope.node.step']), -1)) AS NodeStep,
+    SpanAttributes['flowscope.node.name'] AS NodeName,
+    ev_attrs['flowscope.state.op'] AS Op,
+    ev_attrs['flowscope.state.path'] AS Path,
+    ev_attrs['flowscope.state.value'] AS Value,
+    ev_attrs['flowscope.state.truncated'] = 'true' AS Truncated
+FROM flowscope.otel_traces_local
+ARRAY JOIN Events.Timestamp AS ev_ts, Events.Name AS ev_name, Events.Attributes AS ev_attrs
+WHERE has(`Events.Name`, 'flowscope.state') AND ev_name = 'flowscope.state';
