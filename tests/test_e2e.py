@@ -213,10 +213,23 @@ def test_otlp_json_protobuf_and_gzip(collector) -> None:
     assert attrs["flowscope.cost.source"] == "computed"
 
 
+def _span_ids(trace_id: bytes, span_id: bytes, parent: bytes = b"") -> bytes:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    req = ExportTraceServiceRequest()
+    spans = req.resource_spans.add().scope_spans.add().spans
+    spans.add(trace_id=b"T" * 16, span_id=b"S" * 8, name="fine", start_time_unix_nano=1)
+    spans.add(trace_id=trace_id, span_id=span_id, parent_span_id=parent, name="odd", start_time_unix_nano=1)
+    return req.SerializeToString()
+
+
 @pytest.mark.parametrize(
     ("body", "ctype", "status", "needle"),
     [
         (b"\x0a\x05garbage-not-protobuf", "application/x-protobuf", 400, "protobuf"),
+        (_span_ids(b"t" * 16, b"s" * 4), "application/x-protobuf", 400, "span 'odd' has an invalid trace_id or span_id"),
+        (_span_ids(b"t" * 12, b"s" * 8), "application/x-protobuf", 400, "span 'odd' has an invalid trace_id or span_id"),
+        (_span_ids(b"t" * 16, b"s" * 8, b"p" * 3), "application/x-protobuf", 400, "invalid parent_span_id"),
         (b"{not json", "application/json", 400, "JSON"),
         (b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz", "spanId": "00"}]}]}]}',
          "application/json", 400, "hex"),
@@ -228,6 +241,7 @@ def test_malformed_requests_get_clear_errors(collector, body, ctype, status, nee
     assert r.status_code == status
     err = r.json()
     assert needle in err["error"] and err["status"] == status
+    assert "bug" not in err["error"]  # the request's fault, said as such
     assert collector.get("/healthz").status_code == 200  # still serving
 
 

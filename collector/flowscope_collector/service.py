@@ -238,6 +238,9 @@ class Collector:
         limiter = SpanLimiter(self.request_limits)
         try:
             batch = self.rows.build(req, project, limiter)
+        except otlp.OTLPError:  # the request's fault (ids of the wrong length): 400 with the reason
+            self.stats.requests_rejected += 1
+            raise
         except Exception as exc:
             self.stats.requests_rejected += 1
             logger.error("could not convert an OTLP request for storage (a collector bug; please report "
