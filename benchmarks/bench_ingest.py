@@ -6,6 +6,10 @@ realistic OTLP protobuf requests of ``--batch`` spans, posts them from
 ``--clients`` threads, and reports spans/s from the first request until
 ``/metrics`` says every span is written to ClickHouse.
 
+``python -m benchmarks.bench_ingest --level python`` times the collector's
+Python steps per span on one thread (what holds the GIL), next to the way the
+same steps were done before.
+
 ``python -m benchmarks.bench_ingest --level clickhouse`` isolates what
 ClickHouse pays per span: the same pre-built :class:`rows.Batch` payloads
 (what the collector's writer sends) are inserted with :meth:`Batch.insert`
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import itertools
 import os
 import re
 import shutil
@@ -180,10 +185,92 @@ def clickhouse_level(args: argparse.Namespace) -> int:
     return 0
 
 
+def python_level(args: argparse.Namespace) -> int:
+    """The collector's Python work per span, step by step, on one thread (what holds the GIL).
+
+    The steps of ``Collector._ingest`` on pre-built protobuf bodies; "reference" is the way the
+    same work was done before (every value looked at in Python, the request re-serialised
+    for the log), kept in the code as the reference the tests compare against.
+    """
+    import hashlib
+
+    from flowscope_collector import otlp
+    from flowscope_collector.limits import RequestLimits, SpanLimiter, enforce
+    from flowscope_collector.rows import RowBuilder, wal_payload
+
+    from . import _stats
+    from .bench_queries import load_avg, machine
+
+    bodies = [r.SerializeToString() for r in requests(Generator(5), args.spans // 100, start_ns=time.time_ns()
+                                                       - 3600 * 10**9, span_ns=3600 * 10**9,
+                                                       batch_spans=args.batch)]
+    spans = sum(len(ss.spans) for b in bodies for rs in otlp.parse(b, otlp.PROTOBUF).resource_spans
+                for ss in rs.scope_spans)
+    builder, limits = RowBuilder(), RequestLimits()
+
+    def fast(body: bytes) -> dict[str, float]:
+        t = [time.perf_counter()]
+        req = otlp.parse(body, otlp.PROTOBUF)
+        otlp.count_spans(req, 10**6)
+        t.append(time.perf_counter())
+        limiter = SpanLimiter(limits)
+        batch = builder.build(req, "bench", limiter)
+        limiter.finish()
+        t.append(time.perf_counter())
+        payload = wal_payload(batch)
+        t.append(time.perf_counter())
+        hashlib.sha256(payload).digest()
+        t.append(time.perf_counter())
+        return dict(zip(("parse", "check, limit and frame rows", "log payload", "digest"),
+                        (b - a for a, b in itertools.pairwise(t))))
+
+    def reference(body: bytes) -> dict[str, float]:
+        t = [time.perf_counter()]
+        req = otlp.parse(body, otlp.PROTOBUF)
+        otlp.count_spans(req, 10**6)
+        t.append(time.perf_counter())
+        otlp.validate(req, 10**6)
+        enforce(req, limits)
+        t.append(time.perf_counter())
+        payload = req.SerializeToString(deterministic=True)
+        t.append(time.perf_counter())
+        hashlib.sha256(payload).digest()
+        t.append(time.perf_counter())
+        builder.build(req, "bench")
+        t.append(time.perf_counter())
+        return dict(zip(("parse", "validate + limits (every value)", "log payload (request)", "digest",
+                         "frame rows"), (b - a for a, b in itertools.pairwise(t))))
+
+    results = {}
+    for name, fn in (("reference (before)", reference), ("ingest path (now)", fast)):
+        best: dict[str, float] = {}
+        for _ in range(args.rounds):
+            total: dict[str, float] = {}
+            for body in bodies:
+                for step, dt in fn(body).items():
+                    total[step] = total.get(step, 0.0) + dt
+            if not best or sum(total.values()) < sum(best.values()):
+                best = total
+        results[name] = best
+    print(f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(f"- machine: {machine()}")
+    print(f"- load average (1/5/15 min): {load_avg()}")
+    print(f"- method: {spans:,} spans of benchmarks.otlp_data in {len(bodies)} protobuf requests of ~{args.batch}; "
+          f"one thread; best of {args.rounds} rounds\n")
+    rows = []
+    for name, steps in results.items():
+        for step, dt in steps.items():
+            rows.append([name, step, f"{dt / spans * 1e6:.2f}"])
+        rows.append([name, "**total**", f"**{sum(steps.values()) / spans * 1e6:.2f}**"])
+    print(_stats.table(["path", "step", "µs per span"], rows))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--level", choices=("http", "clickhouse"), default="http",
-                   help="http: POST /v1/traces to a collector; clickhouse: Batch.insert per schema variant")
+    p.add_argument("--level", choices=("http", "clickhouse", "python"), default="http",
+                   help="http: POST /v1/traces to a collector; clickhouse: Batch.insert per schema variant; "
+                        "python: the collector's Python steps per span, on one thread")
     p.add_argument("--spans", type=int, default=300_000)
     p.add_argument("--batch", type=int, default=2000, help="spans per request (1000-5000)")
     p.add_argument("--clients", type=int, default=4)
@@ -194,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.level == "clickhouse":
         return clickhouse_level(args)
+    if args.level == "python":
+        return python_level(args)
     data = args.dir or tempfile.mkdtemp(prefix="flowscope-ingest-")
     port = _port()
     url = f"http://127.0.0.1:{port}"
@@ -250,12 +339,35 @@ def main(argv: list[str] | None = None) -> int:
              "collector CPU s per 1M spans", "client CPU s per 1M spans"],
             [[f"{total:,}", len(bodies), f"~{args.batch}", f"{accepted:.1f}", f"{elapsed:.1f}",
               f"{total / elapsed:,.0f}", f"{cpu / total * 1e6:.1f}", f"{client_cpu / total * 1e6:.1f}"]]))
-    finally:
         proc.terminate()
         proc.wait(30)
+        _disk_report(f"{data}/db", total)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(30)
         if not args.dir:
             shutil.rmtree(data, ignore_errors=True)
     return 0
+
+
+def _disk_report(path: str, spans: int) -> None:
+    """Compressed bytes on disk per table and per span, once the collector has let go of the directory."""
+    from flowscope_collector.clickhouse import connect, parse_dsn
+
+    from . import _stats
+    from .bulk_load import wait_for_merges
+
+    client = connect(parse_dsn(f"chdb://{path}"))
+    wait_for_merges(client)
+    rows = client.query("SELECT table, sum(bytes_on_disk), sum(rows) FROM system.parts WHERE active "
+                        "AND database = currentDatabase() GROUP BY table ORDER BY 2 DESC").result_rows
+    total = sum(int(r[1]) for r in rows)
+    print(f"\ndisk after merges: {total / 2**20:.0f} MiB, {total / spans:.0f} bytes per span, "
+          f"{total / spans * 1e6 / 2**20:.0f} MiB per million spans\n")
+    print(_stats.table(["table", "MiB", "rows", "bytes per span"],
+                       [[t, f"{int(b) / 2**20:.1f}", f"{int(n):,}", f"{int(b) / spans:.1f}"] for t, b, n in rows]))
+    client.close()
 
 
 if __name__ == "__main__":
