@@ -9,10 +9,20 @@ in that process; the table shows the median over several processes. Spans
 from every contender go through the same real BatchSpanProcessor to an
 exporter that drops them, so the figures are what the calling thread pays.
 
+On a shared machine two blocks a second apart can differ by more than the
+overhead measured. ``--interleave`` instead switches a contender off and on
+every 100 calls in the same process (after a short warm-up each time), so slow
+spells hit both sides alike. Contenders that cannot be switched off cleanly
+keep the block design: OpenLIT has no off switch, and OpenLLMetry's
+``uninstrument`` leaves wrappers behind (switched back on, they stack, and its
+"uninstrumented" calls ended up twice as slow as never-instrumented ones). A
+row whose "off" calls are still clearly slower than the calls made before
+anything was instrumented says so. The table says which design each row used.
+
 Contenders need the ``bench`` extra (``pip install -e ".[bench]"``); a missing
 one is reported as such, not skipped silently.
 
-    python -m benchmarks.bench_competitors [--calls 1500] [--procs 3] [--client openai|anthropic]
+    python -m benchmarks.bench_competitors [--calls 1500] [--procs 3] [--client openai|anthropic] [--interleave]
 """
 
 from __future__ import annotations
@@ -80,6 +90,29 @@ def _instrument(name: str, client: str, tp: Any) -> None:
         raise ValueError(name)
 
 
+def _switch(name: str, client: str, tp: Any) -> tuple[Callable[[], None], Callable[[], None]] | None:
+    """(on, off) for a contender whose instrumentation can be undone; None for one that cannot."""
+    if name == "flowscope":
+        import flowscope
+        from benchmarks.bench_sdk_overhead import DropExporter
+
+        flowscope.init(exporter=DropExporter(), instrument=False)
+        if client == "openai":
+            from flowscope.instrumentation.openai import OpenAIInstrumentor as Inst
+        else:
+            from flowscope.instrumentation.anthropic import AnthropicInstrumentor as Inst  # type: ignore
+        inst = Inst()
+        return inst.instrument, inst.uninstrument
+    if name == "openinference":
+        if client == "openai":
+            from openinference.instrumentation.openai import OpenAIInstrumentor as Other  # type: ignore
+        else:
+            from openinference.instrumentation.anthropic import AnthropicInstrumentor as Other  # type: ignore
+        other = Other()
+        return (lambda: other.instrument(tracer_provider=tp)), other.uninstrument
+    return None  # openllmetry (uninstrument leaves wrappers), openlit (no off switch)
+
+
 def _caller(client_kind: str, streaming: bool) -> Callable[[], None]:
     from flowscope.testing import FakeProvider
 
@@ -119,12 +152,34 @@ def _time(call: Callable[[], None], n: int) -> list[float]:
     return out
 
 
-def worker(name: str, client_kind: str, streaming: bool, calls: int) -> dict[str, Any]:
+def worker(name: str, client_kind: str, streaming: bool, calls: int, interleave: bool = False) -> dict[str, Any]:
     import gc
     import statistics
 
     tp = _tracer_provider(with_export=name != "flowscope")
     call = _caller(client_kind, streaming)
+    switch = _switch(name, client_kind, tp) if interleave else None
+    if switch is not None:
+        on, off = switch
+        block = 100
+        _time(call, 200)
+        gc.collect()
+        pristine = statistics.median(_time(call, max(block, calls // 2)))
+        base: list[float] = []
+        inst: list[float] = []
+        for r in range(max(1, calls // block)):
+            for mode in ("off", "on") if r % 2 == 0 else ("on", "off"):
+                (on if mode == "on" else off)()
+                _time(call, 20)
+                (inst if mode == "on" else base).extend(_time(call, block))
+        off()
+        tp.force_flush()
+        q = statistics.quantiles(inst, n=4)
+        design = "interleaved"
+        if statistics.median(base) - pristine > 0.25 * pristine:
+            design += " (off slower than before instrumenting)"
+        return {"base": statistics.median(base), "inst": statistics.median(inst), "q1": q[0], "q3": q[2],
+                "design": design}
     _time(call, 200)
     gc.collect()
     base = _time(call, calls)
@@ -134,16 +189,17 @@ def worker(name: str, client_kind: str, streaming: bool, calls: int) -> dict[str
     inst = _time(call, calls)
     tp.force_flush()
     q = statistics.quantiles(inst, n=4)
-    return {"base": statistics.median(base), "inst": statistics.median(inst), "q1": q[0], "q3": q[2]}
+    return {"base": statistics.median(base), "inst": statistics.median(inst), "q1": q[0], "q3": q[2],
+            "design": "blocks"}
 
 
 # --- orchestrator ---------------------------------------------------------------------------
 
 
-def _run_worker(name: str, client: str, streaming: bool, calls: int) -> dict[str, Any] | str:
+def _run_worker(name: str, client: str, streaming: bool, calls: int, interleave: bool = False) -> dict[str, Any] | str:
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.bench_competitors", "--worker", name, "--client", client,
-         "--calls", str(calls)] + (["--stream"] if streaming else []),
+         "--calls", str(calls)] + (["--stream"] if streaming else []) + (["--interleave"] if interleave else []),
         capture_output=True, text=True, timeout=900,
     )
     if proc.returncode != 0:
@@ -176,10 +232,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stream", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--only", nargs="*", help="contenders to run (default all)")
+    parser.add_argument("--interleave", action="store_true",
+                        help="switch each contender off and on every 100 calls in one process, where it can be")
     args = parser.parse_args(argv)
 
     if args.worker:
-        print(json.dumps(worker(args.worker, args.client, args.stream, args.calls)))
+        print(json.dumps(worker(args.worker, args.client, args.stream, args.calls, args.interleave)))
         return 0
 
     versions = _versions(args.client)
@@ -191,7 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if versions[name] == "not installed":
                 results[name] = "not installed"
                 continue
-            runs = [_run_worker(name, args.client, streaming, args.calls) for _ in range(args.procs)]
+            runs = [_run_worker(name, args.client, streaming, args.calls, args.interleave)
+                    for _ in range(args.procs)]
             ok = [r for r in runs if isinstance(r, dict)]
             if not ok:
                 results[name] = runs[0]
@@ -201,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "inst": statistics.median(r["inst"] for r in ok),
                 "overhead": statistics.median(r["inst"] - r["base"] for r in ok),
                 "spread": (min(r["inst"] - r["base"] for r in ok), max(r["inst"] - r["base"] for r in ok)),
+                "design": ok[0].get("design", "blocks"),
             }
         others = [v["overhead"] for k, v in results.items() if k != "flowscope" and isinstance(v, dict)]
         best_other = min(others) if others else None
@@ -208,17 +268,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             v = results[name]
             mode = "stream" if streaming else "non-stream"
             if not isinstance(v, dict):
-                rows.append([mode, name, versions[name], "-", "-", v, "-", "-"])
+                rows.append([mode, name, versions[name], "-", "-", v, "-", "-"] + (["-"] if args.interleave else []))
                 continue
             ratio = f"{v['overhead'] / best_other:.2f}" if best_other and best_other > 0 else "-"
             rows.append([
                 mode, name, versions[name], f"{v['base']:.1f}", f"{v['inst']:.1f}", f"{v['overhead']:.1f}",
                 f"{v['spread'][0]:.1f} .. {v['spread'][1]:.1f}", ratio,
-            ])
+            ] + ([v["design"]] if args.interleave else []))
     print(f"Per-call overhead, {args.client} client ({machine()}; {args.calls} calls x {args.procs} processes)\n")
     print(table(
         ["call", "instrumentation", "version", "uninstrumented µs", "instrumented µs", "overhead µs (median)",
-         "overhead range µs", "ratio to best other"],
+         "overhead range µs", "ratio to best other"] + (["design"] if args.interleave else []),
         rows,
     ))
     return 0

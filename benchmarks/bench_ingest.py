@@ -73,7 +73,6 @@ VARIANTS: dict[str, list[str]] = {
         "ALTER TABLE {db}.flowscope_state_events DROP COLUMN IF EXISTS StateRecord",
         "ALTER TABLE {db}.flowscope_state_events DROP INDEX IF EXISTS idx_run_id"],
     "- the cost roll-up view (005)": ["DROP VIEW IF EXISTS {db}.flowscope_costs_hourly_mv"],
-    "- migration 007 (typed views as 002 made them)": ["{view_002}"],
     "+ LZ4 instead of ZSTD(1) on otel_traces' strings and maps": [
         f"ALTER TABLE {{db}}.otel_traces MODIFY COLUMN {col} CODEC(LZ4)"
         for col in ("TraceId", "SpanId", "ParentSpanId", "TraceState", "ResourceAttributes", "ScopeName",
@@ -82,21 +81,6 @@ VARIANTS: dict[str, list[str]] = {
         "DROP VIEW IF EXISTS {db}.flowscope_spans_mv", "DROP VIEW IF EXISTS {db}.flowscope_state_events_mv"],
     "protobuf parsing only (otlp_ingest view dropped)": ["DROP VIEW IF EXISTS {db}.otlp_ingest_mv"],
 }
-
-
-def _views_of_002(db: str) -> list[str]:
-    """The typed views' SELECTs as migration 002 wrote them (before 007 made them cheaper)."""
-    from flowscope_collector.schema import SchemaOptions, load_migrations
-
-    v002 = next(m for m in load_migrations(SchemaOptions(database=db)) if m.version == 2)
-    out = []
-    for stmt in v002.statements:
-        m = re.match(rf"CREATE MATERIALIZED VIEW IF NOT EXISTS ({db}\.flowscope_(?:spans|state_events)_mv)\s+TO \S+"
-                     r"\s+AS (SELECT.*)", stmt, re.S)
-        if m:
-            out.append(f"ALTER TABLE {m.group(1)} MODIFY QUERY {m.group(2)}")
-    assert len(out) == 2, "migration 002 no longer has the two views"
-    return out
 
 
 def clickhouse_level(args: argparse.Namespace) -> int:
@@ -139,10 +123,6 @@ def clickhouse_level(args: argparse.Namespace) -> int:
                 client.command(f"DROP DATABASE IF EXISTS {db}")
                 migrate(client, SchemaOptions(database=db))
                 for stmt in VARIANTS[name]:
-                    if stmt == "{view_002}":
-                        for old in _views_of_002(db):
-                            client.command(old)
-                        continue
                     client.command(stmt.format(db=db))
                 wait_for_merges(client)
                 w0, c0 = time.perf_counter(), time.process_time()

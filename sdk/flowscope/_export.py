@@ -24,11 +24,12 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from opentelemetry import context as otel_context
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -52,6 +53,12 @@ _SECRET_VALUE = re.compile(
 )
 # No pattern above matches fewer characters ("bearer " + 8, "xoxb-" + 10): shorter values skip the regex.
 _SHORTEST_SECRET = 15
+# Every match of _SECRET_VALUE contains one of these once lowercased ("sk-", "bearer", "AKIA", "AIza",
+# "xox", "gh?_"). Looking for them is a few substring searches, while the full pattern costs microseconds
+# per value (its case-insensitive alternative is tried at every position), so text without any skips it.
+_SECRET_HINTS = ("sk-", "bearer", "akia", "aiza", "xox")
+_GITHUB_HINT = re.compile(r"gh[pousr]_")
+_SCALARS = frozenset({int, float, bool})
 # Message content: the user's redact hook sees these before they leave.
 CONTENT_KEYS = frozenset({
     "gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions",
@@ -67,10 +74,39 @@ def secret_name(key: str) -> bool:
     return last in _SECRET_NAMES or k in _SECRET_NAMES
 
 
+def _may_hold_secret(text: str) -> bool:
+    """False only when ``text`` cannot contain anything ``_SECRET_VALUE`` matches."""
+    low = text.lower()
+    for hint in _SECRET_HINTS:
+        if hint in low:
+            return True
+    return "gh" in low and _GITHUB_HINT.search(low) is not None
+
+
+# Attribute keys already found not to name a credential: most spans repeat the same few dozen
+# keys, and one set lookup per span replaces a check per key.
+_plain_keys: set[str] = set()
+_MAX_PLAIN_KEYS = 4096
+
+
+def _any_secret_name(keys: Any) -> bool:
+    if _plain_keys.issuperset(keys):
+        return False
+    found = False
+    for key in keys:
+        if key in _plain_keys:
+            continue
+        if secret_name(key):
+            found = True
+        elif len(_plain_keys) < _MAX_PLAIN_KEYS:
+            _plain_keys.add(key)
+    return found
+
+
 def scrub_value(value: Any) -> tuple[Any, bool]:
     """The value with anything that looks like a credential replaced; and whether it changed."""
     if isinstance(value, str):
-        if len(value) < _SHORTEST_SECRET or not _SECRET_VALUE.search(value):
+        if len(value) < _SHORTEST_SECRET or not _may_hold_secret(value) or not _SECRET_VALUE.search(value):
             return value, False
         return _SECRET_VALUE.sub(REDACTED, value), True
     if isinstance(value, (list, tuple)) and value and isinstance(value[0], str):
@@ -80,9 +116,46 @@ def scrub_value(value: Any) -> tuple[Any, bool]:
     return value, False
 
 
+def _needs_scrub(attrs: Mapping[str, Any], redact: Callable[[str, Any], Any] | None) -> bool:
+    """Whether ``scrub_attributes`` could change anything: False for the common span, checked in one pass.
+
+    A secret-looking key, message content with a redact hook, or text holding one of the
+    literals every secret pattern needs sends the span down the full per-value path.
+    """
+    if redact is not None and not CONTENT_KEYS.isdisjoint(attrs):
+        return True
+    if _any_secret_name(attrs):
+        return True
+    texts: list[str] = []
+    scalars = _SCALARS
+    for value in attrs.values():
+        kind = type(value)
+        if kind is str:
+            texts.append(value)
+        elif kind in scalars:
+            continue
+        elif isinstance(value, str):
+            texts.append(value)
+        elif isinstance(value, (list, tuple)) and value and isinstance(value[0], str):
+            texts.extend(v for v in value if isinstance(v, str))
+    return bool(texts) and _may_hold_secret("\n".join(texts))
+
+
+def _attribute_dict(attrs: Any) -> Mapping[str, Any]:
+    """The plain dict behind an SDK span's attributes (no per-key Python ``__getitem__``), else ``attrs``."""
+    if type(attrs) is BoundedAttributes:
+        try:
+            return attrs._dict  # type: ignore[no-any-return]
+        except AttributeError:
+            pass
+    return attrs  # type: ignore[no-any-return]
+
+
 def scrub_attributes(attrs: Any, redact: Callable[[str, Any], Any] | None) -> tuple[dict[str, Any] | None, int]:
     """Scrubbed copy of ``attrs``, or None when nothing needed changing (the common case)."""
     if not attrs:
+        return None, 0
+    if not _needs_scrub(_attribute_dict(attrs), redact):
         return None, 0
     out: dict[str, Any] | None = None
     n = 0
@@ -108,7 +181,8 @@ def scrub_attributes(attrs: Any, redact: Callable[[str, Any], Any] | None) -> tu
 
 
 def scrub_span(span: ReadableSpan, redact: Callable[[str, Any], Any] | None = None) -> tuple[ReadableSpan, int]:
-    attrs, n = scrub_attributes(span.attributes, redact)
+    raw = getattr(span, "_attributes", None)  # the SDK's store, not a read-only proxy of it
+    attrs, n = scrub_attributes(raw if type(raw) is BoundedAttributes else span.attributes, redact)
     events = list(span.events)
     events_changed = False
     for i, ev in enumerate(events):

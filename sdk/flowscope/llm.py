@@ -21,10 +21,14 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+try:
+    from opentelemetry.attributes import BoundedAttributes as _BoundedAttributes
+except ImportError:  # pragma: no cover - every supported SDK has it
+    _BoundedAttributes = None
+
 from . import config, metrics, semconv
 from .fallback import current_scope as _fallback_scope
-from .pricing import Cost, Usage, format_usd
-from .pricing import price as _price
+from .pricing import Cost, Usage, format_usd, get_catalog
 from .runs import BudgetExceeded, current_run, record_error
 
 logger = logging.getLogger("flowscope")
@@ -54,6 +58,121 @@ def _tracer() -> trace.Tracer:
     from . import __version__
 
     return trace.get_tracer("flowscope", __version__)
+
+
+_PLAIN_TYPES = frozenset({str, bool, int, float})
+
+
+def set_span_attributes(span: Span, attrs: Mapping[str, Any]) -> None:
+    """``span.set_attributes(attrs)`` for attributes flowscope built itself, without the re-validation.
+
+    The SDK's ``set_attributes`` runs every value through its generic cleaning
+    (a chain of type checks per value, a new dict, a tuple per sequence) on the
+    caller's thread. Values that are already what the cleaning would produce
+    (exact str, bool, int, float, or a tuple of str), on an SDK span with no
+    value-length limit and room under its attribute-count limit, go straight
+    into its attribute store under the same locks; anything else takes the
+    ordinary path. The stored attributes are the same either way.
+    """
+    bounded = getattr(span, "_attributes", None)
+    if bounded is not None and type(bounded) is _BoundedAttributes:
+        try:
+            store = bounded._dict
+            maxlen = bounded.maxlen
+            fast = bounded.max_value_len is None and (maxlen is None or len(store) + len(attrs) <= maxlen)
+            if fast:
+                plain = _PLAIN_TYPES
+                for value in attrs.values():
+                    kind = type(value)
+                    if kind in plain:
+                        continue
+                    if kind is tuple and all(type(v) is str for v in value):
+                        continue
+                    fast = False
+                    break
+            if fast:
+                with span._lock:  # type: ignore[attr-defined]
+                    if span._end_time is None:  # type: ignore[attr-defined]
+                        with bounded._lock:
+                            store.update(attrs)
+                        return
+        except AttributeError:  # an SDK whose internals differ: the ordinary way
+            pass
+    span.set_attributes(attrs)
+
+
+# (span processors, sampler, whether start attributes can be set after start): see _sdk_tracer.
+_start_policy: tuple[Any, Any, bool] = ((), None, False)
+
+
+def _sampler_ignores_attributes(sampler: Any) -> bool:
+    """The SDK's own samplers decide on the trace id and the parent alone, never on attributes."""
+    from opentelemetry.sdk.trace import sampling
+
+    kind = type(sampler)
+    if kind is sampling.StaticSampler or kind is sampling.TraceIdRatioBased:
+        return True
+    if kind is sampling.ParentBased:
+        return all(
+            _sampler_ignores_attributes(getattr(sampler, name, None))
+            for name in ("_root", "_remote_parent_sampled", "_remote_parent_not_sampled",
+                         "_local_parent_sampled", "_local_parent_not_sampled")
+        )
+    return False
+
+
+def _processors_ignore_start_attributes(processors: Sequence[Any]) -> bool:
+    """Only processors known not to read a span's attributes in ``on_start`` (or whose reading
+    gives the same result either way, as flowscope's run stamping does for LLM spans)."""
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
+    from ._export import BoundedBatchProcessor
+    from ._setup import _SwappableProcessor
+    from .processor import RunAttributesProcessor
+
+    known = (RunAttributesProcessor, BatchSpanProcessor, SimpleSpanProcessor, BoundedBatchProcessor)
+    for proc in processors:
+        kind = type(proc)
+        if kind is _SwappableProcessor:
+            inner = proc.inner
+            if inner is not None and type(inner) not in known:
+                return False
+        elif kind not in known:
+            return False
+    return True
+
+
+def _sdk_tracer() -> tuple[Any, bool]:
+    """The tracer to start LLM spans with, and whether their start attributes may go in after start.
+
+    Attributes passed to ``start_span`` are validated one by one by the SDK; set
+    right after start through ``set_span_attributes`` they are not. The span ends
+    up with the same attributes either way; the only difference is that a
+    sampler or an ``on_start`` processor would not see them. So they are
+    deferred only while the provider's sampler is one of the SDK's own
+    (which never look at attributes) and every span processor is one known
+    not to read them at start; any other set-up gets them at start as before.
+    The check is redone only when the processors or the sampler change.
+    """
+    global _start_policy
+    proxy = _tracer()
+    try:
+        # a ProxyTracer (asked for before a provider was installed) hands over to the provider's
+        real = proxy._tracer if isinstance(proxy, trace.ProxyTracer) else proxy  # type: ignore[attr-defined]
+        processors = real.span_processor._span_processors
+        sampler = real.sampler
+    except AttributeError:
+        return proxy, False
+    policy = _start_policy
+    if policy[0] is processors and policy[1] is sampler:
+        return real, policy[2]
+    try:
+        multi = type(real.span_processor).__name__ == "SynchronousMultiSpanProcessor"
+        defer = multi and _sampler_ignores_attributes(sampler) and _processors_ignore_start_attributes(processors)
+    except Exception:
+        defer = False
+    _start_policy = (processors, sampler, defer)
+    return real, defer
 
 
 def current_call(ctx: otel_context.Context | None = None) -> LLMCall | None:
@@ -121,9 +240,13 @@ class LLMCall:
                     attrs[attr] = val
         if input_messages is not None and config.current.capture_content:
             attrs[semconv.GEN_AI_INPUT_MESSAGES] = _json(input_messages)
-        self.span: Span = _tracer().start_span(
-            semconv.llm_span_name(operation, request_model), kind=SpanKind.CLIENT, attributes=attrs
-        )
+        tracer, defer = _sdk_tracer()
+        name = semconv.llm_span_name(operation, request_model)
+        if defer:
+            self.span: Span = tracer.start_span(name, kind=SpanKind.CLIENT)
+            set_span_attributes(self.span, attrs)
+        else:
+            self.span = tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs)
         self._t0 = time.perf_counter()
         self._ttfc: float | None = None
         self._ended = False
@@ -207,7 +330,7 @@ class LLMCall:
             if response_id:
                 attrs[semconv.GEN_AI_RESPONSE_ID] = response_id
             if finish_reasons:
-                attrs[semconv.GEN_AI_RESPONSE_FINISH_REASONS] = [str(r) for r in finish_reasons]
+                attrs[semconv.GEN_AI_RESPONSE_FINISH_REASONS] = tuple([str(r) for r in finish_reasons])
             if output_messages is not None and config.current.capture_content:
                 attrs[semconv.GEN_AI_OUTPUT_MESSAGES] = _json(output_messages)
             if cache_hit:
@@ -215,7 +338,7 @@ class LLMCall:
                 self._record_cache_hit(response_model, usage)
             else:
                 self._record_usage_and_cost(response_model, usage, estimated, attrs)
-                span.set_attributes(attrs)
+                set_span_attributes(span, attrs)
             if self.fallback_scope is not None:
                 self.fallback_scope.served(self)
         except Exception:
@@ -244,12 +367,17 @@ class LLMCall:
         if estimated:
             attrs[semconv.USAGE_ESTIMATED] = True
         model = response_model or self.request_model
-        cost = _safe_price(model, self.provider, usage)
+        cost = None
+        if model:
+            try:
+                cost, cost_attrs = get_catalog().price_attributes(model, self.provider, usage)
+            except ValueError:  # usage the pricing engine rejects (cache > input): unpriced, not fatal
+                logger.debug("flowscope: usage for %s could not be priced", model, exc_info=True)
         self.cost = cost
         if cost is None:
             attrs[semconv.COST_SOURCE] = semconv.COST_SOURCE_UNPRICED
         else:
-            attrs.update(cost.as_attributes())
+            attrs.update(cost_attrs)
         if run is not None:
             run.add_cost(cost.total_usd if cost is not None else None)
 
@@ -327,7 +455,7 @@ def _safe_price(model: str | None, provider: str, usage: Usage) -> Cost | None:
     if not model:
         return None
     try:
-        cost = _price(model, provider, usage)
+        cost = get_catalog().price(model, provider, usage)
     except ValueError:
         logger.debug("flowscope: usage for %s could not be priced", model, exc_info=True)
         return None

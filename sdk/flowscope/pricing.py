@@ -70,6 +70,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Context, Decimal, InvalidOperation
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from . import semconv
@@ -166,6 +167,15 @@ class Usage:
     reasoning_tokens: int = 0
 
     def __post_init__(self) -> None:
+        i, o, cr, cw, r = (
+            self.input_tokens, self.output_tokens, self.cache_read_tokens, self.cache_write_tokens,
+            self.reasoning_tokens,
+        )
+        if (  # the common case, five plain non-negative ints: nothing to convert or report
+            type(i) is int and type(o) is int and type(cr) is int and type(cw) is int and type(r) is int
+            and i >= 0 and o >= 0 and cr >= 0 and cw >= 0 and r >= 0
+        ):
+            return
         for name in (
             "input_tokens",
             "output_tokens",
@@ -560,6 +570,13 @@ class PricingCatalog:
         self.version: str = version
         self._lock = threading.Lock()
         self._resolve = functools.lru_cache(maxsize=4096)(self._resolve_uncached)
+        # (provider, model) -> its time-independent price sheet, or None when the price in
+        # force depends on the time (dated overrides, dated or time-of-day catalog prices).
+        # Per instance: configure() builds a new catalog, so a reload can never see old entries.
+        self._sheets: dict[tuple[str | None, str], _Sheet | None] = {}
+        # (sheet, usage) -> (cost, its span attributes): the Decimal arithmetic and formatting
+        # done once per distinct usage of a model whose price cannot change.
+        self._memo: dict[tuple[_Sheet, Usage], tuple[Cost, Mapping[str, str]]] = {}
 
     def __repr__(self) -> str:
         return f"PricingCatalog(version={self.version!r}, overrides={len(self._overrides)})"
@@ -638,24 +655,89 @@ class PricingCatalog:
         tokens above input tokens, reasoning above output): inclusive counts
         are a precondition, and pricing them anyway would be silently wrong.
         """
-        if not isinstance(usage, Usage):
-            usage = Usage.from_mapping(usage)
-        if usage.cache_read_tokens + usage.cache_write_tokens > usage.input_tokens:
-            raise ValueError(
-                f"inconsistent usage: cache_read_tokens ({usage.cache_read_tokens}) + cache_write_tokens "
-                f"({usage.cache_write_tokens}) exceed input_tokens ({usage.input_tokens}); input_tokens must "
-                "include cached tokens (add Anthropic's cache counts to its input_tokens)"
-            )
-        if usage.reasoning_tokens > usage.output_tokens:
-            raise ValueError(
-                f"inconsistent usage: reasoning_tokens ({usage.reasoning_tokens}) exceed output_tokens "
-                f"({usage.output_tokens}); output_tokens must include reasoning tokens"
-            )
+        usage = _checked_usage(usage)
         if provider is not None and not provider.strip():
             provider = None
         if not model or not model.strip():
             return self._unpriced(provider and _canonical_provider(provider))
+        if at is None and not price_context:
+            sheet = self._sheet(provider, model)
+            if sheet is not None:
+                return self._priced(sheet, usage)[0]
+        return self._price_at(model, provider, usage, at, price_context)
 
+    def price_attributes(
+        self, model: str, provider: str | None, usage: Usage | Mapping[str, Any]
+    ) -> tuple[Cost, Mapping[str, str]]:
+        """``price`` as of now and the cost's span attributes (``Cost.as_attributes``).
+
+        The per-call path of the SDK: for a model whose price does not depend on
+        the time, the arithmetic and formatting are done once per distinct usage.
+        The attributes mapping is shared: read it, do not change it.
+        """
+        usage = _checked_usage(usage)
+        if provider is not None and not provider.strip():
+            provider = None
+        if model and model.strip():
+            sheet = self._sheet(provider, model)
+            if sheet is not None:
+                return self._priced(sheet, usage)
+            cost = self._price_at(model, provider, usage, None, None)
+        else:
+            cost = self._unpriced(provider and _canonical_provider(provider))
+        return cost, cost.as_attributes()
+
+    def _sheet(self, provider: str | None, model: str) -> _Sheet | None:
+        key = (provider, model)
+        try:
+            return self._sheets[key]
+        except KeyError:
+            pass
+        sheet = self._make_sheet(provider, model)
+        if len(self._sheets) >= _MAX_SHEETS:
+            self._sheets.clear()
+        self._sheets[key] = sheet
+        return sheet
+
+    def _make_sheet(self, provider: str | None, model: str) -> _Sheet | None:
+        resolved = self._resolve(provider, model)
+        override = resolved.override
+        if override is not None:
+            if len(override.history) == 1 and override.history[0][0] is None:
+                return _Sheet(override.history[0][1].__dict__, resolved.provider_id, override.model)
+            return None  # a price history: which entry applies depends on the time
+        info = resolved.catalog_model
+        if info is None:
+            return _Sheet(None, resolved.provider_id, None)  # unpriced, whenever asked
+        if type(info.prices) is list:
+            return None  # dated or time-of-day prices
+        return _Sheet(info.prices.__dict__, resolved.catalog_provider, info.id)
+
+    def _priced(self, sheet: _Sheet, usage: Usage) -> tuple[Cost, Mapping[str, str]]:
+        key = (sheet, usage)
+        try:
+            return self._memo[key]
+        except KeyError:
+            pass
+        if sheet.prices is None:
+            cost = self._unpriced(sheet.provider)
+        else:
+            cost = self._compute(sheet.prices, usage, sheet.provider, sheet.model)
+        entry = (cost, MappingProxyType(cost.as_attributes()))
+        if len(self._memo) >= _MAX_MEMO:
+            self._memo.clear()
+        self._memo[key] = entry
+        return entry
+
+    def _price_at(
+        self,
+        model: str,
+        provider: str | None,
+        usage: Usage,
+        at: _dt.datetime | None,
+        price_context: Mapping[str, str] | None,
+    ) -> Cost:
+        """The uncached path: resolve the price in force at ``at`` (default now) and compute."""
         resolved = self._resolve(provider, model)
         model_price = None
         matched_model = None
@@ -739,6 +821,43 @@ class PricingCatalog:
         )
 
 
+_MAX_SHEETS = 4096
+_MAX_MEMO = 4096
+
+
+class _Sheet:
+    """The price of one (provider, model) that does not depend on when the call happened.
+
+    Compared and hashed by identity: a memo entry belongs to the sheet (so to the
+    catalog) it was computed from.
+    """
+
+    __slots__ = ("model", "prices", "provider")
+
+    def __init__(self, prices: dict[str, Any] | None, provider: str | None, model: str | None) -> None:
+        self.prices = prices  # None: unpriced
+        self.provider = provider
+        self.model = model
+
+
+def _checked_usage(usage: Usage | Mapping[str, Any]) -> Usage:
+    """A ``Usage`` whose counts are consistent, or ``ValueError`` (see ``PricingCatalog.price``)."""
+    if not isinstance(usage, Usage):
+        usage = Usage.from_mapping(usage)
+    if usage.cache_read_tokens + usage.cache_write_tokens > usage.input_tokens:
+        raise ValueError(
+            f"inconsistent usage: cache_read_tokens ({usage.cache_read_tokens}) + cache_write_tokens "
+            f"({usage.cache_write_tokens}) exceed input_tokens ({usage.input_tokens}); input_tokens must "
+            "include cached tokens (add Anthropic's cache counts to its input_tokens)"
+        )
+    if usage.reasoning_tokens > usage.output_tokens:
+        raise ValueError(
+            f"inconsistent usage: reasoning_tokens ({usage.reasoning_tokens}) exceed output_tokens "
+            f"({usage.output_tokens}); output_tokens must include reasoning tokens"
+        )
+    return usage
+
+
 def _per_million(amount: Decimal) -> Decimal:
     return _tidy(_CTX.scaleb(amount, -6))
 
@@ -808,3 +927,8 @@ def price(
 ) -> Cost:
     """Price one call with the shared catalog (``flowscope.price``)."""
     return get_catalog().price(model, provider, usage, at=at, price_context=price_context)
+
+
+def price_attributes(model: str, provider: str | None, usage: Usage | Mapping[str, Any]) -> tuple[Cost, Mapping[str, str]]:
+    """``price`` now with the shared catalog, and the cost's span attributes (read-only)."""
+    return get_catalog().price_attributes(model, provider, usage)

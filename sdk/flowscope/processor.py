@@ -23,7 +23,13 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from . import semconv
 from .attributes import RUN_PARENT_ID, remote_run_attributes, remote_run_id
+from .llm import set_span_attributes
 from .runs import Run, current_node, current_run
+
+try:  # where W3C baggage lives in a context; reading it directly skips a copy per span
+    from opentelemetry.baggage import _BAGGAGE_KEY
+except ImportError:  # pragma: no cover - an API without it: always look
+    _BAGGAGE_KEY = None  # type: ignore[assignment]
 
 _open_lock = threading.Lock()
 # span id -> (its run, the span); only spans of a local run, only until they end.
@@ -41,10 +47,13 @@ class RunAttributesProcessor(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
         try:
-            run = current_run(parent_context)
+            ctx = parent_context if parent_context is not None else otel_context.get_current()
+            run = current_run(ctx)
             if run is None:
-                self._stamp_remote(span, parent_context)
+                if _BAGGAGE_KEY is None or ctx.get(_BAGGAGE_KEY):  # no baggage: nothing propagated
+                    self._stamp_remote(span, ctx)
                 return
+            parent_context = ctx
             attrs = span.attributes or {}
             add: dict[str, object] = {}  # set once at the end: one lock, one validation pass
             if semconv.RUN_ID not in attrs:
@@ -70,7 +79,7 @@ class RunAttributesProcessor(SpanProcessor):
                     add[semconv.NODE_NAME] = node.name
                     add[semconv.NODE_STEP] = node.step
             if add:
-                span.set_attributes(add)  # type: ignore[arg-type]
+                set_span_attributes(span, add)
         except Exception:  # never break span creation in the host app
             pass
 

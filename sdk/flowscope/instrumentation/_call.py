@@ -18,7 +18,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
@@ -51,15 +51,26 @@ class Endpoint:
     revive: Reviver | None = None  # rebuilds what the method returns from a cached response
 
 
-@dataclass
 class Plan:
-    start: dict[str, Any]
-    stream: bool
-    raw: str | None
-    kwargs: dict[str, Any]
-    cache: cache_mod.ResponseCache | None = None
-    key: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    """Everything decided about one call before its request is sent."""
+
+    __slots__ = ("cache", "key", "kwargs", "raw", "start", "stream")
+
+    def __init__(
+        self,
+        start: dict[str, Any],
+        stream: bool,
+        raw: str | None,
+        kwargs: dict[str, Any],
+        cache: cache_mod.ResponseCache | None = None,
+        key: str | None = None,
+    ) -> None:
+        self.start = start
+        self.stream = stream
+        self.raw = raw
+        self.kwargs = kwargs
+        self.cache = cache
+        self.key = key
 
 
 def raw_mode(kwargs: Mapping[str, Any]) -> str | None:
@@ -235,14 +246,62 @@ def server_of(instance: Any) -> tuple[str | None, int | None]:
         return None, None
 
 
+_MODEL, _MAPPING, _OBJECT = 1, 2, 3
+# type -> how get() reads it; decided once per type instead of isinstance checks per read
+_KINDS: dict[type, int] = {dict: _MAPPING}
+# (pydantic model class, name) -> whether the class itself defines the name (method, property)
+_CLASS_ATTRS: dict[tuple[type, str], bool] = {}
+_MAX_TYPES = 2048
+_MISSING = object()
+_NO_DICT: dict[str, Any] = {}
+
+
+def _kind_of(cls: type) -> int:
+    if issubclass(cls, BaseModel):  # the clients' response types (checked before Mapping)
+        kind = _MODEL
+    elif issubclass(cls, Mapping):
+        kind = _MAPPING
+    else:
+        kind = _OBJECT
+    if len(_KINDS) < _MAX_TYPES:
+        _KINDS[cls] = kind
+    return kind
+
+
+def _model_get(obj: Any, name: str) -> Any:
+    """``getattr(obj, name, None)`` for a pydantic model, without raising inside pydantic on a miss.
+
+    Fields live in the instance ``__dict__``; a name the response does not have
+    (``input_tokens`` on a chat usage) would otherwise cost pydantic's
+    ``__getattr__`` building and raising an AttributeError each time.
+    """
+    value = getattr(obj, "__dict__", _NO_DICT).get(name, _MISSING)
+    if value is not _MISSING:
+        return value
+    if name.startswith("_"):
+        return getattr(obj, name, None)
+    cls = type(obj)
+    key = (cls, name)
+    on_class = _CLASS_ATTRS.get(key)
+    if on_class is None:
+        on_class = any(name in vars(k) for k in cls.__mro__)
+        if len(_CLASS_ATTRS) < _MAX_TYPES:
+            _CLASS_ATTRS[key] = on_class
+    if on_class:
+        return getattr(obj, name, None)
+    extra = getattr(obj, "__pydantic_extra__", None)
+    if extra:
+        return extra.get(name)
+    return None
+
+
 def get(obj: Any, name: str) -> Any:
     """Attribute or key: responses are pydantic objects, but tests and users pass dicts."""
     if obj is None:
         return None
-    if type(obj) is dict:  # the common dict case without the (slow) ABC check below
-        return obj.get(name)
-    if isinstance(obj, BaseModel):  # the clients' response types: no ABC machinery
-        return getattr(obj, name, None)
-    if isinstance(obj, Mapping):
+    kind = _KINDS.get(type(obj)) or _kind_of(type(obj))
+    if kind == _MODEL:
+        return _model_get(obj, name)
+    if kind == _MAPPING:
         return obj.get(name)
     return getattr(obj, name, None)

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Collection
 from typing import Any
 
-from .. import semconv, tokens
+from .. import config, semconv, tokens
 from ..llm import LLMCall
 from ..pricing import Usage
 from ..retries import instrument_client_retries, uninstrument_client_retries
@@ -92,12 +92,18 @@ def _chat_start(instance: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
 
 def _chat_finish(call: LLMCall, response: Any, cache_hit: bool) -> None:
     choices = get(response, "choices") or []
+    reasons = []
+    for choice in choices:
+        reason = get(choice, "finish_reason")
+        if reason:
+            reasons.append(reason)
     call.finish(
         response_model=get(response, "model"),
         usage=usage_from_openai(get(response, "usage")),
-        finish_reasons=[get(c, "finish_reason") for c in choices if get(c, "finish_reason")],
+        finish_reasons=reasons,
         response_id=get(response, "id"),
-        output_messages=[get(c, "message") for c in choices] if choices else None,
+        # only read when content is captured
+        output_messages=[get(c, "message") for c in choices] if choices and config.current.capture_content else None,
         cache_hit=cache_hit,
     )
 
