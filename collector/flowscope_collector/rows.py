@@ -243,18 +243,23 @@ def as_otlp_request(payload: bytes) -> bytes:
     return rows_to_request(payload[4:]) if payload[:4] == WAL_ROWS else payload
 
 
+def _read_varint(body: bytes, pos: int) -> tuple[int, int]:
+    """The varint at ``pos`` and the position after it."""
+    value, shift = 0, 0
+    while True:
+        b = body[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, pos
+        shift += 7
+
+
 def _frames(body: bytes) -> Iterator[tuple[int, int]]:
     """(start, end) of each length-delimited row in ``body``."""
     pos, n = 0, len(body)
     while pos < n:
-        length, shift = 0, 0
-        while True:
-            b = body[pos]
-            pos += 1
-            length |= (b & 0x7F) << shift
-            if b < 0x80:
-                break
-            shift += 7
+        length, pos = _read_varint(body, pos)
         if pos + length > n:
             raise ValueError("truncated row framing")
         yield pos, pos + length
@@ -274,15 +279,7 @@ def rows_to_request(body: bytes) -> bytes:
         pos = start
         while pos < end:
             tag = body[pos]
-            length, shift = 0, 0
-            pos += 1
-            while True:
-                b = body[pos]
-                pos += 1
-                length |= (b & 0x7F) << shift
-                if b < 0x80:
-                    break
-                shift += 7
+            length, pos = _read_varint(body, pos + 1)
             part = body[pos:pos + length]
             pos += length
             if tag == 0x0A:
