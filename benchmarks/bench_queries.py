@@ -5,7 +5,7 @@ For each ``--spans`` size, bulk-loads runs of ~100 spans spread over 7 days
 ``otel_traces``, so the collector's own materialized views fill every table
 the API reads) into its own database of one chDB directory, lets merges
 settle, then times what the API endpoints run — :class:`Store` queries plus
-:mod:`flowscope.views`, i.e. everything but HTTP and JSON encoding — over
+:mod:`flowscope.core.views`, i.e. everything but HTTP and JSON encoding — over
 random runs, and prints a markdown table of medians with the machine, the
 versions, the date and the load average (the machine may be shared: compare
 figures taken under similar load). ``sql ms`` is the part spent inside
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from flowscope import views
+from flowscope.core import views
 from flowscope_collector.clickhouse import connect, parse_dsn
 from flowscope_collector.queries import Store
 from flowscope_collector.schema import SchemaOptions, migrate

@@ -359,12 +359,12 @@ def check(client: Client, loaded: Loaded, *, sample: int = 40, db: str = "defaul
     """Problems found reading ``sample`` bulk-loaded runs back through the API code paths.
 
     Each run is read with :class:`flowscope_collector.queries.Store` and
-    summarised by :mod:`flowscope.views` (what ``GET /api/v1/runs/{id}``,
+    summarised by :mod:`flowscope.core.views` (what ``GET /api/v1/runs/{id}``,
     ``/nodes`` and ``/state`` serve), then compared with figures computed
     independently from the raw ``otel_traces`` attribute maps, and with the
     ``flowscope_runs`` aggregate the list endpoint reads.
     """
-    from flowscope import views
+    from flowscope.core import views
     from flowscope_collector.queries import Store
 
     store = Store(client, db)

@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import flowscope
-from flowscope import semconv
+from flowscope.core import semconv
 
 M = Decimal(1_000_000)
 MSGS = [{"role": "user", "content": "what is the capital of France"}]

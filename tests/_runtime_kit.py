@@ -1,7 +1,7 @@
 """In-memory span capture for the runtime tests: the real OTel SDK with an in-memory exporter.
 
 Finished spans are turned into the same ``SpanRecord`` / ``StateEvent`` types the
-collector builds from ClickHouse rows, so ``flowscope.views`` answers both the
+collector builds from ClickHouse rows, so ``flowscope.core.views`` answers both the
 same way.
 """
 
@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import flowscope
-from flowscope import semconv, views
+from flowscope.core import semconv, views
 
 
 class MemoryKit:

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from flowscope import __version__ as sdk_version
+from flowscope._version import __version__ as sdk_version
 
 from . import routes_costs, routes_ops, routes_otlp, routes_runs, routes_stream
 from .deps import error_body

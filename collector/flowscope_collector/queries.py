@@ -1,7 +1,7 @@
 """Read side: every SQL the API runs, parameterised (``{name:Type}``), never formatted.
 
 Per-run questions read the run's contiguous range of ``flowscope_spans`` and
-hand the rows to :mod:`flowscope.views`, the same code the test kit uses;
+hand the rows to :mod:`flowscope.core.views`, the same code the test kit uses;
 lists and roll-ups read the aggregate tables. Why each query has the shape it
 has is measured in ``benchmarks/bench_queries.py`` (figures in
 ``docs/performance.md``).
@@ -20,8 +20,8 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from flowscope.attributes import attribute_key
-from flowscope.views import SpanRecord, StateEvent, iso, ms, usd
+from flowscope.core.run_attributes import attribute_key
+from flowscope.core.views import SpanRecord, StateEvent, iso, ms, usd
 
 _SPAN_COLUMNS = (
     "Project, RunId, TraceId, SpanId, ParentSpanId, SpanName, toUnixTimestamp64Nano(Timestamp), Duration, "

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
-from flowscope.views import usd
+from flowscope.core.views import usd
 
 from . import models
 from .deps import get_store, project_of

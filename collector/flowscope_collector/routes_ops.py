@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from flowscope import __version__ as sdk_version
-from flowscope.pricing import get_catalog
+from flowscope._version import __version__ as sdk_version
+from flowscope.core.pricing import get_catalog
 
 from . import models
 from .deps import get_collector

@@ -9,9 +9,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 
-from flowscope import views
-from flowscope.attributes import attribute_key
-from flowscope.state import diff as state_diff
+from flowscope.core import views
+from flowscope.core.run_attributes import attribute_key
+from flowscope.core.state import diff as state_diff
 
 from . import models
 from .deps import get_collector, get_store, project_of

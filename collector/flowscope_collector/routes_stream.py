@@ -2,7 +2,7 @@
 
 Spans reach the collector when they end, so the stream is built by polling
 the run's rows and sending the events not sent yet (see
-:func:`flowscope.views.live_events`): node starts (known from the first span
+:func:`flowscope.core.views.live_events`): node starts (known from the first span
 that ended inside the node, or from the node itself), node ends, LLM calls
 with their cost, tool calls, state changes, and a final ``summary`` once the
 run's root span is in. A client that connects late first gets everything that
@@ -24,7 +24,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from flowscope import views
+from flowscope.core import views
 
 from .deps import get_store, project_of
 from .routes_runs import RunId

@@ -34,8 +34,8 @@ from clickhouse_connect.driver.client import Client
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from flowscope import semconv
-from flowscope.normalize import INGEST_HINTS, normalize_attributes
+from flowscope.core import semconv
+from flowscope.core.normalize import INGEST_HINTS, normalize_attributes
 
 from . import otlp
 from .clickhouse import protobuf_schema_settings

@@ -9,27 +9,79 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from typing import TYPE_CHECKING, Any
 
-from . import cache, metrics
-from ._setup import force_flush, init, shutdown, stats
-from .attributes import set_run_attributes
-from .client import Client, FlowscopeError
-from .fallback import fallback
-from .pricing import Cost, Usage, price
-from .runs import (
-    BudgetExceeded,
-    Run,
-    current_run,
-    flow,
-    node,
-    record_state,
-    run,
-    set_branch,
-    tool,
-)
-from .state import redact_keys
-from .waiting import record_wait, wait
+from ._version import __version__
+
+# The package face loads its names on first use (PEP 562), so importing a pure
+# part such as ``flowscope.core`` -- which the collector does -- does not pull
+# in the OpenTelemetry SDK, httpx and the run machinery.
+_LAZY: dict[str, str] = {
+    "cache": "",
+    "metrics": "",
+    "force_flush": "._setup",
+    "init": "._setup",
+    "shutdown": "._setup",
+    "stats": "._setup",
+    "set_run_attributes": ".attributes",
+    "Client": ".client",
+    "FlowscopeError": ".client",
+    "fallback": ".fallbacks",
+    "Cost": ".core.pricing",
+    "Usage": ".core.pricing",
+    "price": ".core.pricing",
+    "BudgetExceeded": ".runs",
+    "Run": ".runs",
+    "current_run": ".runs",
+    "flow": ".runs",
+    "node": ".runs",
+    "record_state": ".runs",
+    "run": ".runs",
+    "set_branch": ".runs",
+    "tool": ".runs",
+    "redact_keys": ".core.state",
+    "record_wait": ".waiting",
+    "wait": ".waiting",
+}
+
+if TYPE_CHECKING:
+    from . import cache, metrics
+    from ._setup import force_flush, init, shutdown, stats
+    from .attributes import set_run_attributes
+    from .client import Client, FlowscopeError
+    from .core.pricing import Cost, Usage, price
+    from .core.state import redact_keys
+    from .fallbacks import fallback
+    from .runs import (
+        BudgetExceeded,
+        Run,
+        current_run,
+        flow,
+        node,
+        record_state,
+        run,
+        set_branch,
+        tool,
+    )
+    from .waiting import record_wait, wait
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'flowscope' has no attribute {name!r}")
+    import importlib
+
+    value = importlib.import_module(f".{name}" if module == "" else module, __name__)
+    if module:
+        value = getattr(value, name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "BudgetExceeded",

@@ -108,7 +108,7 @@ def init(
         )
         config.current = settings
         if pricing is not None:
-            from . import pricing as pricing_mod
+            from .core import pricing as pricing_mod
 
             pricing_mod.configure(pricing)
 

@@ -26,9 +26,10 @@ try:
 except ImportError:  # pragma: no cover - every supported SDK has it
     _BoundedAttributes = None
 
-from . import config, metrics, semconv
-from .fallback import current_scope as _fallback_scope
-from .pricing import Cost, Usage, format_usd, get_catalog
+from . import config, metrics
+from .core import semconv
+from .core.pricing import Cost, Usage, format_usd, get_catalog
+from .fallbacks import current_scope as _fallback_scope
 from .runs import BudgetExceeded, current_run, record_error
 
 logger = logging.getLogger("flowscope")
@@ -55,7 +56,7 @@ KIND_PROVIDER_HTTP = semconv.KIND_HTTP
 @functools.lru_cache(maxsize=1)
 def _tracer() -> trace.Tracer:
     # A ProxyTracer until a provider is installed, then it follows the global one.
-    from . import __version__
+    from ._version import __version__
 
     return trace.get_tracer("flowscope", __version__)
 

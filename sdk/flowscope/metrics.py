@@ -24,14 +24,15 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import config, semconv
+from . import config
+from .core import semconv
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import MetricReader
     from opentelemetry.sdk.resources import Resource
 
-    from .pricing import Cost, Usage
+    from .core.pricing import Cost, Usage
 
 __all__ = [
     "COST_METRIC",
@@ -104,7 +105,7 @@ def enable(
     if resource is not None:
         provider_kwargs["resource"] = resource
     provider = MeterProvider(**provider_kwargs)
-    from . import __version__
+    from ._version import __version__
 
     meter = provider.get_meter("flowscope", __version__)
     tokens = meter.create_histogram(

@@ -21,8 +21,8 @@ import weakref
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from . import semconv
-from .attributes import RUN_PARENT_ID, remote_run_attributes, remote_run_id
+from .attributes import remote_run_attributes, remote_run_id
+from .core import semconv
 from .llm import set_span_attributes
 from .runs import Run, current_node, current_run
 
@@ -63,10 +63,10 @@ class RunAttributesProcessor(SpanProcessor):
                     if key not in attrs:
                         add[key] = value
             remote = remote_run_id(parent_context)
-            if remote is not None and remote != run.id and RUN_PARENT_ID not in attrs:
+            if remote is not None and remote != run.id and semconv.RUN_PARENT_ID not in attrs:
                 # A run started inside another service's run stays its own run
                 # (its own steps and state) but says whose work it was.
-                add[RUN_PARENT_ID] = remote
+                add[semconv.RUN_PARENT_ID] = remote
             span_id = span.context.span_id if span.context is not None else None
             if span_id is not None:
                 with _open_lock:

@@ -21,9 +21,10 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
-from . import config, semconv
-from ._ids import new_run_id
-from .state import encode_value
+from . import config
+from .core import semconv
+from .core.ids import new_run_id
+from .core.state import encode_value
 
 logger = logging.getLogger("flowscope")
 
@@ -49,7 +50,7 @@ class BudgetExceeded(RuntimeError):
 def _tracer() -> trace.Tracer:
     # Cached: a ProxyTracer follows the global provider once one is set, and
     # get_tracer() per span is a measurable share of per-node overhead.
-    from . import __version__
+    from ._version import __version__
 
     return trace.get_tracer("flowscope", __version__)
 

@@ -21,7 +21,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span
 
-from . import semconv
+from .core import semconv
 from .runs import _Scope, _tracer
 
 logger = logging.getLogger("flowscope")

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 import flowscope
-from flowscope import pricing, semconv
+from flowscope.core import pricing, semconv
 from flowscope.testing import FakeProvider, Reply
 from tests._llm_kit import (
     ANTHROPIC_MODEL,

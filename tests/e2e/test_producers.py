@@ -31,8 +31,8 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from flowscope import semconv
-from flowscope.normalize import normalize_attributes
+from flowscope.core import semconv
+from flowscope.core.normalize import normalize_attributes
 from flowscope.testing import Reply
 from tests._producers_env import producers_python
 

@@ -27,17 +27,10 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 import flowscope
-from flowscope import views
-from flowscope.attributes import (
-    RUN_PARENT_ID,
-    RunBaggagePropagator,
-    apply_run_attributes,
-    attribute_key,
-    install_propagator,
-    run_attributes_from,
-)
+from flowscope.attributes import RunBaggagePropagator, apply_run_attributes, install_propagator
+from flowscope.core import semconv, views
+from flowscope.core.run_attributes import RUN_PARENT_ID, attribute_key, run_attributes_from
 from flowscope.testing import FakeProvider, Reply
-from flowscope.waiting import KIND_WAIT
 
 M = Decimal(1_000_000)
 MINI_IN, MINI_OUT = Decimal("0.15"), Decimal("0.60")  # gpt-4o-mini, USD per 1M tokens
@@ -181,7 +174,7 @@ def test_waiting_is_its_own_span_and_reported(flowscope_capture) -> None:
                 pass
             flowscope.record_wait("interrupt", 1_000_000_000, 1_250_000_000)  # 250 ms, known after the fact
     cap_run = flowscope_capture.run(run)
-    waits = [s for s in cap_run.spans if s.kind == KIND_WAIT]
+    waits = [s for s in cap_run.spans if s.kind == semconv.KIND_WAIT]
     assert sorted(s.name for s in waits) == ["wait approval", "wait interrupt"]
     assert all(s.node_name == "review" and not s.is_llm for s in waits)
     live = next(s for s in waits if s.name == "wait approval")
@@ -193,7 +186,7 @@ def test_waiting_is_its_own_span_and_reported(flowscope_capture) -> None:
 def test_waiting_ms_counts_overlaps_once() -> None:
     def wait_span(start: int, end: int) -> views.SpanRecord:
         return views.SpanRecord(run_id="r", trace_id="t", span_id=f"{start}", parent_span_id="", name="wait x",
-                                start_ns=start, duration_ns=end - start, kind=KIND_WAIT)
+                                start_ns=start, duration_ns=end - start, kind=semconv.KIND_WAIT)
 
     spans = [wait_span(0, 100_000_000), wait_span(50_000_000, 150_000_000), wait_span(300_000_000, 400_000_000)]
     assert views.waiting_ms(spans) == 250.0

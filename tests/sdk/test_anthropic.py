@@ -13,7 +13,7 @@ import anthropic
 from anthropic.types import Message
 
 import flowscope
-from flowscope import semconv
+from flowscope.core import semconv
 from flowscope.testing import FakeProvider, Reply
 from tests._llm_kit import ANTHROPIC_MODEL, CLAUDE_HAIKU_35, MSGS, Capture, attrs, cost_of, events
 

@@ -18,8 +18,8 @@ from openai.types.chat import ChatCompletion
 from pydantic import BaseModel
 
 import flowscope
-from flowscope import semconv
 from flowscope.cache import MemoryBackend, RedisBackend, SQLiteBackend, request_key
+from flowscope.core import semconv
 from flowscope.testing import FakeProvider, Reply
 from tests._llm_kit import (
     ANTHROPIC_MODEL,

@@ -25,7 +25,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 import flowscope
-from flowscope import semconv
+from flowscope.core import semconv
 from tests._runtime_kit import MemoryKit, attrs, llm_spans, nodes, parent_of
 
 MODEL = "gpt-4o-mini"

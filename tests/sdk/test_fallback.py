@@ -9,7 +9,7 @@ import openai
 import pytest
 
 import flowscope
-from flowscope import semconv
+from flowscope.core import semconv
 from flowscope.testing import FakeProvider, Reply
 from tests._llm_kit import (
     ANTHROPIC_MODEL,

@@ -19,9 +19,9 @@ from langgraph.graph.message import add_messages
 from langgraph.types import Command, RetryPolicy, interrupt
 
 import flowscope
-from flowscope import semconv
+from flowscope.core import semconv
+from flowscope.core.state import to_jsonable
 from flowscope.instrumentation.langgraph import EVENT_INTERRUPT, EVENT_RESUME, RUN_RESUMED
-from flowscope.state import to_jsonable
 from tests._runtime_kit import MemoryKit, attrs, llm_spans, nodes, parent_of
 
 MODEL = "gpt-4o-mini"

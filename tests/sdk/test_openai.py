@@ -11,7 +11,7 @@ from openai.types.responses import Response
 from pydantic import BaseModel
 
 import flowscope
-from flowscope import semconv
+from flowscope.core import semconv
 from flowscope.testing import FakeProvider, Reply
 from tests._llm_kit import (
     EMBEDDING_3_SMALL,

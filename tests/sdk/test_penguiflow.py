@@ -17,9 +17,9 @@ from penguiflow import WM, Headers, Message, Node, NodePolicy, create
 from penguiflow.types import FinalAnswer, StreamChunk
 
 import flowscope
-from flowscope import semconv
+from flowscope.core import semconv
+from flowscope.core.state import join_path, to_jsonable
 from flowscope.instrumentation.penguiflow import EVENT_CANCEL, STOP_REASON, STREAM_CHUNKS, TRACE_ID
-from flowscope.state import join_path, to_jsonable
 from tests._runtime_kit import MemoryKit, attrs, children, llm_spans, nodes, parent_of
 
 MODEL = "gpt-4o-mini"
@@ -109,7 +109,7 @@ def test_linear_flow_retry_llm_calls_and_state(mem: MemoryKit, fake_provider) ->
         assert attrs(n)[semconv.ERROR_TYPE] == "ConnectionError"
         (retry,) = [e for e in n.events if e.name == semconv.EVENT_RETRY]
         assert retry.attributes[semconv.RETRY_BACKOFF_S] > 0
-    assert flowscope.views.summarize([r for r in map(_record, spans)])["retries"] == 2
+    assert flowscope.core.views.summarize([r for r in map(_record, spans)])["retries"] == 2
     # LLM calls are children of their node's span
     assert sorted(attrs(parent_of(s, spans))[semconv.NODE_NAME] for s in llm_spans(spans)) == ["draft", "polish"]
     assert all(parent_of(n, spans) is run_span for n in nodes(spans))

@@ -15,7 +15,7 @@ import pocketflow
 import pytest
 
 import flowscope
-from flowscope import semconv, views
+from flowscope.core import semconv, views
 from flowscope.instrumentation.pocketflow import EVENT_FALLBACK, NODE_FALLBACK, PocketFlowInstrumentor
 from tests._runtime_kit import MemoryKit, attrs, children, llm_spans, nodes, parent_of
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from flowscope import pricing, semconv
-from flowscope.pricing import Cost, PricingCatalog, Usage, format_usd
+from flowscope.core import pricing, semconv
+from flowscope.core.pricing import Cost, PricingCatalog, Usage, format_usd
 
 UTC = timezone.utc
 M = Decimal(1_000_000)

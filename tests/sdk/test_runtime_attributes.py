@@ -8,7 +8,7 @@ from typing import Any, TypedDict
 from langgraph.graph import END, START, StateGraph
 from penguiflow import Headers, Message, Node, create
 
-from flowscope import semconv
+from flowscope.core import semconv
 from tests._runtime_kit import MemoryKit, attrs, nodes
 
 

@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace.sampling import (
 )
 from pydantic import ConfigDict
 
-from flowscope import llm, pricing, semconv
+from flowscope import llm
 from flowscope._export import (
     _SECRET_VALUE,
     REDACTED,
@@ -38,8 +38,9 @@ from flowscope._export import (
     scrub_attributes,
     scrub_span,
 )
+from flowscope.core import pricing, semconv
+from flowscope.core.pricing import PricingCatalog, Usage
 from flowscope.instrumentation._call import get
-from flowscope.pricing import PricingCatalog, Usage
 from flowscope.testing import FakeProvider, Reply
 from tests._llm_kit import MSGS, Capture, attrs, capture
 

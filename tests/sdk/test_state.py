@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import flowscope
-from flowscope import semconv
-from flowscope.state import (
+from flowscope.core import semconv
+from flowscope.core.state import (
     REPR_KEY,
     TRUNCATED_KEY,
     StateTracker,

@@ -23,9 +23,10 @@ import logging
 from collections.abc import Callable, Collection
 from typing import Any
 
-from .. import semconv, tokens
+from .. import tokens
+from ..core import semconv
+from ..core.pricing import Usage
 from ..llm import KIND_PROVIDER_HTTP, LLMCall, current_call, start_call
-from ..pricing import Usage
 from ..retries import instrument_client_retries, uninstrument_client_retries
 from ._base import FlowscopeInstrumentor, import_class
 from ._call import Endpoint, async_wrapper, get, plan, server_of, sync_wrapper

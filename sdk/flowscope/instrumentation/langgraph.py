@@ -34,8 +34,9 @@ from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.trace import Span
 
-from .. import semconv
 from ..attributes import apply_run_attributes
+from ..core import semconv
+from ..core.state import StateTracker, encode_value, split_path
 from ..runs import (
     Run,
     _safe_detach,
@@ -49,7 +50,6 @@ from ..runs import (
     traced_agen,
     traced_gen,
 )
-from ..state import StateTracker, encode_value, split_path
 from ._base import FlowscopeInstrumentor
 
 logger = logging.getLogger("flowscope")

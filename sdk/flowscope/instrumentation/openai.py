@@ -15,9 +15,10 @@ import logging
 from collections.abc import Collection
 from typing import Any
 
-from .. import config, semconv, tokens
+from .. import config, tokens
+from ..core import semconv
+from ..core.pricing import Usage
 from ..llm import LLMCall
-from ..pricing import Usage
 from ..retries import instrument_client_retries, uninstrument_client_retries
 from ._base import FlowscopeInstrumentor, import_class
 from ._call import Endpoint, async_wrapper, get, server_of, sync_wrapper

@@ -37,9 +37,10 @@ from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.trace import Span
 
-from .. import semconv
-from .._ids import is_run_id
 from ..attributes import apply_run_attributes
+from ..core import semconv
+from ..core.ids import is_run_id
+from ..core.state import join_path
 from ..runs import (
     Node,
     Run,
@@ -51,7 +52,6 @@ from ..runs import (
     open_node,
     open_run,
 )
-from ..state import join_path
 from ._base import FlowscopeInstrumentor
 
 logger = logging.getLogger("flowscope")

@@ -22,7 +22,8 @@ import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.utils import unwrap
 
-from .. import semconv
+from ..core import semconv
+from ..core.state import StateTracker
 from ..runs import (
     Node,
     Run,
@@ -34,7 +35,6 @@ from ..runs import (
     open_node,
     open_run,
 )
-from ..state import StateTracker
 from ._base import FlowscopeInstrumentor
 
 logger = logging.getLogger("flowscope")

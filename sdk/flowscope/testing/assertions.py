@@ -1,7 +1,7 @@
 """Assertions on a run's path, cost, retries and state, with failure messages that say what happened.
 
 Each takes a captured run (``cap.run()``), a :class:`~flowscope.testing.Capture`
-(its latest run) or a :class:`flowscope.views.RunView`, and raises
+(its latest run) or a :class:`flowscope.core.views.RunView`, and raises
 ``AssertionError`` whose message shows the expected and the actual side by
 side, plus the detail needed to fix the flow without opening a trace viewer.
 """
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from flowscope import views
-from flowscope.state import split_path
+from flowscope.core import views
+from flowscope.core.state import split_path
 
 from .capturing import Capture, CapturedRun
 

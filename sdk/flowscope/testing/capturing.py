@@ -5,10 +5,10 @@
     run = cap.run()                      # the latest run (or cap.run(run_id))
     run.summary["cost_usd"], [n["name"] for n in run.nodes], run.state(at=1)
 
-The views are the collector's own (:mod:`flowscope.views`): finished spans are
-turned into the same :class:`~flowscope.views.SpanRecord` rows the collector
+The views are the collector's own (:mod:`flowscope.core.views`): finished spans are
+turned into the same :class:`~flowscope.core.views.SpanRecord` rows the collector
 stores (attributes stringified as OTLP ingest does, then normalised and
-priced by :func:`flowscope.normalize.normalize_attributes`), so a test sees
+priced by :func:`flowscope.core.normalize.normalize_attributes`), so a test sees
 exactly the summary, node sequence and state the API would serve.
 
 Works whether or not ``flowscope.init()`` ran: the global TracerProvider can
@@ -31,8 +31,8 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.trace import ProxyTracerProvider, StatusCode
 
-from flowscope import semconv, views
-from flowscope.normalize import normalize_attributes
+from flowscope.core import semconv, views
+from flowscope.core.normalize import normalize_attributes
 
 _STATUS = {StatusCode.UNSET: "Unset", StatusCode.OK: "Ok", StatusCode.ERROR: "Error"}
 

@@ -13,7 +13,7 @@ materialized view) read canonical keys only, so a span normalised once is
 priced, listed and summed everywhere without per-query translation. The
 function sees one span's attributes, never its neighbours: rules that need
 the whole run (foreign node order, nested duplicate nodes) live in
-:mod:`flowscope.views`.
+:mod:`flowscope.core.views`.
 
 Cost for every span is paid here, so the common case (an HTTP or DB span
 that is not about LLMs at all) leaves after one set-disjointness check.
@@ -450,7 +450,7 @@ def _langgraph(attrs: MutableMapping[str, str]) -> tuple[str, str | None]:
 
 def _mark_node(attrs: MutableMapping[str, str], name: str, node_type: str, superstep: str | None) -> None:
     """A foreign node: no ``flowscope.node.step`` (order needs the whole run,
-    so :mod:`flowscope.views` numbers foreign nodes by start time); LangGraph's
+    so :mod:`flowscope.core.views` numbers foreign nodes by start time); LangGraph's
     superstep is kept as ``flowscope.node.superstep``."""
     attrs[semconv.SPAN_KIND] = semconv.KIND_NODE
     if name:

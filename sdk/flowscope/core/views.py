@@ -18,7 +18,6 @@ from typing import Any
 
 from . import semconv
 from .state import apply_event
-from .waiting import KIND_WAIT
 
 ZERO = Decimal(0)
 
@@ -320,7 +319,7 @@ def summarize(spans_in: Iterable[SpanRecord], run_id: str | None = None) -> dict
 
 def waiting_ms(spans: Iterable[SpanRecord]) -> float:
     """Time the run spent in ``wait`` spans (human approval, interrupts), overlaps counted once."""
-    intervals = sorted((s.start_ns, s.end_ns) for s in spans if s.kind == KIND_WAIT)
+    intervals = sorted((s.start_ns, s.end_ns) for s in spans if s.kind == semconv.KIND_WAIT)
     total = 0
     cur_start = cur_end = None
     for start, end in intervals:
@@ -338,7 +337,7 @@ def waiting_ms(spans: Iterable[SpanRecord]) -> float:
 def node_spans_of(spans: Sequence[SpanRecord]) -> list[SpanRecord]:
     """The run's node spans, minus what foreign producers mark as nodes but are not steps.
 
-    Normalisation sees one span at a time (flowscope.normalize), so two rules
+    Normalisation sees one span at a time (flowscope.core.normalize), so two rules
     that need the run are applied here:
 
     * with no run span, a parentless node is the trace's root (an OpenInference

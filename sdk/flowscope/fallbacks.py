@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 
-from . import semconv
+from .core import semconv
 from .runs import BudgetExceeded
 
 if TYPE_CHECKING:

@@ -1,0 +1,74 @@
+"""The shape of the code: the contracts stay pure, and nothing imports in a circle.
+
+``flowscope.core`` is what the SDK and the collector share; the collector must
+load it without the OpenTelemetry SDK, httpx or the run context. Each check runs
+in a fresh interpreter, because this one has long since imported everything.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def loaded_after(code: str) -> list[str]:
+    """Module names a fresh interpreter has loaded after running ``code``."""
+    probe = code + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))\n"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+CORE_MODULES = sorted(
+    "flowscope.core." + p.relative_to(ROOT / "sdk/flowscope/core").with_suffix("").as_posix().replace("/", ".")
+    for p in (ROOT / "sdk/flowscope/core").rglob("*.py")
+    if p.name != "__init__.py"
+)
+
+
+def test_the_contracts_import_no_otel_sdk_no_httpx_and_no_runtime() -> None:
+    assert CORE_MODULES, "sdk/flowscope/core holds no modules"
+    mods = loaded_after("\n".join(f"import {m}" for m in CORE_MODULES))
+    assert not [m for m in mods if m.startswith(("opentelemetry", "httpx", "wrapt"))]
+    runtime = [m for m in mods if m.startswith("flowscope.") and not m.startswith(("flowscope.core", "flowscope._version"))]
+    assert runtime == [], f"flowscope.core pulled in the SDK runtime: {runtime}"
+
+
+def test_the_package_face_loads_its_names_lazily() -> None:
+    mods = loaded_after("import flowscope\nassert flowscope.__version__")
+    assert "opentelemetry.sdk.trace" not in mods
+    mods = loaded_after("import flowscope\nflowscope.init")
+    assert "opentelemetry.sdk.trace" in mods  # a public name still works, on first use
+
+
+@pytest.mark.parametrize("what", ["flowscope_collector", "flowscope_collector.cli"])
+def test_the_collector_imports_only_the_contracts_from_the_sdk(what: str) -> None:
+    mods = loaded_after(f"import {what}\nfrom {what} import *")
+    assert "opentelemetry.sdk.trace" not in mods and "httpx" not in mods
+    sdk = [m for m in mods if m.startswith("flowscope.") and not m.startswith(("flowscope.core", "flowscope._version"))]
+    assert sdk == [], f"the collector imported SDK runtime modules: {sdk}"
+
+
+def test_no_public_name_is_shadowed_by_a_submodule() -> None:
+    """Importing ``flowscope.x`` sets the package attribute ``x`` to the module, so a lazily
+    loaded public name must never share its name with a module of the package."""
+    import flowscope
+
+    modules = {p.stem for p in (ROOT / "sdk/flowscope").iterdir() if p.suffix == ".py" or (p / "__init__.py").exists()}
+    functions = [name for name, where in flowscope._LAZY.items() if where and name in modules]
+    assert functions == [], f"public names that a submodule import would replace: {functions}"
+    mods = loaded_after(
+        "import importlib, pkgutil, flowscope\n"
+        "for m in pkgutil.walk_packages(flowscope.__path__, 'flowscope.'):\n"
+        "    if '.testing' not in m.name and '_bootstrap' not in m.name and m.name != 'flowscope.__main__':\n"
+        "        importlib.import_module(m.name)\n"
+        "for name in flowscope.__all__:\n"
+        "    v = getattr(flowscope, name)\n"
+        "    assert name in ('cache', 'metrics') or not hasattr(v, '__path__') and type(v).__name__ != 'module', name\n"
+    )
+    assert "flowscope.runs" in mods
