@@ -71,4 +71,87 @@ def test_no_public_name_is_shadowed_by_a_submodule() -> None:
         "    v = getattr(flowscope, name)\n"
         "    assert name in ('cache', 'metrics') or not hasattr(v, '__path__') and type(v).__name__ != 'module', name\n"
     )
-    assert "flowscope.runs" in mods
+    assert "flowscope.scopes" in mods
+
+
+# --- import cycles ----------------------------------------------------------------------
+
+PACKAGES = {"flowscope": ROOT / "sdk/flowscope", "flowscope_collector": ROOT / "collector/flowscope_collector"}
+
+
+def _module_files() -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for pkg, base in PACKAGES.items():
+        for path in base.rglob("*.py"):
+            parts = [pkg, *path.relative_to(base).with_suffix("").parts]
+            if parts[-1] == "__init__":
+                parts.pop()
+            out[".".join(parts)] = path
+    return out
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """First-party modules ``name`` imports anywhere (functions included), except under TYPE_CHECKING:
+    a function-level import that only dodges a cycle is still a cycle."""
+    import ast
+
+    tree = ast.parse(path.read_text(), str(path))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            for alias in node.names:
+                sub = f"{mod}.{alias.name}"
+                found.add(sub if sub in modules else mod)
+    return {m for m in found if m in modules and m != name}
+
+
+def test_no_import_cycles_in_the_sdk_or_the_collector() -> None:
+    modules = _module_files()
+    graph = {name: _imports(name, path, modules) for name, path in modules.items()}
+    # Tarjan's strongly connected components
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    assert cycles == [], "import cycles: " + "; ".join(" <-> ".join(c) for c in cycles)

@@ -19,10 +19,10 @@ from ._version import __version__
 _LAZY: dict[str, str] = {
     "cache": "",
     "metrics": "",
-    "force_flush": "._setup",
-    "init": "._setup",
-    "shutdown": "._setup",
-    "stats": "._setup",
+    "force_flush": ".tracing",
+    "init": ".tracing",
+    "shutdown": ".tracing",
+    "stats": ".tracing",
     "set_run_attributes": ".attributes",
     "Client": ".client",
     "FlowscopeError": ".client",
@@ -30,15 +30,15 @@ _LAZY: dict[str, str] = {
     "Cost": ".core.pricing",
     "Usage": ".core.pricing",
     "price": ".core.pricing",
-    "BudgetExceeded": ".runs",
-    "Run": ".runs",
-    "current_run": ".runs",
-    "flow": ".runs",
-    "node": ".runs",
-    "record_state": ".runs",
-    "run": ".runs",
-    "set_branch": ".runs",
-    "tool": ".runs",
+    "BudgetExceeded": ".context",
+    "Run": ".context",
+    "current_run": ".context",
+    "flow": ".scopes",
+    "node": ".scopes",
+    "record_state": ".scopes",
+    "run": ".scopes",
+    "set_branch": ".scopes",
+    "tool": ".scopes",
     "redact_keys": ".core.state",
     "record_wait": ".waiting",
     "wait": ".waiting",
@@ -46,23 +46,14 @@ _LAZY: dict[str, str] = {
 
 if TYPE_CHECKING:
     from . import cache, metrics
-    from ._setup import force_flush, init, shutdown, stats
     from .attributes import set_run_attributes
     from .client import Client, FlowscopeError
+    from .context import BudgetExceeded, Run, current_run
     from .core.pricing import Cost, Usage, price
     from .core.state import redact_keys
     from .fallbacks import fallback
-    from .runs import (
-        BudgetExceeded,
-        Run,
-        current_run,
-        flow,
-        node,
-        record_state,
-        run,
-        set_branch,
-        tool,
-    )
+    from .scopes import flow, node, record_state, run, set_branch, tool
+    from .tracing import force_flush, init, shutdown, stats
     from .waiting import record_wait, wait
 
 

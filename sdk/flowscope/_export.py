@@ -29,9 +29,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from ._otel import attribute_dict, span_attribute_store, suppress_instrumentation
 
 logger = logging.getLogger("flowscope")
 
@@ -141,21 +142,11 @@ def _needs_scrub(attrs: Mapping[str, Any], redact: Callable[[str, Any], Any] | N
     return bool(texts) and _may_hold_secret("\n".join(texts))
 
 
-def _attribute_dict(attrs: Any) -> Mapping[str, Any]:
-    """The plain dict behind an SDK span's attributes (no per-key Python ``__getitem__``), else ``attrs``."""
-    if type(attrs) is BoundedAttributes:
-        try:
-            return attrs._dict  # type: ignore[no-any-return]
-        except AttributeError:
-            pass
-    return attrs  # type: ignore[no-any-return]
-
-
 def scrub_attributes(attrs: Any, redact: Callable[[str, Any], Any] | None) -> tuple[dict[str, Any] | None, int]:
     """Scrubbed copy of ``attrs``, or None when nothing needed changing (the common case)."""
     if not attrs:
         return None, 0
-    if not _needs_scrub(_attribute_dict(attrs), redact):
+    if not _needs_scrub(attribute_dict(attrs), redact):
         return None, 0
     out: dict[str, Any] | None = None
     n = 0
@@ -181,8 +172,7 @@ def scrub_attributes(attrs: Any, redact: Callable[[str, Any], Any] | None) -> tu
 
 
 def scrub_span(span: ReadableSpan, redact: Callable[[str, Any], Any] | None = None) -> tuple[ReadableSpan, int]:
-    raw = getattr(span, "_attributes", None)  # the SDK's store, not a read-only proxy of it
-    attrs, n = scrub_attributes(raw if type(raw) is BoundedAttributes else span.attributes, redact)
+    attrs, n = scrub_attributes(span_attribute_store(span), redact)
     events = list(span.events)
     events_changed = False
     for i, ev in enumerate(events):
@@ -223,15 +213,11 @@ class ExportStats:
         return asdict(self)
 
 
-def _suppress() -> object:
-    key = getattr(otel_context, "_SUPPRESS_INSTRUMENTATION_KEY", None)
-    if key is None:
-        return None
-    return otel_context.attach(otel_context.set_value(key, True))
-
-
 class BoundedBatchProcessor(SpanProcessor):
     """A batch span processor that never blocks ``span.end()`` and counts what it drops."""
+
+    # It enqueues in on_end and never reads attributes at start: see _otel.start_policy.
+    flowscope_start_attributes_indifferent = True
 
     def __init__(
         self,
@@ -276,6 +262,12 @@ class BoundedBatchProcessor(SpanProcessor):
         self._start_worker()
 
     # --- span processor interface ----------------------------------------------------
+
+    def snapshot_stats(self) -> ExportStats:
+        """The counters, with ``queued`` read now under the queue's lock."""
+        with self._lock:
+            self.stats.queued = len(self._queue)
+        return self.stats
 
     def on_start(self, span: Span, parent_context: Any = None) -> None:
         pass
@@ -346,7 +338,7 @@ class BoundedBatchProcessor(SpanProcessor):
                 for i, span in enumerate(spans):
                     spans[i], n = scrub_span(span, self.redact)
                     self.stats.redacted_values += n
-            token = _suppress()  # the exporter's own HTTP call must not be traced
+            token = suppress_instrumentation()  # the exporter's own HTTP call must not be traced
             try:
                 ok = self.exporter.export(spans) == SpanExportResult.SUCCESS
             finally:

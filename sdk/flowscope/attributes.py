@@ -1,7 +1,7 @@
 """Run attributes: who and what a run was for, on every span, in every service.
 
 ``set_run_attributes(user_id=..., tenant=..., session_id=..., **custom)`` stores
-the attributes on the current :class:`~flowscope.runs.Run`; the span processor
+the attributes on the current :class:`~flowscope.context.Run`; the span processor
 copies them onto every span the run starts from then on, and they are written
 onto the run's spans that are still open (the run span, the current node, ...).
 Spans that already ended cannot change (OpenTelemetry spans are immutable once
@@ -38,6 +38,8 @@ from opentelemetry.propagators import textmap
 from opentelemetry.propagators.composite import CompositePropagator
 
 from . import config
+from ._otel import propagators_of
+from .context import Run, current_run, open_spans
 from .core import semconv
 from .core.run_attributes import (
     AttributeValue,
@@ -45,7 +47,6 @@ from .core.run_attributes import (
     normalize_run_attributes,
     run_attributes_from,
 )
-from .runs import Run, current_run
 
 logger = logging.getLogger("flowscope")
 
@@ -59,8 +60,6 @@ def _apply(run: Run | None, attrs: Mapping[str, AttributeValue]) -> None:
         return
     if run is not None:
         run.attributes.update(attrs)
-        from .processor import open_spans
-
         spans = open_spans(run)
         if run.span is not None and run.span not in spans:
             spans.append(run.span)
@@ -177,7 +176,7 @@ def install_propagator() -> bool:
     if os.environ.get("OTEL_PROPAGATORS", "").strip().lower() == "none":  # propagation turned off
         return False
     current = propagate.get_global_textmap()
-    members = list(getattr(current, "_propagators", [current]))
+    members = list(propagators_of(current))
     if any(isinstance(p, RunBaggagePropagator) for p in members):
         return True
     replaced = [RunBaggagePropagator() if type(p) is W3CBaggagePropagator else p for p in members]

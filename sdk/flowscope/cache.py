@@ -235,8 +235,8 @@ class RedisBackend:
         pipe.zcard(self._index)
         count = pipe.execute()[-1]
         if count > self.max_size:
-            evicted = self._client.zpopmin(self._index, count - self.max_size)
-            names = [name for name, _ in evicted]
+            evicted: Any = self._client.zpopmin(self._index, count - self.max_size)
+            names: list[Any] = [name for name, _ in evicted]
             if names:
                 self._client.delete(*names)
 
@@ -253,7 +253,7 @@ class RedisBackend:
             self._client.close()
 
 
-def make_backend(spec: str | CacheBackend | None, max_size: int | None = None) -> CacheBackend:
+def make_backend(spec: str | os.PathLike[str] | CacheBackend | None, max_size: int | None = None) -> CacheBackend:
     """``"memory"``, ``"sqlite:///path.db"`` (or a ``.db``/``.sqlite`` path), ``"redis://..."``, or a backend."""
     if spec is not None and not isinstance(spec, (str, os.PathLike)):
         if not isinstance(spec, CacheBackend):

@@ -46,6 +46,8 @@ def _money(value: Any) -> Any:
 class Table(list):  # type: ignore[type-arg]
     """A list of row dicts, with whatever page or total information came with it."""
 
+    next_cursor: str | None = None  # on a page of runs: the cursor of the next page
+
     def __init__(self, rows: list[dict[str, Any]], **meta: Any) -> None:
         super().__init__(rows)
         self.meta = meta

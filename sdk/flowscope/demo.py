@@ -12,7 +12,6 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
 from typing import Any, TextIO
 
 import httpx
@@ -110,7 +109,9 @@ def _wait_for_run(url: str, run_id: str, spans: int, timeout_s: float = 30.0) ->
 
 
 def print_summary(summary: dict[str, Any], nodes: list[dict[str, Any]], out: TextIO) -> None:
-    w: Callable[[str], Any] = lambda line="": print(line, file=out)  # noqa: E731
+    def w(line: str = "") -> None:
+        print(line, file=out)
+
     w(f"run      {summary['run_id']}  ({summary['flow']}, {summary['status']}, {summary['duration_ms']:.1f} ms)")
     w(f"tokens   input {summary['input_tokens']}  (cached {summary['cached_input_tokens']})  "
       f"output {summary['output_tokens']}  (reasoning {summary['reasoning_tokens']})")

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 
+from .context import BudgetExceeded
 from .core import semconv
-from .runs import BudgetExceeded
 
 if TYPE_CHECKING:
     from .llm import LLMCall

@@ -9,7 +9,6 @@ different rules.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import time
@@ -21,16 +20,11 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-try:
-    from opentelemetry.attributes import BoundedAttributes as _BoundedAttributes
-except ImportError:  # pragma: no cover - every supported SDK has it
-    _BoundedAttributes = None
-
-from . import config, metrics
+from . import _otel, config, metrics
+from .context import BudgetExceeded, current_run
 from .core import semconv
 from .core.pricing import Cost, Usage, format_usd, get_catalog
 from .fallbacks import current_scope as _fallback_scope
-from .runs import BudgetExceeded, current_run, record_error
 
 logger = logging.getLogger("flowscope")
 
@@ -53,129 +47,6 @@ _CALL_KEY = otel_context.create_key("flowscope.llm_call")
 KIND_PROVIDER_HTTP = semconv.KIND_HTTP
 
 
-@functools.lru_cache(maxsize=1)
-def _tracer() -> trace.Tracer:
-    # A ProxyTracer until a provider is installed, then it follows the global one.
-    from ._version import __version__
-
-    return trace.get_tracer("flowscope", __version__)
-
-
-_PLAIN_TYPES = frozenset({str, bool, int, float})
-
-
-def set_span_attributes(span: Span, attrs: Mapping[str, Any]) -> None:
-    """``span.set_attributes(attrs)`` for attributes flowscope built itself, without the re-validation.
-
-    The SDK's ``set_attributes`` runs every value through its generic cleaning
-    (a chain of type checks per value, a new dict, a tuple per sequence) on the
-    caller's thread. Values that are already what the cleaning would produce
-    (exact str, bool, int, float, or a tuple of str), on an SDK span with no
-    value-length limit and room under its attribute-count limit, go straight
-    into its attribute store under the same locks; anything else takes the
-    ordinary path. The stored attributes are the same either way.
-    """
-    bounded = getattr(span, "_attributes", None)
-    if bounded is not None and type(bounded) is _BoundedAttributes:
-        try:
-            store = bounded._dict
-            maxlen = bounded.maxlen
-            fast = bounded.max_value_len is None and (maxlen is None or len(store) + len(attrs) <= maxlen)
-            if fast:
-                plain = _PLAIN_TYPES
-                for value in attrs.values():
-                    kind = type(value)
-                    if kind in plain:
-                        continue
-                    if kind is tuple and all(type(v) is str for v in value):
-                        continue
-                    fast = False
-                    break
-            if fast:
-                with span._lock:  # type: ignore[attr-defined]
-                    if span._end_time is None:  # type: ignore[attr-defined]
-                        with bounded._lock:
-                            store.update(attrs)
-                        return
-        except AttributeError:  # an SDK whose internals differ: the ordinary way
-            pass
-    span.set_attributes(attrs)
-
-
-# (span processors, sampler, whether start attributes can be set after start): see _sdk_tracer.
-_start_policy: tuple[Any, Any, bool] = ((), None, False)
-
-
-def _sampler_ignores_attributes(sampler: Any) -> bool:
-    """The SDK's own samplers decide on the trace id and the parent alone, never on attributes."""
-    from opentelemetry.sdk.trace import sampling
-
-    kind = type(sampler)
-    if kind is sampling.StaticSampler or kind is sampling.TraceIdRatioBased:
-        return True
-    if kind is sampling.ParentBased:
-        return all(
-            _sampler_ignores_attributes(getattr(sampler, name, None))
-            for name in ("_root", "_remote_parent_sampled", "_remote_parent_not_sampled",
-                         "_local_parent_sampled", "_local_parent_not_sampled")
-        )
-    return False
-
-
-def _processors_ignore_start_attributes(processors: Sequence[Any]) -> bool:
-    """Only processors known not to read a span's attributes in ``on_start`` (or whose reading
-    gives the same result either way, as flowscope's run stamping does for LLM spans)."""
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
-
-    from ._export import BoundedBatchProcessor
-    from ._setup import _SwappableProcessor
-    from .processor import RunAttributesProcessor
-
-    known = (RunAttributesProcessor, BatchSpanProcessor, SimpleSpanProcessor, BoundedBatchProcessor)
-    for proc in processors:
-        kind = type(proc)
-        if kind is _SwappableProcessor:
-            inner = proc.inner
-            if inner is not None and type(inner) not in known:
-                return False
-        elif kind not in known:
-            return False
-    return True
-
-
-def _sdk_tracer() -> tuple[Any, bool]:
-    """The tracer to start LLM spans with, and whether their start attributes may go in after start.
-
-    Attributes passed to ``start_span`` are validated one by one by the SDK; set
-    right after start through ``set_span_attributes`` they are not. The span ends
-    up with the same attributes either way; the only difference is that a
-    sampler or an ``on_start`` processor would not see them. So they are
-    deferred only while the provider's sampler is one of the SDK's own
-    (which never look at attributes) and every span processor is one known
-    not to read them at start; any other set-up gets them at start as before.
-    The check is redone only when the processors or the sampler change.
-    """
-    global _start_policy
-    proxy = _tracer()
-    try:
-        # a ProxyTracer (asked for before a provider was installed) hands over to the provider's
-        real = proxy._tracer if isinstance(proxy, trace.ProxyTracer) else proxy  # type: ignore[attr-defined]
-        processors = real.span_processor._span_processors
-        sampler = real.sampler
-    except AttributeError:
-        return proxy, False
-    policy = _start_policy
-    if policy[0] is processors and policy[1] is sampler:
-        return real, policy[2]
-    try:
-        multi = type(real.span_processor).__name__ == "SynchronousMultiSpanProcessor"
-        defer = multi and _sampler_ignores_attributes(sampler) and _processors_ignore_start_attributes(processors)
-    except Exception:
-        defer = False
-    _start_policy = (processors, sampler, defer)
-    return real, defer
-
-
 def current_call(ctx: otel_context.Context | None = None) -> LLMCall | None:
     """The LLM call whose request is being sent right now in this context, if any."""
     value = otel_context.get_value(_CALL_KEY, ctx)
@@ -191,6 +62,7 @@ class LLMCall:
         "_ttfc",
         "cost",
         "fallback_scope",
+        "instruments",
         "operation",
         "provider",
         "request_model",
@@ -211,6 +83,8 @@ class LLMCall:
         stream: bool = False,
         input_messages: Any = None,
         check_budget: bool = True,
+        tracer: trace.Tracer | None = None,
+        instruments: metrics.Instruments | None = None,
     ) -> None:
         run = current_run()
         if run is not None and check_budget:
@@ -221,6 +95,7 @@ class LLMCall:
         self.response_model: str | None = None
         self.cost: Cost | None = None
         self.retries = 0
+        self.instruments = instruments
         attrs: dict[str, Any] = {
             semconv.GEN_AI_OPERATION_NAME: operation,
             semconv.GEN_AI_PROVIDER_NAME: provider,
@@ -241,13 +116,13 @@ class LLMCall:
                     attrs[attr] = val
         if input_messages is not None and config.current.capture_content:
             attrs[semconv.GEN_AI_INPUT_MESSAGES] = _json(input_messages)
-        tracer, defer = _sdk_tracer()
+        tracer_, defer = _otel.start_policy(tracer or _otel.tracer())
         name = semconv.llm_span_name(operation, request_model)
         if defer:
-            self.span: Span = tracer.start_span(name, kind=SpanKind.CLIENT)
-            set_span_attributes(self.span, attrs)
+            self.span: Span = tracer_.start_span(name, kind=SpanKind.CLIENT)
+            _otel.set_attributes(self.span, attrs)
         else:
-            self.span = tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs)
+            self.span = tracer_.start_span(name, kind=SpanKind.CLIENT, attributes=attrs)
         self._t0 = time.perf_counter()
         self._ttfc: float | None = None
         self._ended = False
@@ -263,16 +138,17 @@ class LLMCall:
     # --- context ------------------------------------------------------------------
 
     def attach(self) -> object:
-        """Make this call's span current (and findable by the retry hook); pass the token to ``detach``."""
+        """Make this call's span current (and findable by the retry hook); pass the token to ``_otel.detach``."""
         ctx = trace.set_span_in_context(self.span, otel_context.set_value(_CALL_KEY, self))
         return otel_context.attach(ctx)
 
-    @staticmethod
-    def detach(token: object) -> None:
-        try:
-            otel_context._RUNTIME_CONTEXT.detach(token)  # type: ignore[attr-defined]
-        except Exception:
-            pass
+    def sending(self) -> InFlight:
+        """``with call.sending(): response = send(...)``: the request runs with this call's span
+        current, a failure ends the span as failed (and propagates), and the context is restored.
+
+        The one lifecycle every client instrumentation uses, sync and async alike.
+        """
+        return InFlight(self)
 
     # --- events during the call ---------------------------------------------------
 
@@ -339,7 +215,7 @@ class LLMCall:
                 self._record_cache_hit(response_model, usage)
             else:
                 self._record_usage_and_cost(response_model, usage, estimated, attrs)
-                set_span_attributes(span, attrs)
+                _otel.set_attributes(span, attrs)
             if self.fallback_scope is not None:
                 self.fallback_scope.served(self)
         except Exception:
@@ -414,7 +290,7 @@ class LLMCall:
             return
         self._ended = True
         try:
-            record_error(self.span, exc)
+            _otel.record_error(self.span, exc)
             status = getattr(exc, "status_code", None)
             if isinstance(status, int):
                 self.span.set_attribute("http.response.status_code", status)
@@ -434,7 +310,8 @@ class LLMCall:
         self.span.add_event("flowscope.stream.abandoned", {"reason": reason})
 
     def _record_metrics(self, usage: Usage | None, exc: BaseException | None) -> None:
-        if not metrics.enabled():
+        instruments = self.instruments or metrics.default_instruments()
+        if instruments is None:
             return
         try:
             metrics.record_call(
@@ -446,9 +323,32 @@ class LLMCall:
                 duration_s=time.perf_counter() - self._t0,
                 cost=self.cost,
                 error=exc,
+                instruments=instruments,
             )
         except Exception:
             logger.debug("flowscope: could not record metrics", exc_info=True)
+
+
+class InFlight:
+    """What :meth:`LLMCall.sending` returns: attach on enter; on exit fail the call if the
+    request raised, and detach. A class, not a generator context manager: it runs per call."""
+
+    __slots__ = ("call", "token")
+
+    def __init__(self, call: LLMCall) -> None:
+        self.call = call
+        self.token: object = None
+
+    def __enter__(self) -> LLMCall:
+        self.token = self.call.attach()
+        return self.call
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        try:
+            if exc is not None:
+                self.call.fail(exc)
+        finally:
+            _otel.detach(self.token)
 
 
 def _safe_price(model: str | None, provider: str, usage: Usage) -> Cost | None:

@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import config
+from ._otel import error_type
+from ._version import __version__
 from .core import semconv
 
 if TYPE_CHECKING:
@@ -38,6 +40,7 @@ __all__ = [
     "COST_METRIC",
     "DURATION_METRIC",
     "TOKEN_USAGE_METRIC",
+    "Instruments",
     "disable",
     "enable",
     "enabled",
@@ -57,11 +60,43 @@ _TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 
 _DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
 
 _lock = threading.Lock()
-_state: dict[str, Any] = {"provider": None, "tokens": None, "duration": None, "cost": None}
+_state: dict[str, Any] = {"provider": None, "instruments": None}
+
+
+class Instruments:
+    """The three instruments of one meter provider: token usage, duration, cost.
+
+    ``enable()`` makes the default set; an instrumentor given
+    ``instrument(meter_provider=...)`` makes its own, so its calls are recorded
+    where the caller asked.
+    """
+
+    __slots__ = ("cost", "duration", "tokens")
+
+    def __init__(self, meter_provider: Any) -> None:
+        meter = meter_provider.get_meter("flowscope", __version__)
+        self.tokens = meter.create_histogram(
+            TOKEN_USAGE_METRIC,
+            unit="{token}",
+            description="Number of input and output tokens used",
+            explicit_bucket_boundaries_advisory=_TOKEN_BUCKETS,
+        )
+        self.duration = meter.create_histogram(
+            DURATION_METRIC,
+            unit="s",
+            description="GenAI operation duration",
+            explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
+        )
+        self.cost = meter.create_counter(COST_METRIC, unit="USD", description="Cost of GenAI calls in US dollars")
 
 
 def enabled() -> bool:
-    return _state["provider"] is not None
+    return _state["instruments"] is not None
+
+
+def default_instruments() -> Instruments | None:
+    """The instruments ``enable()`` set up, or None while metrics are off."""
+    return _state["instruments"]  # type: ignore[no-any-return]
 
 
 def metrics_endpoint(endpoint: str | None) -> str:
@@ -105,25 +140,10 @@ def enable(
     if resource is not None:
         provider_kwargs["resource"] = resource
     provider = MeterProvider(**provider_kwargs)
-    from ._version import __version__
-
-    meter = provider.get_meter("flowscope", __version__)
-    tokens = meter.create_histogram(
-        TOKEN_USAGE_METRIC,
-        unit="{token}",
-        description="Number of input and output tokens used",
-        explicit_bucket_boundaries_advisory=_TOKEN_BUCKETS,
-    )
-    duration = meter.create_histogram(
-        DURATION_METRIC,
-        unit="s",
-        description="GenAI operation duration",
-        explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
-    )
-    cost = meter.create_counter(COST_METRIC, unit="USD", description="Cost of GenAI calls in US dollars")
+    instruments = Instruments(provider)
     with _lock:
         old = _state["provider"]
-        _state.update(provider=provider, tokens=tokens, duration=duration, cost=cost)
+        _state.update(provider=provider, instruments=instruments)
     if old is not None:
         _shutdown(old)
     return provider
@@ -133,7 +153,7 @@ def disable() -> None:
     """Stop recording and flush what was recorded."""
     with _lock:
         old = _state["provider"]
-        _state.update(provider=None, tokens=None, duration=None, cost=None)
+        _state.update(provider=None, instruments=None)
     if old is not None:
         _shutdown(old)
 
@@ -166,11 +186,14 @@ def record_call(
     duration_s: float,
     cost: Cost | None,
     error: BaseException | None = None,
+    instruments: Instruments | None = None,
 ) -> None:
-    """Record one finished LLM call. Cheap no-op while metrics are disabled."""
-    tokens, duration, counter = _state["tokens"], _state["duration"], _state["cost"]
-    if duration is None:
+    """Record one finished LLM call on ``instruments`` (default: ``enable()``'s).
+    Cheap no-op while metrics are disabled."""
+    inst = instruments if instruments is not None else _state["instruments"]
+    if inst is None:
         return
+    tokens, duration, counter = inst.tokens, inst.duration, inst.cost
     attrs: dict[str, Any] = {
         semconv.GEN_AI_OPERATION_NAME: operation,
         semconv.GEN_AI_PROVIDER_NAME: provider,
@@ -180,9 +203,7 @@ def record_call(
     if response_model:
         attrs[semconv.GEN_AI_RESPONSE_MODEL] = response_model
     if error is not None:
-        from .runs import _error_type
-
-        attrs[semconv.ERROR_TYPE] = _error_type(error)
+        attrs[semconv.ERROR_TYPE] = error_type(error)
     duration.record(max(duration_s, 0.0), attrs)
     if usage is not None and tokens is not None:
         tokens.record(usage.input_tokens, {**attrs, GEN_AI_TOKEN_TYPE: "input"})

@@ -15,35 +15,24 @@ and not only onto spans started afterwards.
 
 from __future__ import annotations
 
-import threading
-import weakref
-
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
+from ._otel import set_attributes
 from .attributes import remote_run_attributes, remote_run_id
+from .context import current_node, current_run, span_closed, span_opened
 from .core import semconv
-from .llm import set_span_attributes
-from .runs import Run, current_node, current_run
 
 try:  # where W3C baggage lives in a context; reading it directly skips a copy per span
     from opentelemetry.baggage import _BAGGAGE_KEY
 except ImportError:  # pragma: no cover - an API without it: always look
     _BAGGAGE_KEY = None  # type: ignore[assignment]
 
-_open_lock = threading.Lock()
-# span id -> (its run, the span); only spans of a local run, only until they end.
-_open: dict[int, tuple[weakref.ref[Run], Span]] = {}
-
-
-def open_spans(run: Run) -> list[Span]:
-    """Spans of ``run`` that have started and not yet ended, in this process."""
-    with _open_lock:
-        return [span for ref, span in _open.values() if ref() is run]
-
-
 class RunAttributesProcessor(SpanProcessor):
     """Adds ``flowscope.run.id``, the run attributes and the enclosing node to spans as they start."""
+
+    # What it reads at start (run id, node step) an LLM span has either way: see _otel.start_policy.
+    flowscope_start_attributes_indifferent = True
 
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
         try:
@@ -69,8 +58,7 @@ class RunAttributesProcessor(SpanProcessor):
                 add[semconv.RUN_PARENT_ID] = remote
             span_id = span.context.span_id if span.context is not None else None
             if span_id is not None:
-                with _open_lock:
-                    _open[span_id] = (weakref.ref(run), span)
+                span_opened(span_id, run, span)
             if attrs.get(semconv.SPAN_KIND) not in (semconv.KIND_NODE, semconv.KIND_RUN):
                 node = current_node(parent_context)
                 if node is not None and semconv.NODE_STEP not in attrs:
@@ -79,7 +67,7 @@ class RunAttributesProcessor(SpanProcessor):
                     add[semconv.NODE_NAME] = node.name
                     add[semconv.NODE_STEP] = node.step
             if add:
-                set_span_attributes(span, add)
+                set_attributes(span, add)
         except Exception:  # never break span creation in the host app
             pass
 
@@ -95,9 +83,8 @@ class RunAttributesProcessor(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         try:
-            if _open and span.context is not None:
-                with _open_lock:
-                    _open.pop(span.context.span_id, None)
+            if span.context is not None:
+                span_closed(span.context.span_id)
         except Exception:
             pass
 

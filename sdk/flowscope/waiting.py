@@ -21,8 +21,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span
 
+from ._otel import tracer as _tracer
 from .core import semconv
-from .runs import _Scope, _tracer
+from .scopes import _Scope
 
 logger = logging.getLogger("flowscope")
 

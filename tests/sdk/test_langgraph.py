@@ -33,11 +33,6 @@ class State(TypedDict):
     x: int
 
 
-@pytest.fixture()
-def mem() -> MemoryKit:
-    return MemoryKit()
-
-
 def build_graph(client: Any, fails: dict[str, int], *, is_async: bool = False) -> StateGraph:
     """plan → (research ∥ draft) → review (interrupts for approval) → route → publish | END."""
 

@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 import openai
-import pytest
 from penguiflow import WM, Headers, Message, Node, NodePolicy, create
 from penguiflow.types import FinalAnswer, StreamChunk
 
@@ -24,11 +23,6 @@ from tests._runtime_kit import MemoryKit, attrs, children, llm_spans, nodes, par
 
 MODEL = "gpt-4o-mini"
 HEADERS = Headers(tenant="acme")
-
-
-@pytest.fixture()
-def mem() -> MemoryKit:
-    return MemoryKit()
 
 
 class Bus:

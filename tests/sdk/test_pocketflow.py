@@ -22,11 +22,6 @@ from tests._runtime_kit import MemoryKit, attrs, children, llm_spans, nodes, par
 MODEL = "gpt-4o-mini"
 
 
-@pytest.fixture()
-def mem() -> MemoryKit:
-    return MemoryKit()
-
-
 class Recorder:
     """Copies of the shared store, one per finished node, in execution order."""
 

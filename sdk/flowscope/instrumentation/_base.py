@@ -1,15 +1,21 @@
-"""The base class of flowscope's instrumentors."""
+"""The base class of flowscope's instrumentors, and the telemetry an ``instrument()`` call asked for."""
 
 from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import unwrap
+from opentelemetry.trace import Tracer
+
+from .. import _otel
+from ..llm import LLMCall, start_call
+from ..metrics import Instruments
 
 
 def import_class(module: str, name: str) -> Any:
@@ -18,6 +24,37 @@ def import_class(module: str, name: str) -> Any:
         return getattr(importlib.import_module(module), name, None)
     except ImportError:
         return None
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """Where an instrumentor's spans and metrics go: the providers passed to ``instrument()``.
+
+    ``instrument(tracer_provider=tp, meter_provider=mp)`` sends spans to ``tp`` and GenAI
+    metrics to ``mp``, as every OpenTelemetry instrumentor does; without them spans go
+    to the global provider and metrics to ``flowscope.metrics.enable()``'s, if on.
+    """
+
+    tracer: Tracer | None = None
+    instruments: Instruments | None = None
+    tracer_provider: Any = None
+
+    @classmethod
+    def from_kwargs(cls, kwargs: Mapping[str, Any]) -> Telemetry:
+        tracer_provider = kwargs.get("tracer_provider")
+        meter_provider = kwargs.get("meter_provider")
+        return cls(
+            tracer=_otel.tracer_from(tracer_provider) if tracer_provider is not None else None,
+            instruments=Instruments(meter_provider) if meter_provider is not None else None,
+            tracer_provider=tracer_provider,
+        )
+
+    def start_call(self, operation: str, provider: str, **kwargs: Any) -> LLMCall | None:
+        """:func:`flowscope.llm.start_call` recording to these providers."""
+        return start_call(operation, provider, tracer=self.tracer, instruments=self.instruments, **kwargs)
+
+
+GLOBAL = Telemetry()
 
 
 class FlowscopeInstrumentor(BaseInstrumentor):  # type: ignore[misc]

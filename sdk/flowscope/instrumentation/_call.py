@@ -24,7 +24,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from .. import cache as cache_mod
-from ..llm import LLMCall, start_call
+from ..llm import LLMCall
+from ._base import GLOBAL, Telemetry
 from ._stream import AsyncStreamProxy, StreamObserver, SyncStreamProxy
 
 logger = logging.getLogger("flowscope")
@@ -101,7 +102,7 @@ def plan(ep: Endpoint, instance: Any, kwargs: dict[str, Any], *, stream: bool | 
         return None
 
 
-def serve_from_cache(ep: Endpoint, p: Plan) -> Any | None:
+def serve_from_cache(ep: Endpoint, p: Plan, tel: Telemetry = GLOBAL) -> Any | None:
     if p.cache is None or p.key is None:
         return None
     hit = p.cache.get(p.key)
@@ -113,7 +114,7 @@ def serve_from_cache(ep: Endpoint, p: Plan) -> Any | None:
         except Exception:  # e.g. the response_format class changed shape: answer afresh
             logger.debug("flowscope: cached %s response could not be revived", ep.api, exc_info=True)
             return None
-    call = start_call(ep.operation, ep.provider, check_budget=False, **p.start)
+    call = tel.start_call(ep.operation, ep.provider, check_budget=False, **p.start)
     if call is not None:
         try:
             ep.finish(call, hit, True)
@@ -190,49 +191,37 @@ async def finish_async(ep: Endpoint, p: Plan, call: LLMCall, result: Any) -> Any
     return result
 
 
-def sync_wrapper(ep: Endpoint) -> Callable[..., Any]:
+def sync_wrapper(ep: Endpoint, tel: Telemetry = GLOBAL) -> Callable[..., Any]:
     def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         p = plan(ep, instance, kwargs)
         if p is None:
             return wrapped(*args, **kwargs)
-        hit = serve_from_cache(ep, p)
+        hit = serve_from_cache(ep, p, tel)
         if hit is not None:
             return hit
-        call = start_call(ep.operation, ep.provider, **p.start)  # may raise BudgetExceeded
+        call = tel.start_call(ep.operation, ep.provider, **p.start)  # may raise BudgetExceeded
         if call is None:
             return wrapped(*args, **kwargs)
-        token = call.attach()
-        try:
+        with call.sending():
             result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        finally:
-            call.detach(token)
         return finish_sync(ep, p, call, result)
 
     return wrapper
 
 
-def async_wrapper(ep: Endpoint) -> Callable[..., Any]:
+def async_wrapper(ep: Endpoint, tel: Telemetry = GLOBAL) -> Callable[..., Any]:
     async def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         p = plan(ep, instance, kwargs)
         if p is None:
             return await wrapped(*args, **kwargs)
-        hit = serve_from_cache(ep, p)
+        hit = serve_from_cache(ep, p, tel)
         if hit is not None:
             return hit
-        call = start_call(ep.operation, ep.provider, **p.start)
+        call = tel.start_call(ep.operation, ep.provider, **p.start)
         if call is None:
             return await wrapped(*args, **kwargs)
-        token = call.attach()
-        try:
+        with call.sending():
             result = await wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        finally:
-            call.detach(token)
         return await finish_async(ep, p, call, result)
 
     return wrapper

@@ -3,7 +3,7 @@
 Covered: ``messages.create`` (with and without ``stream=True``),
 ``messages.parse`` and the ``messages.stream()`` helper, sync and async, for
 ``client.messages`` and ``client.beta.messages``, plus the client's own
-retries (see ``flowscope.retries``).
+retries (see ``flowscope.instrumentation._retries``).
 
 Anthropic reports ``input_tokens`` WITHOUT cached input; we add
 ``cache_read_input_tokens`` and ``cache_creation_input_tokens`` back so that
@@ -23,13 +23,13 @@ import logging
 from collections.abc import Callable, Collection
 from typing import Any
 
-from .. import tokens
 from ..core import semconv
 from ..core.pricing import Usage
-from ..llm import KIND_PROVIDER_HTTP, LLMCall, current_call, start_call
-from ..retries import instrument_client_retries, uninstrument_client_retries
-from ._base import FlowscopeInstrumentor, import_class
+from ..llm import KIND_PROVIDER_HTTP, LLMCall, current_call
+from . import _tokens as tokens
+from ._base import FlowscopeInstrumentor, Telemetry, import_class
 from ._call import Endpoint, async_wrapper, get, plan, server_of, sync_wrapper
+from ._retries import instrument_client_retries, uninstrument_client_retries
 from ._stream import AsyncStreamProxy, StreamObserver, SyncStreamProxy
 
 logger = logging.getLogger("flowscope")
@@ -191,44 +191,32 @@ BETA_MESSAGES_PARSE = Endpoint(PROVIDER, semconv.OP_CHAT, _start, _finish, api="
 # --- messages.stream() helper ------------------------------------------------------
 
 
-def _traced_request_sync(api_request: Any, instance: Any, kwargs: dict[str, Any]) -> Any:
+def _traced_request_sync(api_request: Any, instance: Any, kwargs: dict[str, Any], tel: Telemetry) -> Any:
     """Replaces the helper's deferred request: runs when the ``with`` block is entered."""
 
     def request() -> Any:
         p = plan(MESSAGES, instance, kwargs, stream=True)
-        call = start_call(MESSAGES.operation, PROVIDER, **p.start) if p is not None else None
+        call = tel.start_call(MESSAGES.operation, PROVIDER, **p.start) if p is not None else None
         if call is None:
             return api_request()
-        token = call.attach()
-        try:
+        with call.sending():
             raw = api_request()
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        finally:
-            call.detach(token)
         return SyncStreamProxy(raw, MessageStreamObserver(call, kwargs))
 
     return request
 
 
-async def _traced_request_async(api_request: Any, instance: Any, kwargs: dict[str, Any]) -> Any:
+async def _traced_request_async(api_request: Any, instance: Any, kwargs: dict[str, Any], tel: Telemetry) -> Any:
     p = plan(MESSAGES, instance, kwargs, stream=True)
     try:
-        call = start_call(MESSAGES.operation, PROVIDER, **p.start) if p is not None else None
+        call = tel.start_call(MESSAGES.operation, PROVIDER, **p.start) if p is not None else None
     except BaseException:
         _close_awaitable(api_request)
         raise
     if call is None:
         return await api_request
-    token = call.attach()
-    try:
+    with call.sending():
         raw = await api_request
-    except BaseException as exc:
-        call.fail(exc)
-        raise
-    finally:
-        call.detach(token)
     return AsyncStreamProxy(raw, MessageStreamObserver(call, kwargs))
 
 
@@ -251,7 +239,7 @@ def _manager_attr(manager: Any) -> str | None:
     return None
 
 
-def _stream_hook(traced_request: Callable[..., Any]) -> Callable[..., Any]:
+def _stream_hook(traced_request: Callable[..., Any], tel: Telemetry) -> Callable[..., Any]:
     """``messages.stream`` returns a manager that sends the request on enter; trace that request."""
 
     def hook(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -259,16 +247,12 @@ def _stream_hook(traced_request: Callable[..., Any]) -> Callable[..., Any]:
         try:
             attr = _manager_attr(manager)
             if attr is not None:
-                setattr(manager, attr, traced_request(getattr(manager, attr), instance, kwargs))
+                setattr(manager, attr, traced_request(getattr(manager, attr), instance, kwargs, tel))
         except Exception:
             logger.debug("flowscope: could not trace anthropic messages.stream", exc_info=True)
         return manager
 
     return hook
-
-
-_stream_sync = _stream_hook(_traced_request_sync)
-_stream_async = _stream_hook(_traced_request_async)
 
 
 # --- the client's own call spans ------------------------------------------------------
@@ -300,15 +284,18 @@ class AnthropicInstrumentor(FlowscopeInstrumentor):
         return ("anthropic >= 0.40",)
 
     def _instrument(self, **kwargs: Any) -> None:
+        tel = Telemetry.from_kwargs(kwargs)
+        stream_sync = _stream_hook(_traced_request_sync, tel)
+        stream_async = _stream_hook(_traced_request_async, tel)
         for module, (create_ep, parse_ep) in _MODULES.items():
             for cls_name, is_async in (("Messages", False), ("AsyncMessages", True)):
                 cls = import_class(module, cls_name)
                 if cls is None:
                     continue
                 methods = (
-                    ("create", async_wrapper(create_ep) if is_async else sync_wrapper(create_ep)),
-                    ("parse", async_wrapper(parse_ep) if is_async else sync_wrapper(parse_ep)),
-                    ("stream", _stream_async if is_async else _stream_sync),
+                    ("create", async_wrapper(create_ep, tel) if is_async else sync_wrapper(create_ep, tel)),
+                    ("parse", async_wrapper(parse_ep, tel) if is_async else sync_wrapper(parse_ep, tel)),
+                    ("stream", stream_async if is_async else stream_sync),
                 )
                 for method, hook in methods:
                     if hasattr(cls, method):

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Collection
+from datetime import datetime
 from typing import Any
 
 import wrapt
@@ -34,25 +35,20 @@ from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.trace import Span
 
+from .. import config
+from .._otel import detach, end_span, traced_agen, traced_gen
 from ..attributes import apply_run_attributes
+from ..context import Run, current_node, current_run
 from ..core import semconv
 from ..core.state import StateTracker, encode_value, split_path
-from ..runs import (
-    Run,
-    _safe_detach,
-    current_node,
-    current_run,
-    emit_state,
-    end_span,
-    ensure_run_processor,
-    open_node,
-    open_run,
-    traced_agen,
-    traced_gen,
-)
-from ._base import FlowscopeInstrumentor
+from ..runtime import emit_state, ensure_run_processor, open_node, open_run
+from ..waiting import record_wait
+from ._base import GLOBAL, FlowscopeInstrumentor, Telemetry
 
 logger = logging.getLogger("flowscope")
+
+# Where spans go: the providers passed to instrument() (see Telemetry).
+_tel: Telemetry = GLOBAL
 
 ATTR_RUNTIME = "flowscope.runtime"
 RUNTIME = "langgraph"
@@ -144,7 +140,7 @@ def _begin(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tupl
         attrs[semconv.GEN_AI_CONVERSATION_ID] = str(thread_id)
     run_ = current_run()
     if run_ is None:
-        run_, span, ctx = open_run(str(name), attributes=attrs, context=ctx)
+        run_, span, ctx = open_run(str(name), attributes=attrs, context=ctx, tracer=_tel.tracer)
         # config metadata (user_id, tenant, session_id, ...) and the thread become run
         # attributes: stamped on every span of the run, and carried as baggage.
         metadata = config.get("metadata")
@@ -155,7 +151,7 @@ def _begin(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tupl
         )
         graph_run = _GraphRun(run_, span, owns_run=True)
     else:
-        node_, ctx = open_node(str(name), "subflow", attributes=attrs, context=ctx)
+        node_, ctx = open_node(str(name), "subflow", attributes=attrs, context=ctx, tracer=_tel.tracer)
         span = node_.span
         graph_run = _GraphRun(run_, span, owns_run=False, node_step=node_.step)
     graph_run.resumed = resumed
@@ -169,8 +165,6 @@ def _begin(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tupl
 
 
 def _json(value: Any) -> str:
-    from .. import config
-
     text, _ = encode_value("", value, max_bytes=config.current.state_max_bytes, redact=config.current.redact)
     return text
 
@@ -254,7 +248,7 @@ def _branch(graph: Any, task: Any) -> str | None:
             if isinstance(channel, str) and channel.startswith(_BRANCH_PREFIX):
                 target = channel[len(_BRANCH_PREFIX):]
             elif channel == "__pregel_tasks":
-                target = getattr(value, "node", None)
+                target = str(getattr(value, "node", "") or "")
             else:
                 continue
             if isinstance(target, str) and target not in static and target not in targets:
@@ -294,7 +288,7 @@ class _AttemptProc:
         if isinstance(ns, str) and "|" in ns:
             attrs[CHECKPOINT_NS] = ns
         node_, ctx = open_node(self._task.name, self._type, step=self._scope.step, attempt=attempt,
-                               attributes=attrs)
+                               attributes=attrs, tracer=_tel.tracer)
         return node_, otel_context.set_value(_SCOPE_KEY, self._scope, ctx)
 
     def _close(self, node_: Any, exc: BaseException | None) -> None:
@@ -323,7 +317,7 @@ class _AttemptProc:
             self._close(node_, exc)
             raise
         finally:
-            _safe_detach(token)
+            detach(token)
         self._close(node_, None)
         return result
 
@@ -339,7 +333,7 @@ class _AttemptProc:
             self._close(node_, exc)
             raise
         finally:
-            _safe_detach(token)
+            detach(token)
         self._close(node_, None)
         return result
 
@@ -359,7 +353,7 @@ class _AttemptProc:
                 except StopAsyncIteration:
                     break
                 finally:
-                    _safe_detach(token)
+                    detach(token)
                 yield chunk
         except BaseException as exc:
             self._close(node_, None if isinstance(exc, GeneratorExit) else exc)
@@ -457,10 +451,6 @@ def _tick(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, 
 def _record_interrupt_wait(loop: Any) -> None:
     """A resumed run waited from the checkpoint it resumes (saved at the interrupt) until now."""
     try:
-        from datetime import datetime
-
-        from ..waiting import record_wait
-
         ts = (getattr(loop, "checkpoint", None) or {}).get("ts")
         if isinstance(ts, str) and ts:
             start_ns = int(datetime.fromisoformat(ts).timestamp() * 1e9)
@@ -510,7 +500,9 @@ class LangGraphInstrumentor(FlowscopeInstrumentor):
         return ("langgraph >= 1.0",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        ensure_run_processor()
+        global _tel
+        _tel = Telemetry.from_kwargs(kwargs)
+        ensure_run_processor(_tel.tracer_provider)
         wrapt.wrap_function_wrapper("langgraph.pregel.main", "Pregel.stream", _stream)
         wrapt.wrap_function_wrapper("langgraph.pregel.main", "Pregel.astream", _astream)
         wrapt.wrap_function_wrapper("langgraph.pregel._runner", "run_with_retry", _run_with_retry)

@@ -4,7 +4,7 @@ Patched at class level (like opentelemetry-python-contrib), so clients created
 before ``init()`` are covered as well as clients created after. Covered:
 ``chat.completions.create`` / ``.parse`` / ``.stream``, ``responses.create`` /
 ``.parse`` / ``.stream``, ``embeddings.create``, sync and async, plus the
-client's own retries (see ``flowscope.retries``). The ``.stream()`` helpers
+client's own retries (see ``flowscope.instrumentation._retries``). The ``.stream()`` helpers
 call ``create(stream=True)`` underneath, so they are traced through it; we only
 hook their ``close()``, which closes the HTTP response behind our proxy's back.
 """
@@ -15,13 +15,14 @@ import logging
 from collections.abc import Collection
 from typing import Any
 
-from .. import config, tokens
+from .. import config
 from ..core import semconv
 from ..core.pricing import Usage
 from ..llm import LLMCall
-from ..retries import instrument_client_retries, uninstrument_client_retries
-from ._base import FlowscopeInstrumentor, import_class
+from . import _tokens as tokens
+from ._base import FlowscopeInstrumentor, Telemetry, import_class
 from ._call import Endpoint, async_wrapper, get, server_of, sync_wrapper
+from ._retries import instrument_client_retries, uninstrument_client_retries
 from ._stream import StreamObserver, helper_close_async, helper_close_sync
 
 logger = logging.getLogger("flowscope")
@@ -336,11 +337,12 @@ class OpenAIInstrumentor(FlowscopeInstrumentor):
         return ("openai >= 1.40",)
 
     def _instrument(self, **kwargs: Any) -> None:
+        tel = Telemetry.from_kwargs(kwargs)
         for module, sync_cls, async_cls, method, ep in _TARGETS:
             for cls_name, make in ((sync_cls, sync_wrapper), (async_cls, async_wrapper)):
                 cls = import_class(module, cls_name)
                 if cls is not None and hasattr(cls, method):
-                    self.wrap(cls, method, make(ep))
+                    self.wrap(cls, method, make(ep, tel))
         for module, cls_name, is_async in _HELPER_STREAMS:
             cls = import_class(module, cls_name)
             if cls is not None and hasattr(cls, "close"):

@@ -37,24 +37,19 @@ from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.trace import Span
 
+from .._otel import end_span, record_error
 from ..attributes import apply_run_attributes
+from ..context import Node, Run, current_node, current_run
 from ..core import semconv
 from ..core.ids import is_run_id
 from ..core.state import join_path
-from ..runs import (
-    Node,
-    Run,
-    current_node,
-    current_run,
-    emit_state,
-    end_span,
-    ensure_run_processor,
-    open_node,
-    open_run,
-)
-from ._base import FlowscopeInstrumentor
+from ..runtime import emit_state, ensure_run_processor, open_node, open_run
+from ._base import GLOBAL, FlowscopeInstrumentor, Telemetry
 
 logger = logging.getLogger("flowscope")
+
+# Where spans go: the providers passed to instrument() (see Telemetry).
+_tel: Telemetry = GLOBAL
 
 ATTR_RUNTIME = "flowscope.runtime"
 RUNTIME = "penguiflow"
@@ -175,13 +170,13 @@ def _trace(flow: Any, trace_id: str, *, create: bool, message: Any = None) -> _T
     attrs = {ATTR_RUNTIME: RUNTIME, TRACE_ID: trace_id}
     run_ = current_run()
     if run_ is None:
-        run_, span, ctx = open_run(_flow_name(flow), run_id=_claim_run_id(trace_id), attributes=attrs)
+        run_, span, ctx = open_run(_flow_name(flow), run_id=_claim_run_id(trace_id), attributes=attrs, tracer=_tel.tracer)
         _message_run_attributes(run_, message)
         found = _Trace(run_, span, ctx, owns_run=True, node=None, prefix=())
     else:
         parent = current_node()
         node_, ctx = open_node(_flow_name(flow) if hasattr(flow, "name") else "playbook", "subflow",
-                               attributes=attrs)
+                               attributes=attrs, tracer=_tel.tracer)
         prefix = (parent.name,) if parent is not None else (node_.name,)
         found = _Trace(run_, node_.span, ctx, owns_run=False, node=node_, prefix=prefix)
     traces[trace_id] = found
@@ -262,7 +257,7 @@ async def _invoke_node(wrapped: Any, instance: Any, args: tuple[Any, ...], kwarg
         if attempt:
             attrs[semconv.RETRY_COUNT] = 1  # this attempt is one retry: sums to the node's retries
         ex.node, ctx = open_node(str(getattr(pf_node, "name", None) or "node"), "task", step=ex.step,
-                                 attempt=attempt, attributes=attrs)
+                                 attempt=attempt, attributes=attrs, tracer=_tel.tracer)
         ex.attempt_started = time.monotonic()
         token = otel_context.attach(ctx)
     except Exception:
@@ -272,8 +267,6 @@ async def _invoke_node(wrapped: Any, instance: Any, args: tuple[Any, ...], kwarg
     except BaseException as exc:
         node_ = ex.node
         if node_ is not None:
-            from ..runs import record_error
-
             record_error(node_.span, exc)
             ex.recorded = True
             if isinstance(exc, TimeoutError) and node_.span.is_recording():
@@ -478,7 +471,9 @@ class PenguiFlowInstrumentor(FlowscopeInstrumentor):
         return ("penguiflow >= 3.0",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        ensure_run_processor()
+        global _tel
+        _tel = Telemetry.from_kwargs(kwargs)
+        ensure_run_processor(_tel.tracer_provider)
         global _enabled
         for method, wrapper in _PATCHES:
             wrapt.wrap_function_wrapper("penguiflow.core", f"PenguiFlow.{method}", wrapper)

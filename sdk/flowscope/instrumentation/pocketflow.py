@@ -22,22 +22,17 @@ import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.utils import unwrap
 
+from .._otel import detach, end_span
+from ..context import Node, Run, current_node, current_run
 from ..core import semconv
 from ..core.state import StateTracker
-from ..runs import (
-    Node,
-    Run,
-    current_node,
-    current_run,
-    emit_state,
-    end_span,
-    ensure_run_processor,
-    open_node,
-    open_run,
-)
-from ._base import FlowscopeInstrumentor
+from ..runtime import emit_state, ensure_run_processor, open_node, open_run
+from ._base import GLOBAL, FlowscopeInstrumentor, Telemetry
 
 logger = logging.getLogger("flowscope")
+
+# Where spans go: the providers passed to instrument() (see Telemetry).
+_tel: Telemetry = GLOBAL
 
 NODE_FALLBACK = "flowscope.node.fallback"
 EVENT_FALLBACK = "flowscope.node.fallback"
@@ -127,12 +122,12 @@ def _enter(instance: Any, shared: Any) -> _Entry | None:
     run_ = current_run()
     if _is_flow(instance):
         if run_ is None:
-            run_, span, ctx = open_run(_name(instance), input=shared, attributes={ATTR_RUNTIME: RUNTIME})
+            run_, span, ctx = open_run(_name(instance), input=shared, attributes={ATTR_RUNTIME: RUNTIME}, tracer=_tel.tracer)
             entry.is_run = True
             entry.span = span
             state = _SharedState(run_, shared)
         else:
-            node_, ctx = open_node(_name(instance), "subflow")
+            node_, ctx = open_node(_name(instance), "subflow", tracer=_tel.tracer)
             entry.node, entry.span = node_, node_.span
             if state is None or state.shared is not shared:
                 # A flow inside a hand-made run: its shared store starts being state here.
@@ -144,7 +139,7 @@ def _enter(instance: Any, shared: Any) -> _Entry | None:
             return None  # a bare node.run() outside any run: nothing to attach it to
         successors = getattr(instance, "successors", None) or {}
         node_type = "router" if len(successors) > 1 else "task"
-        node_, ctx = open_node(_name(instance), node_type)
+        node_, ctx = open_node(_name(instance), node_type, tracer=_tel.tracer)
         entry.node, entry.span = node_, node_.span
         if state is None or state.shared is not shared:
             state = _SharedState(run_, shared, recorded=False)
@@ -161,7 +156,7 @@ def _enter(instance: Any, shared: Any) -> _Entry | None:
 def _leave(entry: _Entry, instance: Any, result: Any, exc: BaseException | None) -> None:
     try:
         if entry.token is not None:
-            otel_context.detach(entry.token)
+            detach(entry.token)
     except Exception:
         pass
     try:
@@ -283,7 +278,9 @@ class PocketFlowInstrumentor(FlowscopeInstrumentor):
         return ("pocketflow >= 0.0.3",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        ensure_run_processor()
+        global _tel
+        _tel = Telemetry.from_kwargs(kwargs)
+        ensure_run_processor(_tel.tracer_provider)
         for cls, method in _SYNC_RUNS:
             wrapt.wrap_function_wrapper("pocketflow", f"{cls}.{method}", _run_sync)
         for cls, method in _ASYNC_RUNS:

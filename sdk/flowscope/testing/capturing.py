@@ -27,12 +27,14 @@ from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
-from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.trace import ProxyTracerProvider, StatusCode
+from opentelemetry.trace import StatusCode
 
+from flowscope.attributes import install_propagator
 from flowscope.core import semconv, views
 from flowscope.core.normalize import normalize_attributes
+from flowscope.instrumentation import instrument_all
+from flowscope.tracing import tracer_provider
 
 _STATUS = {StatusCode.UNSET: "Unset", StatusCode.OK: "Ok", StatusCode.ERROR: "Error"}
 
@@ -164,25 +166,15 @@ _MARK = "_flowscope_capture_tap"
 
 
 def _ensure_tapped(instrument: bool) -> TracerProvider:
-    from flowscope import _setup
-
-    with _setup._lock:
-        existing = trace.get_tracer_provider()
-        if _setup._state["provider"] is None and not isinstance(existing, (TracerProvider, ProxyTracerProvider)):
-            raise RuntimeError(
-                "flowscope.testing.capture needs the OpenTelemetry SDK TracerProvider; the installed "
-                f"global provider is a {type(existing).__module__}.{type(existing).__qualname__}"
-            )
-        provider = _setup._provider(None, None)
-        if getattr(provider, _MARK, None) is not _TAP:
-            provider.add_span_processor(_TAP)
-            setattr(provider, _MARK, _TAP)
-    from flowscope.attributes import install_propagator
-
+    try:
+        provider = tracer_provider()
+    except RuntimeError as exc:
+        raise RuntimeError(f"flowscope.testing.capture: {exc}") from None
+    if getattr(provider, _MARK, None) is not _TAP:
+        provider.add_span_processor(_TAP)
+        setattr(provider, _MARK, _TAP)
     install_propagator()
     if instrument:
-        from flowscope.instrumentation import instrument_all
-
         instrument_all()
     return provider
 

@@ -424,7 +424,7 @@ def render_embeddings(request: RecordedRequest, reply: Reply) -> FakeResponse:
             embedding = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode()
         data.append({"object": "embedding", "index": index, "embedding": embedding})
     tokens = reply.resolved_input_tokens(request)
-    out = {"object": "list", "data": data, "model": model}
+    out: dict[str, Any] = {"object": "list", "data": data, "model": model}
     if reply.include_usage:
         out["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
     return json_response(200, out, _headers(new_id("req_")), reply)

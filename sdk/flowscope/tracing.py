@@ -1,5 +1,8 @@
 """``flowscope.init()``: wire the OTel SDK, the exporter and the instrumentations.
 
+Also ``shutdown``, ``force_flush``, ``stats`` and :func:`tracer_provider`, the
+public hook for tools that add a span processor of their own (the test kit).
+
 If the application already installed a TracerProvider we add our processors to
 it rather than replace it: their exporters, samplers and resource stay theirs.
 Export always goes through a batch processor with a bounded queue, so the host
@@ -20,8 +23,13 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from . import config
+from . import metrics as metrics_mod
 from ._export import BoundedBatchProcessor, ExportStats
-from .runs import ensure_run_processor
+from ._otel import indifferent_to_start_attributes
+from .attributes import install_propagator
+from .core import pricing as pricing_mod
+from .instrumentation import instrument_all
+from .runtime import ensure_run_processor
 
 logger = logging.getLogger("flowscope")
 
@@ -38,6 +46,11 @@ class _SwappableProcessor(SpanProcessor):
 
     def __init__(self) -> None:
         self.inner: SpanProcessor | None = None
+
+    @property
+    def flowscope_start_attributes_indifferent(self) -> bool:  # see _otel.start_policy
+        inner = self.inner
+        return inner is None or indifferent_to_start_attributes(inner)
 
     def on_start(self, span: Span, parent_context: Any = None) -> None:
         inner = self.inner
@@ -108,8 +121,6 @@ def init(
         )
         config.current = settings
         if pricing is not None:
-            from .core import pricing as pricing_mod
-
             pricing_mod.configure(pricing)
 
         provider = _provider(service_name, resource_attributes)
@@ -125,25 +136,37 @@ def init(
             old.shutdown()
 
         # Runs follow requests into other services as W3C baggage.
-        from .attributes import install_propagator
-
         install_propagator()
 
         if instrument:
-            from .instrumentation import instrument_all
-
             names = None if instrument is True else list(instrument)  # type: ignore[arg-type]
             instrument_all(names)
 
         if settings.metrics:  # GenAI client metrics over OTLP next to the traces
-            from . import metrics as metrics_mod
-
             metrics_mod.enable(endpoint=settings.endpoint, headers=settings.headers, resource=provider.resource)
 
         if not _state["atexit"]:
             atexit.register(shutdown)
             _state["atexit"] = True
         return provider
+
+
+def tracer_provider() -> TracerProvider:
+    """The SDK ``TracerProvider`` flowscope traces with, set up (with its run processor and no
+    exporter yet) if ``init()`` has not run: the hook for tools that add their own span
+    processor, such as the test kit's in-memory capture.
+
+    Raises ``RuntimeError`` when the global provider is neither an SDK provider nor the
+    API's placeholder, i.e. another OpenTelemetry implementation owns tracing.
+    """
+    with _lock:
+        existing = trace.get_tracer_provider()
+        if _state["provider"] is None and not isinstance(existing, (TracerProvider, trace.ProxyTracerProvider)):
+            raise RuntimeError(
+                "flowscope needs the OpenTelemetry SDK TracerProvider; the installed global provider is a "
+                f"{type(existing).__module__}.{type(existing).__qualname__}"
+            )
+        return _provider(None, None)
 
 
 def _provider(service_name: str | None, resource_attributes: Mapping[str, Any] | None) -> TracerProvider:
@@ -188,9 +211,7 @@ def stats() -> dict[str, int]:
     swappable: _SwappableProcessor | None = _state["export"]
     inner = swappable.inner if swappable is not None else None
     if isinstance(inner, BoundedBatchProcessor):
-        with inner._lock:
-            inner.stats.queued = len(inner._queue)
-        return inner.stats.as_dict()
+        return inner.snapshot_stats().as_dict()
     return ExportStats().as_dict()
 
 

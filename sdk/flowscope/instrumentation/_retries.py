@@ -23,7 +23,7 @@ from typing import Any
 import wrapt
 from opentelemetry.instrumentation.utils import unwrap
 
-from .llm import current_call
+from ..llm import current_call
 
 logger = logging.getLogger("flowscope")
 
