@@ -12,15 +12,23 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from opentelemetry import trace
 
 from .context import BudgetExceeded
 from .core import semconv
 
-if TYPE_CHECKING:
-    from .llm import LLMCall
+
+class LLMCall(Protocol):
+    """What a fallback reads of an LLM call (:class:`flowscope.llm.LLMCall` is one): its span and its
+    ``provider/model`` label. A protocol, so this module sits below ``llm`` instead of beside it."""
+
+    @property
+    def span(self) -> Any: ...
+
+    @property
+    def label(self) -> str: ...
 
 __all__ = ["FallbackScope", "current_scope", "fallback"]
 
