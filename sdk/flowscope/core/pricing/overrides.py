@@ -58,6 +58,7 @@ _PRICE_FIELDS: dict[str, str] = {
 _PRICE_ALIASES = {"cache_read_mtok": "cached_input_mtok"}
 _ALIAS_FOR = {canonical: alias for alias, canonical in _PRICE_ALIASES.items()}
 _ENTRY_KEYS = {"provider", "model", "match", "tiers", "effective_from", *_PRICE_FIELDS, *_PRICE_ALIASES}
+_TIER_KEYS = {"above_input_tokens", *_PRICE_FIELDS, *_PRICE_ALIASES}
 
 
 @dataclass(frozen=True)
@@ -168,8 +169,15 @@ def _as_utc(when: _dt.datetime) -> _dt.datetime:
 
 
 def _parse_overrides(data: Any, label: str) -> tuple[_OverrideGroup, ...]:
-    from genai_prices.types import ModelPrice, Tier, TieredPrices
+    """Every entry checked, then grouped by (provider, model) into price histories."""
+    groups: dict[tuple[str | None, str], dict[str, Any]] = {}
+    for index, entry in enumerate(_models(data, label)):
+        _add_entry(groups, entry, f"{label}: models[{index}]")
+    return tuple(_override_group(group) for group in groups.values())
 
+
+def _models(data: Any, label: str) -> list[Any]:
+    """The file's ``models`` list; nothing else may stand at the top level but comments."""
     if not isinstance(data, Mapping):
         raise ValueError(f'{label}: top level must be an object with a "models" list')
     unknown = [k for k in data if k != "models" and not str(k).startswith(("_", "$"))]
@@ -178,112 +186,161 @@ def _parse_overrides(data: Any, label: str) -> tuple[_OverrideGroup, ...]:
     models = data.get("models", [])
     if not isinstance(models, list):
         raise ValueError(f'{label}: "models" must be a list')
+    return models
 
-    groups: dict[tuple[str | None, str], dict[str, Any]] = {}
-    for index, entry in enumerate(models):
-        where = f"{label}: models[{index}]"
-        if not isinstance(entry, Mapping):
-            raise ValueError(f"{where}: must be an object, got {type(entry).__name__}")
-        model = entry.get("model")
-        if not isinstance(model, str) or not model.strip():
-            raise ValueError(f'{where}: "model" must be a non-empty string')
-        model = model.strip()
-        where = f"{label}: models[{index}] (model {model!r})"
-        bad_keys = sorted(str(k) for k in entry if k not in _ENTRY_KEYS and not str(k).startswith("_"))
-        if bad_keys:
-            raise ValueError(f"{where}: unknown key(s) {bad_keys}; allowed: {sorted(_ENTRY_KEYS)}")
 
-        provider = entry.get("provider")
-        if provider is not None and (not isinstance(provider, str) or not provider.strip()):
-            raise ValueError(f'{where}: "provider" must be a non-empty string or null')
-        provider_id = _canonical_provider(provider) if provider else None
+def _add_entry(groups: dict[tuple[str | None, str], dict[str, Any]], entry: Any, where: str) -> None:
+    """Check one entry and file its price under its (provider, model) at its ``effective_from``."""
+    model = _entry_model(entry, where)
+    where = f"{where} (model {model!r})"
+    bad_keys = _unknown_keys(entry, _ENTRY_KEYS)
+    if bad_keys:
+        raise ValueError(f"{where}: unknown key(s) {bad_keys}; allowed: {sorted(_ENTRY_KEYS)}")
+    provider_id = _entry_provider(entry, where)
+    match = _entry_match(entry, model, where)
+    model_price = _model_price(entry, where)
+    effective_from = _parse_effective_from(entry.get("effective_from"), where)
 
-        match = entry.get("match", [model])
-        if isinstance(match, str):
-            match = [match]
-        if (
-            not isinstance(match, list)
-            or not match
-            or not all(isinstance(m, str) and m.strip() for m in match)
-        ):
-            raise ValueError(f'{where}: "match" must be a non-empty list of model names or globs')
-
-        for alias, canonical in _PRICE_ALIASES.items():
-            if alias in entry and canonical in entry:
-                raise ValueError(f"{where}: give either {canonical!r} or {alias!r}, not both")
-        base: dict[str, Decimal] = {}
-        for key, price_key in _PRICE_FIELDS.items():
-            raw = entry.get(key, entry.get(_ALIAS_FOR.get(key, ""), None))
-            if raw is not None:
-                base[price_key] = _parse_price(raw, where, key)
-        for required in ("input_mtok", "output_mtok"):
-            if required not in base:
-                raise ValueError(f'{where}: "{required}" is required (USD per million tokens, e.g. "0.30")')
-
-        tiers_raw = entry.get("tiers") or []
-        if not isinstance(tiers_raw, list):
-            raise ValueError(f'{where}: "tiers" must be a list')
-        tier_rows: list[tuple[int, dict[str, Decimal]]] = []
-        previous = -1
-        for t_index, tier in enumerate(tiers_raw):
-            t_where = f"{where} tiers[{t_index}]"
-            if not isinstance(tier, Mapping):
-                raise ValueError(f"{t_where}: must be an object")
-            above = tier.get("above_input_tokens")
-            if isinstance(above, bool) or not isinstance(above, int) or above < 0:
-                raise ValueError(f'{t_where}: "above_input_tokens" must be a non-negative integer')
-            if above <= previous:
-                raise ValueError(f"{t_where}: tiers must have strictly increasing above_input_tokens")
-            previous = above
-            extra = sorted(
-                str(k)
-                for k in tier
-                if k not in ("above_input_tokens", *_PRICE_FIELDS, *_PRICE_ALIASES)
-                and not str(k).startswith("_")
-            )
-            if extra:
-                raise ValueError(f"{t_where}: unknown key(s) {extra}")
-            tier_prices: dict[str, Decimal] = {}
-            for key, price_key in _PRICE_FIELDS.items():
-                raw = tier.get(key, tier.get(_ALIAS_FOR.get(key, "")))
-                if raw is not None:
-                    if price_key not in base:
-                        raise ValueError(f"{t_where}: {key} is tiered but has no base price in the entry")
-                    tier_prices[price_key] = _parse_price(raw, t_where, key)
-            if not tier_prices:
-                raise ValueError(f"{t_where}: a tier must change at least one price")
-            tier_rows.append((above, tier_prices))
-
-        price_kwargs: dict[str, Any] = {}
-        for price_key, base_price in base.items():
-            steps: list[Any] = []
-            current = base_price
-            for above, tier_prices in tier_rows:
-                current = tier_prices.get(price_key, current)
-                steps.append(Tier(start=above, price=current))
-            price_kwargs[price_key] = TieredPrices(base=base_price, tiers=steps) if steps else base_price
-        model_price = ModelPrice(**price_kwargs)
-
-        effective_from = _parse_effective_from(entry.get("effective_from"), where)
-        key = (provider_id, model.lower())
-        group = groups.setdefault(key, {"provider": provider_id, "model": model, "match": [], "history": {}})
-        if effective_from in group["history"]:
-            when = (
-                "no effective_from" if effective_from is None else f"effective_from {effective_from.date()}"
-            )
-            raise ValueError(f"{where}: duplicate entry for this provider/model with {when}")
-        group["history"][effective_from] = model_price
-        group["match"].extend(m.strip().lower() for m in match)
-
-    result = []
-    for group in groups.values():
-        exact = frozenset(m for m in group["match"] if not any(c in m for c in "*?["))
-        globs = tuple(re.compile(fnmatch.translate(m)) for m in group["match"] if any(c in m for c in "*?["))
-        history = tuple(
-            sorted(
-                group["history"].items(),
-                key=lambda item: (item[0] is not None, item[0] or _dt.datetime.min.replace(tzinfo=_UTC)),
-            )
+    key = (provider_id, model.lower())
+    group = groups.setdefault(key, {"provider": provider_id, "model": model, "match": [], "history": {}})
+    if effective_from in group["history"]:
+        when = (
+            "no effective_from" if effective_from is None else f"effective_from {effective_from.date()}"
         )
-        result.append(_OverrideGroup(group["provider"], group["model"], exact, globs, history))
-    return tuple(result)
+        raise ValueError(f"{where}: duplicate entry for this provider/model with {when}")
+    group["history"][effective_from] = model_price
+    group["match"].extend(m.strip().lower() for m in match)
+
+
+def _entry_model(entry: Any, where: str) -> str:
+    """The entry's model name, stripped; the entry itself must be an object."""
+    if not isinstance(entry, Mapping):
+        raise ValueError(f"{where}: must be an object, got {type(entry).__name__}")
+    model = entry.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise ValueError(f'{where}: "model" must be a non-empty string')
+    return model.strip()
+
+
+def _unknown_keys(fields: Mapping[Any, Any], allowed: set[str]) -> list[str]:
+    """Keys that are neither allowed nor comments (``_``-prefixed), sorted for the message."""
+    return sorted(str(k) for k in fields if k not in allowed and not str(k).startswith("_"))
+
+
+def _entry_provider(entry: Mapping[str, Any], where: str) -> str | None:
+    """The entry's provider as a catalog provider id; ``None`` matches any provider."""
+    provider = entry.get("provider")
+    if provider is not None and (not isinstance(provider, str) or not provider.strip()):
+        raise ValueError(f'{where}: "provider" must be a non-empty string or null')
+    return _canonical_provider(provider) if provider else None
+
+
+def _entry_match(entry: Mapping[str, Any], model: str, where: str) -> list[str]:
+    """The model names and globs the entry prices (default: its own model name)."""
+    match = entry.get("match", [model])
+    if isinstance(match, str):
+        match = [match]
+    if (
+        not isinstance(match, list)
+        or not match
+        or not all(isinstance(m, str) and m.strip() for m in match)
+    ):
+        raise ValueError(f'{where}: "match" must be a non-empty list of model names or globs')
+    return match
+
+
+def _model_price(entry: Mapping[str, Any], where: str) -> Any:
+    """The entry's prices as a genai-prices ``ModelPrice``, each tiered where its tiers change it."""
+    from genai_prices.types import ModelPrice, Tier, TieredPrices
+
+    base = _base_prices(entry, where)
+    tier_rows = _tier_rows(entry.get("tiers") or [], base, where)
+    price_kwargs: dict[str, Any] = {}
+    for price_key, base_price in base.items():
+        steps: list[Any] = []
+        current = base_price
+        for above, tier_prices in tier_rows:
+            current = tier_prices.get(price_key, current)
+            steps.append(Tier(start=above, price=current))
+        price_kwargs[price_key] = TieredPrices(base=base_price, tiers=steps) if steps else base_price
+    return ModelPrice(**price_kwargs)
+
+
+def _base_prices(entry: Mapping[str, Any], where: str) -> dict[str, Decimal]:
+    """The entry's untiered prices by genai-prices key; input and output are required."""
+    for alias, canonical in _PRICE_ALIASES.items():
+        if alias in entry and canonical in entry:
+            raise ValueError(f"{where}: give either {canonical!r} or {alias!r}, not both")
+    base: dict[str, Decimal] = {}
+    for key, price_key, raw in _given_prices(entry):
+        base[price_key] = _parse_price(raw, where, key)
+    for required in ("input_mtok", "output_mtok"):
+        if required not in base:
+            raise ValueError(f'{where}: "{required}" is required (USD per million tokens, e.g. "0.30")')
+    return base
+
+
+def _given_prices(fields: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
+    """(override key, genai-prices key, raw value) for each price an entry or a tier gives."""
+    given = []
+    for key, price_key in _PRICE_FIELDS.items():
+        raw = fields.get(key, fields.get(_ALIAS_FOR.get(key, "")))
+        if raw is not None:
+            given.append((key, price_key, raw))
+    return given
+
+
+def _tier_rows(
+    tiers_raw: Any, base: Mapping[str, Decimal], where: str
+) -> list[tuple[int, dict[str, Decimal]]]:
+    """(threshold, the prices that change there) for each tier, thresholds strictly increasing."""
+    if not isinstance(tiers_raw, list):
+        raise ValueError(f'{where}: "tiers" must be a list')
+    tier_rows: list[tuple[int, dict[str, Decimal]]] = []
+    previous = -1
+    for t_index, tier in enumerate(tiers_raw):
+        t_where = f"{where} tiers[{t_index}]"
+        above = _tier_threshold(tier, previous, t_where)
+        tier_rows.append((above, _tier_prices(tier, base, t_where)))
+        previous = above
+    return tier_rows
+
+
+def _tier_threshold(tier: Any, previous: int, where: str) -> int:
+    """The tier's ``above_input_tokens``, above the previous tier's; the tier must be an object."""
+    if not isinstance(tier, Mapping):
+        raise ValueError(f"{where}: must be an object")
+    above = tier.get("above_input_tokens")
+    if isinstance(above, bool) or not isinstance(above, int) or above < 0:
+        raise ValueError(f'{where}: "above_input_tokens" must be a non-negative integer')
+    if above <= previous:
+        raise ValueError(f"{where}: tiers must have strictly increasing above_input_tokens")
+    return above
+
+
+def _tier_prices(tier: Mapping[str, Any], base: Mapping[str, Decimal], where: str) -> dict[str, Decimal]:
+    """The prices a tier changes; each must have a base price in its entry."""
+    extra = _unknown_keys(tier, _TIER_KEYS)
+    if extra:
+        raise ValueError(f"{where}: unknown key(s) {extra}")
+    tier_prices: dict[str, Decimal] = {}
+    for key, price_key, raw in _given_prices(tier):
+        if price_key not in base:
+            raise ValueError(f"{where}: {key} is tiered but has no base price in the entry")
+        tier_prices[price_key] = _parse_price(raw, where, key)
+    if not tier_prices:
+        raise ValueError(f"{where}: a tier must change at least one price")
+    return tier_prices
+
+
+def _override_group(group: Mapping[str, Any]) -> _OverrideGroup:
+    """One (provider, model)'s entries as matchers (exact names, globs) and a history oldest first."""
+    exact = frozenset(m for m in group["match"] if not any(c in m for c in "*?["))
+    globs = tuple(re.compile(fnmatch.translate(m)) for m in group["match"] if any(c in m for c in "*?["))
+    history = tuple(
+        sorted(
+            group["history"].items(),
+            key=lambda item: (item[0] is not None, item[0] or _dt.datetime.min.replace(tzinfo=_UTC)),
+        )
+    )
+    return _OverrideGroup(group["provider"], group["model"], exact, globs, history)
