@@ -19,6 +19,7 @@ import pytest
 
 from flowscope.core import pricing, semconv
 from flowscope.core.pricing import Cost, PricingCatalog, Usage, format_usd
+from flowscope.core.pricing import catalog as catalog_module
 
 UTC = timezone.utc
 M = Decimal(1_000_000)
@@ -36,9 +37,9 @@ def catalog() -> PricingCatalog:
 @pytest.fixture
 def reset_default(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv(pricing.PRICING_FILE_ENV, raising=False)
-    monkeypatch.setattr(pricing, "_default", None)
+    monkeypatch.setattr(catalog_module, "_default", None)
     yield
-    pricing._default = None
+    catalog_module._default = None
 
 
 def write(tmp_path: Path, name: str, content: str | dict) -> Path:

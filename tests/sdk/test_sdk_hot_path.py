@@ -40,6 +40,7 @@ from flowscope._export import (
 )
 from flowscope.core import pricing, semconv
 from flowscope.core.pricing import PricingCatalog, Usage
+from flowscope.core.pricing import catalog as catalog_module
 from flowscope.instrumentation._call import get
 from flowscope.testing import FakeProvider, Reply
 from tests._llm_kit import MSGS, Capture, attrs, capture
@@ -96,7 +97,7 @@ def test_memoised_attributes_cannot_be_changed_by_a_caller(catalog: PricingCatal
 
 
 def _at(monkeypatch: pytest.MonkeyPatch, when: dt.datetime) -> None:
-    monkeypatch.setattr(pricing, "_now", lambda: when)
+    monkeypatch.setattr(catalog_module, "_now", lambda: when)
 
 
 def test_dated_override_switches_price_at_its_effective_date(monkeypatch: pytest.MonkeyPatch) -> None:
