@@ -380,7 +380,8 @@ def _tidy(amount: Decimal) -> Decimal:
     if amount.is_zero():
         return _ZERO
     amount = amount.normalize(_CTX)
-    return amount.quantize(_ONE) if amount.as_tuple().exponent > 0 else amount
+    exponent = amount.as_tuple().exponent  # an int for a finite amount ('n'/'N'/'F' only for NaN/inf)
+    return amount.quantize(_ONE) if isinstance(exponent, int) and exponent > 0 else amount
 
 
 def _now() -> _dt.datetime:
