@@ -85,9 +85,9 @@ VARIANTS: dict[str, list[str]] = {
 
 def clickhouse_level(args: argparse.Namespace) -> int:
     """Per-span cost of the ClickHouse side of ingest, per schema variant (see the module docstring)."""
-    from flowscope_collector.clickhouse import connect, parse_dsn
-    from flowscope_collector.rows import Batch, RowBuilder
-    from flowscope_collector.schema import SchemaOptions, migrate
+    from flowscope_collector.ingest.rows import Batch, RowBuilder
+    from flowscope_collector.store.connection import connect, parse_dsn
+    from flowscope_collector.store.schema import SchemaOptions, migrate
 
     from . import _stats
     from .bench_queries import load_avg, machine, versions
@@ -174,9 +174,9 @@ def python_level(args: argparse.Namespace) -> int:
     """
     import hashlib
 
-    from flowscope_collector import otlp
-    from flowscope_collector.limits import RequestLimits, SpanLimiter, enforce
-    from flowscope_collector.rows import RowBuilder, wal_payload
+    from flowscope_collector.ingest import otlp
+    from flowscope_collector.ingest.limits import RequestLimits, SpanLimiter, enforce
+    from flowscope_collector.ingest.rows import RowBuilder, wal_payload
 
     from . import _stats
     from .bench_queries import load_avg, machine
@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _disk_report(path: str, spans: int) -> None:
     """Compressed bytes on disk per table and per span, once the collector has let go of the directory."""
-    from flowscope_collector.clickhouse import connect, parse_dsn
+    from flowscope_collector.store.connection import connect, parse_dsn
 
     from . import _stats
     from .bulk_load import wait_for_merges

@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
-    from .api import create_app
-    from .auth import KeyConfigError, KeyStore, check_bind
+    from .server.app import create_app
+    from .server.auth import KeyConfigError, KeyStore, check_bind
 
     try:
         keys = KeyStore.load(settings.api_keys, settings.api_keys_file)

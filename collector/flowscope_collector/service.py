@@ -24,15 +24,15 @@ from dataclasses import dataclass
 from clickhouse_connect.driver.client import Client
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from . import otlp
-from .clickhouse import Target, connect, parse_dsn
-from .limits import RequestLimits, SpanLimiter
-from .queries import Store
-from .rows import Batch, Limits, RowBuilder, batch_from_wal, wal_payload
-from .schema import SchemaOptions, applied_versions, latest_version, migrate
+from .buffer.wal import WAL
+from .buffer.writer import Ack, Writer
+from .ingest import otlp
+from .ingest.limits import RequestLimits, SpanLimiter
+from .ingest.rows import Batch, Limits, RowBuilder, batch_from_wal, wal_payload
 from .settings import CollectorSettings
-from .wal import WAL
-from .writer import Ack, Writer
+from .store.connection import Target, connect, parse_dsn
+from .store.queries import Store
+from .store.schema import SchemaOptions, applied_versions, latest_version, migrate
 
 logger = logging.getLogger("flowscope.collector")
 

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .clickhouse import DEFAULT_DSN
+from .store.connection import DEFAULT_DSN
 
 
 def _env_int(name: str, default: int | None) -> int | None:

@@ -18,8 +18,8 @@ CHILD = textwrap.dedent(r'''
     import clickhouse_connect
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
     from opentelemetry.proto.common.v1.common_pb2 import AnyValue
-    from flowscope_collector.rows import COLUMNS, Batch, Limits, RowBuilder
-    from flowscope_collector.schema import SchemaOptions, migrate
+    from flowscope_collector.ingest.rows import COLUMNS, Batch, Limits, RowBuilder
+    from flowscope_collector.store.schema import SchemaOptions, migrate
 
     def kv(kvs, key, **value):
         a = kvs.add(); a.key = key

@@ -203,7 +203,7 @@ class _BusyCollector:
         self.calls = 0
 
     def ingest(self, body: bytes, content_type: str, encoding: str | None, project: str) -> futures.Future:
-        from flowscope_collector.writer import Overloaded
+        from flowscope_collector.buffer.writer import Overloaded
 
         self.calls += 1
         ExportTraceServiceRequest.FromString(body)
@@ -215,7 +215,7 @@ class _BusyCollector:
 
 
 def test_overload_is_resource_exhausted_with_retry_info() -> None:
-    from flowscope_collector.grpc_receiver import GrpcReceiver
+    from flowscope_collector.server.otlp_grpc import GrpcReceiver
 
     busy = _BusyCollector()
     rx = GrpcReceiver(busy, "127.0.0.1", 0)  # type: ignore[arg-type]

@@ -20,9 +20,16 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from benchmarks.otlp_data import Generator
 from benchmarks.otlp_data import requests as realistic_requests
-from flowscope_collector import otlp
-from flowscope_collector.limits import RequestLimits, SpanLimiter, enforce
-from flowscope_collector.rows import Batch, Limits, RowBuilder, as_otlp_request, batch_from_wal, wal_payload
+from flowscope_collector.ingest import otlp
+from flowscope_collector.ingest.limits import RequestLimits, SpanLimiter, enforce
+from flowscope_collector.ingest.rows import (
+    Batch,
+    Limits,
+    RowBuilder,
+    as_otlp_request,
+    batch_from_wal,
+    wal_payload,
+)
 from tests._otlp_strategies import requests
 
 TIGHT = RequestLimits(max_attributes=3, max_events=1, max_links=1, max_value_chars=24, max_name_chars=12,

@@ -37,8 +37,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from flowscope.core import semconv
 from flowscope.core.normalize import INGEST_HINTS, normalize_attributes
 
+from ..store.connection import protobuf_schema_settings
 from . import otlp
-from .clickhouse import protobuf_schema_settings
 from .limits import MAX_TIMESTAMP_NS, SpanLimiter, may_nest
 
 COLUMNS = (

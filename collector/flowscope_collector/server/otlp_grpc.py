@@ -33,8 +33,8 @@ import grpc
 from google.protobuf.duration_pb2 import Duration
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from . import otlp
-from .service import Collector
+from ..ingest import otlp
+from ..service import Collector
 
 logger = logging.getLogger("flowscope.collector")
 
@@ -92,8 +92,8 @@ class TraceServiceHandler:
         return str(principal.project)
 
     def export(self, body: bytes, context: grpc.ServicerContext) -> bytes:
-        from .wal import WALError
-        from .writer import Overloaded
+        from ..buffer.wal import WALError
+        from ..buffer.writer import Overloaded
 
         project = self._project(context)
         col = self.collector

@@ -18,10 +18,10 @@ from starlette.concurrency import run_in_threadpool
 
 from flowscope._version import __version__ as sdk_version
 
-from . import routes_costs, routes_ops, routes_otlp, routes_runs, routes_stream
+from ..service import Collector
+from ..settings import CollectorSettings
+from . import costs, ops, otlp_http, runs, stream
 from .deps import error_body
-from .service import Collector
-from .settings import CollectorSettings
 
 
 def create_app(settings: CollectorSettings | None = None, collector: Collector | None = None) -> FastAPI:
@@ -32,7 +32,7 @@ def create_app(settings: CollectorSettings | None = None, collector: Collector |
     async def lifespan(app: FastAPI) -> Any:
         await run_in_threadpool(col.start)
         # OTLP/gRPC (when settings.grpc_port is set) feeds the same Collector.ingest.
-        from .grpc_receiver import start_grpc
+        from .otlp_grpc import start_grpc
 
         grpc_rx = await run_in_threadpool(start_grpc, col, getattr(app.state, "keys", None))
         app.state.grpc = grpc_rx
@@ -79,9 +79,9 @@ def create_app(settings: CollectorSettings | None = None, collector: Collector |
             parts.append(f"{loc}: {err.get('msg')}")
         return JSONResponse(error_body(422, "invalid parameters: " + "; ".join(parts)), status_code=422)
 
-    app.include_router(routes_otlp.router)
-    app.include_router(routes_runs.router)
-    app.include_router(routes_stream.router)
-    app.include_router(routes_costs.router)
-    app.include_router(routes_ops.router)
+    app.include_router(otlp_http.router)
+    app.include_router(runs.router)
+    app.include_router(stream.router)
+    app.include_router(costs.router)
+    app.include_router(ops.router)
     return app

@@ -17,11 +17,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from . import otlp
+from ..buffer.wal import WALError
+from ..buffer.writer import Overloaded
+from ..ingest import otlp
+from ..service import Collector
 from .deps import error_body, get_collector, project_of
-from .service import Collector
-from .wal import WALError
-from .writer import Overloaded
 
 logger = logging.getLogger("flowscope.collector")
 router = APIRouter(tags=["otlp"])

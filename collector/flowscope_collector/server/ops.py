@@ -10,9 +10,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from flowscope._version import __version__ as sdk_version
 from flowscope.core.pricing import get_catalog
 
+from ..store.schema import latest_version
 from . import models
 from .deps import get_collector
-from .schema import latest_version
 
 router = APIRouter(tags=["ops"])
 

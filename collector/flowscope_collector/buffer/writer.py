@@ -34,7 +34,7 @@ from typing import Literal
 
 from clickhouse_connect.driver.client import Client
 
-from .rows import COLUMNS, Batch, as_otlp_request
+from ..ingest.rows import COLUMNS, Batch, as_otlp_request
 from .wal import WAL, Intent, Record, Recovery, WALError
 
 logger = logging.getLogger("flowscope.collector")
