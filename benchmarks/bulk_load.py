@@ -439,12 +439,14 @@ def check_against_ingest(client: Client, db: str = "default", runs: int = 20) ->
     """Compare bulk rows with what the real ingest path writes for :mod:`benchmarks.otlp_data` runs.
 
     The otlp_data runs go through :class:`flowscope_collector.ingest.rows.RowBuilder`
-    and :meth:`Batch.insert` (protobuf parsed by ClickHouse, as the collector
+    and :func:`flowscope_collector.store.insert.insert_rows` (protobuf parsed by ClickHouse, as the collector
     does); both kinds of rows must carry the same attribute keys per kind of
     span (optional keys aside), the same resource keys and the same event
     names and keys, so the typed tables and every query see the same shape.
     """
-    from flowscope_collector.ingest.rows import Batch, RowBuilder
+    from flowscope_collector.ingest.batch import Batch
+    from flowscope_collector.ingest.rows import RowBuilder
+    from flowscope_collector.store.insert import insert_rows
 
     from .otlp_data import Generator, RunTruth, requests
 
@@ -455,7 +457,7 @@ def check_against_ingest(client: Client, db: str = "default", runs: int = 20) ->
     for req in requests(Generator(3), runs, start_ns=now - DAY_NS, span_ns=DAY_NS, batch_spans=2000,
                         truths=truths):
         batch.extend(builder.build(req, "default"))
-    batch.insert(client, f"{db}.otel_traces")
+    insert_rows(client, db, batch.body())
     ids = "[" + ", ".join(f"'{t.run_id}'" for t in truths) + "]"
     problems = []
     shapes = []

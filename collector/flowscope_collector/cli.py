@@ -13,7 +13,7 @@ from .settings import CollectorSettings
 def _settings(args: argparse.Namespace) -> CollectorSettings:
     return CollectorSettings.from_env(
         host=args.host, port=args.port, dsn=args.dsn, cluster=args.cluster, ttl_days=args.retention_days,
-        sharded=False if getattr(args, "no_sharding", False) else None,
+        sharded=False if args.no_sharding else None,
         wal_dir=args.wal_dir, api_keys_file=args.api_keys_file, insecure=args.insecure or None,
         max_pending_spans=args.max_pending_spans,
         grpc_port=_grpc_port(args),
@@ -22,7 +22,7 @@ def _settings(args: argparse.Namespace) -> CollectorSettings:
 
 def _grpc_port(args: argparse.Namespace) -> int | None:
     """``serve`` listens for OTLP/gRPC on 4317 unless told otherwise (0 or env "off" disables)."""
-    if getattr(args, "grpc_port", None) is not None:
+    if args.grpc_port is not None:
         return int(args.grpc_port)
     if args.command == "serve" and not os.environ.get("FLOWSCOPE_GRPC_PORT", "").strip():
         return 4317

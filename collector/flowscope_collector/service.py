@@ -28,7 +28,8 @@ from .buffer.wal import WAL
 from .buffer.writer import Ack, Writer
 from .ingest import otlp
 from .ingest.limits import RequestLimits, SpanLimiter
-from .ingest.rows import Batch, Limits, RowBuilder, batch_from_wal, wal_payload
+from .ingest.records import wal_payload
+from .ingest.rows import RowBuilder
 from .settings import CollectorSettings
 from .store.connection import Target, connect, parse_dsn
 from .store.queries import Store
@@ -117,15 +118,10 @@ class Collector:
         self.store: Store | None = None
         self.writer: Writer | None = None
         self.wal: WAL | None = None
-        self.wal_dir = getattr(settings, "wal_dir", None) or default_wal_dir(self.target)
-        self.request_limits = RequestLimits(
-            max_attributes=getattr(settings, "max_attributes", RequestLimits.max_attributes),
-            max_events=getattr(settings, "max_events", RequestLimits.max_events),
-            max_value_chars=getattr(settings, "max_value_chars", RequestLimits.max_value_chars),
-        )
-        lim = self.request_limits
-        self.rows = RowBuilder(Limits(max_attributes=lim.max_attributes, max_events=lim.max_events,
-                                      max_value_chars=lim.max_value_chars, truncation_marker=lim.truncation_marker))
+        self.wal_dir = settings.wal_dir or default_wal_dir(self.target)
+        self.limits = RequestLimits(max_attributes=settings.max_attributes, max_events=settings.max_events,
+                                    max_value_chars=settings.max_value_chars)
+        self.rows = RowBuilder(self.limits)
         self.stats = IngestStats()
         self.recent = _RecentRequests()
         self.started_at = time.time()
@@ -133,14 +129,13 @@ class Collector:
         self._store_lock = threading.Lock()
         # Decoding is CPU-bound under the GIL: more at once only adds memory
         # (each may inflate to max_decompressed_bytes), not speed.
-        self._decoding = threading.BoundedSemaphore(getattr(settings, "max_concurrent_decodes", 4))
+        self._decoding = threading.BoundedSemaphore(settings.max_concurrent_decodes)
 
     # --- lifecycle ------------------------------------------------------------------
 
     def start(self) -> None:
         s = self.settings
-        self.wal = WAL(self.wal_dir, segment_bytes=getattr(s, "wal_segment_bytes", 64 * 1024 * 1024),
-                       fsync=getattr(s, "wal_fsync", True))
+        self.wal = WAL(self.wal_dir, segment_bytes=s.wal_segment_bytes, fsync=s.wal_fsync)
         recovery = self.wal.open()
         if recovery.truncated_bytes:
             logger.warning("write-ahead log: a torn, never-acknowledged record was cut off (%d bytes)",
@@ -158,14 +153,14 @@ class Collector:
         self.writer = Writer(
             self.wal,
             self.schema.database,
-            self._build,
+            self.rows,
             self._writer_client,
             client=self._writer_client() if self.client is not None else None,
             max_batch_spans=s.max_batch_spans,
-            max_batch_bytes=getattr(s, "max_batch_bytes", 64 * 1024 * 1024),
+            max_batch_bytes=s.max_batch_bytes,
             max_pending_spans=s.max_pending_spans,
-            max_pending_bytes=getattr(s, "max_pending_bytes", 1024 * 1024 * 1024),
-            max_cache_bytes=getattr(s, "max_cache_bytes", 256 * 1024 * 1024),
+            max_pending_bytes=s.max_pending_bytes,
+            max_cache_bytes=s.max_cache_bytes,
         )
         for rec in recovery.committed:
             done = IngestAck()
@@ -179,7 +174,7 @@ class Collector:
 
     def stop(self) -> None:
         if self.writer is not None:
-            self.writer.stop(getattr(self.settings, "drain_timeout_s", 10.0))
+            self.writer.stop(self.settings.drain_timeout_s)
         if self.wal is not None:
             self.wal.close()
 
@@ -207,9 +202,6 @@ class Collector:
             return client
         return connect(self.target)
 
-    def _build(self, payload: bytes, project: str) -> Batch:
-        return batch_from_wal(payload, project, lambda req: self.rows.build(req, project))
-
     # --- ingest -----------------------------------------------------------------
 
     def ingest(self, body: bytes, content_type: str, content_encoding: str | None, project: str) -> IngestAck:
@@ -235,7 +227,7 @@ class Collector:
         # One pass applies the limits and builds the rows: the write-ahead log
         # then holds the request as it will be stored, and a request we could
         # not store is refused now (and logged), not acknowledged and set aside later.
-        limiter = SpanLimiter(self.request_limits)
+        limiter = SpanLimiter(self.limits)
         try:
             batch = self.rows.build(req, project, limiter)
         except otlp.OTLPError:  # the request's fault (ids of the wrong length): 400 with the reason

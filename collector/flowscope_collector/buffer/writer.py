@@ -34,12 +34,13 @@ from typing import Literal
 
 from clickhouse_connect.driver.client import Client
 
-from ..ingest.rows import COLUMNS, Batch, as_otlp_request
+from ..ingest.batch import Batch
+from ..ingest.records import as_otlp_request, batch_from_wal
+from ..ingest.rows import RowBuilder
+from ..store.insert import insert_rows
 from .wal import WAL, Intent, Record, Recovery, WALError
 
 logger = logging.getLogger("flowscope.collector")
-
-BuildFn = Callable[[bytes, str], Batch]
 
 
 class Overloaded(Exception):
@@ -95,7 +96,7 @@ class Writer:
         self,
         wal: WAL,
         database: str,
-        build: BuildFn,
+        rows: RowBuilder,
         connect: Callable[[], Client],
         *,
         client: Client | None = None,
@@ -110,8 +111,8 @@ class Writer:
         split_after: int = 3,
     ) -> None:
         self.wal = wal
-        self.table = f"{database}.otel_traces"
-        self.build = build
+        self.database = database
+        self.rows = rows  # for log records of older collectors, which hold an OTLP request, not rows
         self._connect = connect
         self.client = client
         self.max_batch_spans = max_batch_spans
@@ -305,7 +306,7 @@ class Writer:
         for e in good:
             try:
                 built.append((e, e.batch if e.batch is not None else
-                              self.build(self.wal.read(e.rec), e.rec.project)))
+                              batch_from_wal(self.wal.read(e.rec), e.rec.project, self.rows)))
             except Exception as exc:
                 self._quarantine(e, exc)
         if built:
@@ -393,12 +394,7 @@ class Writer:
             "insert_deduplication_token": token,
             "deduplicate_blocks_in_dependent_materialized_views": 1,
         }
-        insert = getattr(batch, "insert", None)
-        if insert is not None:  # the batch knows its fastest way in (rows.py)
-            insert(client, self.table, settings)
-        else:
-            client.insert(self.table, batch.columns, column_names=list(COLUMNS), column_oriented=True,
-                          settings=settings)
+        insert_rows(client, self.database, batch.body(), settings)
 
     def _client(self) -> Client:
         if self.client is None:

@@ -61,7 +61,7 @@ def create_app(settings: CollectorSettings | None = None, collector: Collector |
     # project scopes every read and write (auth.py).
     from .auth import AuthMiddleware, KeyStore
 
-    app.state.keys = KeyStore.load(getattr(settings, "api_keys", None), getattr(settings, "api_keys_file", None))
+    app.state.keys = KeyStore.load(settings.api_keys, settings.api_keys_file)
     app.add_middleware(AuthMiddleware, keys=app.state.keys)
 
     @app.exception_handler(HTTPException)

@@ -114,7 +114,7 @@ class TraceServiceHandler:
             logger.warning("could not accept spans: %s: %s", type(exc).__name__, exc)
             self._retry(context, grpc.StatusCode.UNAVAILABLE,
                         f"spans could not be accepted ({type(exc).__name__}); retry", 2.0)
-        wait_s = getattr(col.settings, "ack_wait_s", 0.0)
+        wait_s = col.settings.ack_wait_s
         stored = getattr(ack, "stored", None)
         if wait_s > 0 and stored is not None and getattr(ack, "read_your_writes", False) and not stored.done():
             # Durable already; when the writer was idle also wait for the insert,
@@ -182,7 +182,7 @@ def start_grpc(collector: Collector, keys: Any = None) -> GrpcReceiver | None:
     second collector on one machine (tests, a dev box) must still come up.
     """
     settings = collector.settings
-    port = getattr(settings, "grpc_port", None)
+    port = settings.grpc_port
     if not port:
         return None
     receiver = GrpcReceiver(collector, settings.host, port, keys)

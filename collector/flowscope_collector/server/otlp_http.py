@@ -47,7 +47,7 @@ async def export_traces(request: Request) -> Response:
         return _error(413, f"body of {length} bytes exceeds the {limit} byte limit")
     # Bodies being received or decoded share one memory budget, so many large
     # concurrent requests are told to come back later instead of piling up.
-    budget = getattr(col.settings, "max_inflight_bytes", 256 * 1024 * 1024)
+    budget = col.settings.max_inflight_bytes
     state = request.app.state
     claimed = 0
 
@@ -94,7 +94,7 @@ async def _accept(request: Request, col: Collector, body: bytes, ctype: str, rep
     except Exception as exc:
         logger.warning("could not accept spans: %s: %s", type(exc).__name__, exc)
         return _error(503, f"spans could not be accepted ({type(exc).__name__}); retry", {"Retry-After": "2"})
-    wait_s = getattr(col.settings, "ack_wait_s", 0.0)
+    wait_s = col.settings.ack_wait_s
     if wait_s > 0 and getattr(ack, "read_your_writes", False) and not ack.stored.done():
         # Durable already; when the writer was idle, also wait for the insert so a
         # client can read what it just sent. Never under load or during an outage.
