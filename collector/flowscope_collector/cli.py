@@ -7,6 +7,11 @@ import logging
 import os
 import sys
 
+import uvicorn
+
+from .server.app import create_app
+from .server.auth import KeyConfigError, KeyStore, check_bind
+from .service import Collector
 from .settings import CollectorSettings
 
 
@@ -56,17 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings(args)
     if args.command == "migrate":
-        from .service import Collector
-
         col = Collector(settings)
         col.migrate()  # schema only: leaves a running collector's write-ahead log alone
         print(f"schema at version {col.schema_version} in {col.target.redacted()}")
         return 0
-
-    import uvicorn
-
-    from .server.app import create_app
-    from .server.auth import KeyConfigError, KeyStore, check_bind
 
     try:
         keys = KeyStore.load(settings.api_keys, settings.api_keys_file)

@@ -1,11 +1,14 @@
 """The collector's moving parts, owned by one object with a start and a stop.
 
-The HTTP layer (:mod:`flowscope_collector.api`) only translates between HTTP
-and this object, so the same ingest path serves OTLP/HTTP and OTLP/gRPC.
+The receivers (:mod:`flowscope_collector.server`) only translate between
+their protocol and this object, so the same ingest path serves OTLP/HTTP and
+OTLP/gRPC.
 
-The path of a request: decode and check it (refusals are 4xx with a reason),
-apply the per-span limits, append it to the write-ahead log and answer once
-the log is fsync'd; the background writer moves it to ClickHouse. In server
+The path of a request: admission lets it in (:mod:`.admission`), ingest
+decodes and checks it (refusals are 4xx with a reason), applies the per-span
+limits and builds its rows (:mod:`.ingest`), the write-ahead log makes it
+durable and the answer goes out once the log is fsync'd; the background
+writer (:mod:`.buffer`) moves it to ClickHouse (:mod:`.store`). In server
 mode ClickHouse may be down at start-up or at any time later: requests are
 still accepted into the log, ``/readyz`` says not ready, and the writer
 drains the log when ClickHouse is back.
@@ -18,14 +21,15 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from .admission import Admission
+from .buffer.acks import Ack, RecentRequests
 from .buffer.wal import WAL
-from .buffer.writer import Ack, Writer
+from .buffer.writer import Writer
 from .ingest import otlp
 from .ingest.limits import RequestLimits, SpanLimiter
 from .ingest.records import wal_payload
@@ -49,53 +53,6 @@ class IngestStats:
     attributes_dropped: int = 0
     events_dropped: int = 0
     metric_requests: int = 0
-
-
-class IngestAck(Ack):
-    """An :class:`Ack` that also carries the OTLP partial-success answer."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rejected_spans = 0
-        self.message = ""
-
-
-class _RecentRequests:
-    """Digests of recently accepted requests.
-
-    An OTLP exporter that timed out waiting for our answer sends the same
-    body again; recognising it here answers success without a second write.
-    Seeded at start-up from the write-ahead log, so a retry that reaches a
-    restarted collector is recognised too.
-    """
-
-    def __init__(self, capacity: int = 65_536) -> None:
-        self.capacity = capacity
-        self._items: OrderedDict[bytes, IngestAck] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def claim(self, digest: bytes) -> tuple[bool, IngestAck]:
-        """Return (is_new, ack). A repeat gets the first request's ack."""
-        with self._lock:
-            ack = self._items.get(digest)
-            if ack is not None and not (ack.done() and ack.exception() is not None):
-                self._items.move_to_end(digest)
-                return False, ack
-            ack = IngestAck()
-            self._items[digest] = ack
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
-            return True, ack
-
-    def remember(self, digest: bytes, ack: IngestAck) -> None:
-        with self._lock:
-            self._items[digest] = ack
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
-
-    def forget(self, digest: bytes) -> None:
-        with self._lock:
-            self._items.pop(digest, None)
 
 
 def default_wal_dir(target: Target) -> str:
@@ -122,14 +79,12 @@ class Collector:
         self.limits = RequestLimits(max_attributes=settings.max_attributes, max_events=settings.max_events,
                                     max_value_chars=settings.max_value_chars)
         self.rows = RowBuilder(self.limits)
+        self.admission = Admission(settings)
         self.stats = IngestStats()
-        self.recent = _RecentRequests()
+        self.recent = RecentRequests()
         self.started_at = time.time()
         self.schema_version: int | None = None
         self._store_lock = threading.Lock()
-        # Decoding is CPU-bound under the GIL: more at once only adds memory
-        # (each may inflate to max_decompressed_bytes), not speed.
-        self._decoding = threading.BoundedSemaphore(settings.max_concurrent_decodes)
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -158,21 +113,21 @@ class Collector:
             client=self._writer_client() if self.client is not None else None,
             max_batch_spans=s.max_batch_spans,
             max_batch_bytes=s.max_batch_bytes,
-            max_pending_spans=s.max_pending_spans,
-            max_pending_bytes=s.max_pending_bytes,
             max_cache_bytes=s.max_cache_bytes,
         )
         for rec in recovery.committed:
-            done = IngestAck()
+            done = Ack()
             done.set_result(None)
             done.stored.set_result(None)
             self.recent.remember(rec.digest, done)
-        for rec, ack in self.writer.recover(recovery, IngestAck):
-            self.recent.remember(rec.digest, ack)  # type: ignore[arg-type]
+        for rec, ack in self.writer.recover(recovery):
+            self.recent.remember(rec.digest, ack)
         self.writer.start()
+        self.admission.open(self.writer)
         logger.info("flowscope collector storing in %s, write-ahead log in %s", self.target.redacted(), self.wal_dir)
 
     def stop(self) -> None:
+        self.admission.close()
         if self.writer is not None:
             self.writer.stop(self.settings.drain_timeout_s)
         if self.wal is not None:
@@ -204,23 +159,25 @@ class Collector:
 
     # --- ingest -----------------------------------------------------------------
 
-    def ingest(self, body: bytes, content_type: str, content_encoding: str | None, project: str) -> IngestAck:
+    def ingest(self, body: bytes, media: str, content_encoding: str | None, project: str) -> Ack:
         """Decode, check and durably log one OTLP request.
 
+        ``media`` is ``otlp.PROTOBUF`` or ``otlp.JSON``: the receiver has
+        checked the request's content type already (``otlp.accepted_media``).
         Returns a future that resolves once the request is fsync'd to the
         write-ahead log (its ``stored`` future: once it is in ClickHouse).
-        Raises ``otlp.OTLPError`` for a request we refuse, ``writer.Overloaded``
-        when the buffer is full.
+        Raises ``otlp.OTLPError`` for a request we refuse and
+        ``admission.Refused`` for one we cannot take now;
+        :func:`admission.refusal` says what to answer for either.
         """
-        assert self.writer is not None
+        self.admission.check_open()
         self.stats.requests += 1
-        with self._decoding:
-            return self._ingest(body, content_type, content_encoding, project)
+        with self.admission.decode_slots:
+            return self._ingest(body, media, content_encoding, project)
 
-    def _ingest(self, body: bytes, content_type: str, content_encoding: str | None, project: str) -> IngestAck:
-        assert self.writer is not None
+    def _ingest(self, body: bytes, media: str, content_encoding: str | None, project: str) -> Ack:
         try:
-            req, count = self._decode(body, content_type, content_encoding)
+            req, count = self._decode(body, media, content_encoding)
         except otlp.OTLPError:
             self.stats.requests_rejected += 1
             raise
@@ -262,20 +219,15 @@ class Collector:
             ack.stored.set_result(None)
             return ack
         try:
-            self.writer.submit(project, digest, spans, payload, ack, batch)
+            self.admission.enqueue(project, digest, spans, payload, ack, batch)
         except BaseException:
             self.recent.forget(digest)
             raise
         ack.add_done_callback(lambda f: self.recent.forget(digest) if f.exception() is not None else None)
         return ack
 
-    def _decode(self, body: bytes, content_type: str, content_encoding: str | None,
+    def _decode(self, body: bytes, media: str, content_encoding: str | None,
                 ) -> tuple[ExportTraceServiceRequest, int]:
-        media = otlp.media_type(content_type)
-        if media not in (otlp.PROTOBUF, otlp.JSON):
-            raise otlp.OTLPError(
-                415, f"unsupported Content-Type {content_type!r}; use {otlp.PROTOBUF} or {otlp.JSON}"
-            )
         raw = otlp.decompress(body, content_encoding, self.settings.max_decompressed_bytes)
         try:
             req = otlp.parse(raw, media)

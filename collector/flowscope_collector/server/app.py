@@ -1,8 +1,9 @@
 """The FastAPI application: OTLP/HTTP on ``/v1/traces`` and the REST API under ``/api/v1``.
 
-Routes live in ``routes_*`` modules, one per concern. Handlers that touch
-ClickHouse are plain ``def`` so FastAPI runs them in its thread pool and a slow
-query never stalls the event loop that accepts spans.
+Routes live in one module per concern (``otlp_http``, ``runs``, ``stream``,
+``costs``, ``ops``); OTLP/gRPC (``otlp_grpc``) starts and stops with the app.
+Handlers that touch ClickHouse are plain ``def`` so FastAPI runs them in its
+thread pool and a slow query never stalls the event loop that accepts spans.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from flowscope._version import __version__ as sdk_version
 from ..service import Collector
 from ..settings import CollectorSettings
 from . import costs, ops, otlp_http, runs, stream
+from .auth import AuthMiddleware, KeyStore
 from .deps import error_body
 
 
@@ -31,7 +33,9 @@ def create_app(settings: CollectorSettings | None = None, collector: Collector |
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
         await run_in_threadpool(col.start)
-        # OTLP/gRPC (when settings.grpc_port is set) feeds the same Collector.ingest.
+        # OTLP/gRPC (when settings.grpc_port is set) feeds the same Collector.ingest. Imported
+        # here, not at the top: grpcio is heavy to load, and an app that is never started
+        # (the OpenAPI schema, in-process tests) has no use for it.
         from .otlp_grpc import start_grpc
 
         grpc_rx = await run_in_threadpool(start_grpc, col, getattr(app.state, "keys", None))
@@ -58,9 +62,7 @@ def create_app(settings: CollectorSettings | None = None, collector: Collector |
     )
     app.state.collector = col
     # With API keys configured every route but /healthz needs one; the key's
-    # project scopes every read and write (auth.py).
-    from .auth import AuthMiddleware, KeyStore
-
+    # project scopes every read and write (server/auth.py).
     app.state.keys = KeyStore.load(settings.api_keys, settings.api_keys_file)
     app.add_middleware(AuthMiddleware, keys=app.state.keys)
 

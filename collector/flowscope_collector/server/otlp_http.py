@@ -1,29 +1,32 @@
-"""OTLP/HTTP receiver: ``POST /v1/traces``.
+"""OTLP/HTTP receiver: ``POST /v1/traces`` (and ``/v1/metrics``, checked and counted).
 
 Answers as the OTLP specification asks: 200 once the request is durable
 (fsync'd to the write-ahead log), 400 with the reason for a malformed body,
 413 for one too large (before or after decompression), 415 for a content type
 or encoding we do not speak, 429 with ``Retry-After`` while the buffer is full
 and 503 with ``Retry-After`` when the disk will not take it; exporters retry
-exactly the 429/503 ones.
+exactly the 429/503 ones. Which refusal, and how long to wait, is decided by
+:mod:`flowscope_collector.admission`, the same for OTLP/gRPC.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from starlette.concurrency import run_in_threadpool
 
-from ..buffer.wal import WALError
-from ..buffer.writer import Overloaded
+from ..admission import refusal
 from ..ingest import otlp
-from ..service import Collector
 from .deps import error_body, get_collector, project_of
 
-logger = logging.getLogger("flowscope.collector")
 router = APIRouter(tags=["otlp"])
 
 
@@ -34,76 +37,47 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 @router.post("/v1/traces", summary="OTLP/HTTP trace export (protobuf or JSON, gzip allowed)")
 async def export_traces(request: Request) -> Response:
     col = get_collector(request)
-    if col.writer is None:
-        return _error(503, "collector is starting; retry shortly", {"Retry-After": "1"})
+    admission = col.admission
     limit = col.settings.max_body_bytes
     ctype = request.headers.get("content-type", "")
-    reply_type = otlp.JSON if otlp.media_type(ctype) == otlp.JSON else otlp.PROTOBUF
-    if otlp.media_type(ctype) not in (otlp.JSON, otlp.PROTOBUF):
-        # Refuse before reading the body: no reason to spend memory on it.
-        return _error(415, f"unsupported Content-Type {ctype!r}; use {otlp.PROTOBUF} or {otlp.JSON}")
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > limit:
-        return _error(413, f"body of {length} bytes exceeds the {limit} byte limit")
-    # Bodies being received or decoded share one memory budget, so many large
-    # concurrent requests are told to come back later instead of piling up.
-    budget = col.settings.max_inflight_bytes
-    state = request.app.state
     claimed = 0
-
-    def claim(n: int) -> bool:
-        nonlocal claimed
-        inflight = getattr(state, "otlp_inflight_bytes", 0)
-        if inflight and inflight + n > budget:
-            return False
-        state.otlp_inflight_bytes = inflight + n
-        claimed += n
-        return True
-
     try:
-        if not claim(int(length) if length and length.isdigit() else 0):
-            return _error(429, "too many request bytes in flight; retry shortly", {"Retry-After": "1"})
+        media = otlp.accepted_media(ctype)  # before reading the body: no reason to spend memory on it
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > limit:
+            return _error(413, f"body of {length} bytes exceeds the {limit} byte limit")
+        admission.reserve_bytes(int(length) if length and length.isdigit() else 0)
+        claimed = int(length) if length and length.isdigit() else 0
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > limit:
                 return _error(413, f"body exceeds the {limit} byte limit")
-            if len(body) > claimed and not claim(len(body) - claimed):
-                return _error(429, "too many request bytes in flight; retry shortly", {"Retry-After": "1"})
+            if len(body) > claimed:
+                admission.reserve_bytes(len(body) - claimed)
+                claimed = len(body)
         data = bytes(body)
         body.clear()  # one copy in memory, not two
-        return await _accept(request, col, data, ctype, reply_type)
-    finally:
-        state.otlp_inflight_bytes = getattr(state, "otlp_inflight_bytes", 0) - claimed
-
-
-async def _accept(request: Request, col: Collector, body: bytes, ctype: str, reply_type: str) -> Response:
-    try:
-        ack = await run_in_threadpool(
-            col.ingest, body, ctype, request.headers.get("content-encoding"), project_of(request)
-        )
-        del body
+        ack = await run_in_threadpool(col.ingest, data, media, request.headers.get("content-encoding"),
+                                      project_of(request))
+        del data
         await asyncio.wrap_future(ack)
-    except otlp.OTLPError as exc:
-        return _error(exc.status, exc.message)
-    except Overloaded as exc:
-        return _error(429, str(exc), {"Retry-After": str(max(1, round(exc.retry_after_s)))})
-    except WALError as exc:
-        logger.error("write-ahead log refused a request: %s", exc)
-        return _error(503, f"spans could not be made durable ({exc}); retry", {"Retry-After": "5"})
     except Exception as exc:
-        logger.warning("could not accept spans: %s: %s", type(exc).__name__, exc)
-        return _error(503, f"spans could not be accepted ({type(exc).__name__}); retry", {"Retry-After": "2"})
+        refused = refusal(exc)
+        retry = refused.retry_after_s
+        return _error(refused.status, refused.message,
+                      {"Retry-After": str(max(1, round(retry)))} if retry is not None else None)
+    finally:
+        admission.release_bytes(claimed)
     wait_s = col.settings.ack_wait_s
-    if wait_s > 0 and getattr(ack, "read_your_writes", False) and not ack.stored.done():
+    if wait_s > 0 and ack.read_your_writes and not ack.stored.done():
         # Durable already; when the writer was idle, also wait for the insert so a
         # client can read what it just sent. Never under load or during an outage.
         try:
             await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(ack.stored)), wait_s)
         except Exception:
             pass
-    rejected = getattr(ack, "rejected_spans", 0)
-    return Response(otlp.response(reply_type, rejected, getattr(ack, "message", "")), media_type=reply_type)
+    return Response(otlp.response(media, ack.rejected_spans, ack.message), media_type=media)
 
 
 @router.post("/v1/metrics", summary="OTLP/HTTP metric export: accepted and counted, not stored")
@@ -116,17 +90,11 @@ async def export_metrics(request: Request) -> Response:
     Collector to keep the numbers. The body is still checked, so a broken
     exporter hears about it.
     """
-    from google.protobuf import json_format
-    from google.protobuf.message import DecodeError
-    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-        ExportMetricsServiceRequest,
-        ExportMetricsServiceResponse,
-    )
-
     col = get_collector(request)
-    media = otlp.media_type(request.headers.get("content-type"))
-    if media not in (otlp.PROTOBUF, otlp.JSON):
-        return _error(415, f"unsupported Content-Type {media!r}; use {otlp.PROTOBUF} or {otlp.JSON}")
+    try:
+        media = otlp.accepted_media(request.headers.get("content-type"))
+    except otlp.OTLPError as exc:
+        return _error(exc.status, exc.message)
     body = await request.body()
     if len(body) > col.settings.max_body_bytes:
         return _error(413, f"body exceeds the {col.settings.max_body_bytes} byte limit")
