@@ -44,6 +44,8 @@ logger = logging.getLogger("flowscope.collector")
 
 @dataclass
 class IngestStats:
+    """Counters of what ingest saw, for ``/metrics``."""
+
     requests: int = 0
     spans_received: int = 0
     spans_rejected: int = 0
@@ -63,6 +65,13 @@ def default_wal_dir(target: Target) -> str:
 
 
 class Collector:
+    """One collector: owns its parts, starts and stops them, and runs a request through them.
+
+    The parts do not know each other's owner: the writer gets the row builder
+    it needs, admission gets the writer it guards, so this is the only place
+    that knows the whole pipeline.
+    """
+
     def __init__(self, settings: CollectorSettings, client: Client | None = None) -> None:
         self.settings = settings
         self.target: Target = parse_dsn(settings.dsn)
