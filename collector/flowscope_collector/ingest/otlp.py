@@ -118,6 +118,7 @@ def _list(obj: Any, *keys: str) -> list[Any]:
 
 
 def parse(body: bytes, content_type: str) -> ExportTraceServiceRequest:
+    """The request in ``body``; ``content_type`` is what :func:`accepted_media` returned."""
     req = ExportTraceServiceRequest()
     if content_type == PROTOBUF:
         try:
@@ -138,7 +139,7 @@ def parse(body: bytes, content_type: str) -> ExportTraceServiceRequest:
         except (json_format.ParseError, binascii.Error, ValueError) as exc:
             raise OTLPError(400, f"body is not a valid OTLP/JSON ExportTraceServiceRequest: {exc}") from exc
         return req
-    raise OTLPError(415, f"unsupported Content-Type {content_type!r}; use {PROTOBUF} or {JSON}")
+    raise ValueError(f"not an OTLP media type: {content_type!r} (accepted_media checks the request's)")
 
 
 def count_spans(req: ExportTraceServiceRequest, max_spans: int) -> int:

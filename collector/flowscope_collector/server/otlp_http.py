@@ -43,11 +43,12 @@ async def export_traces(request: Request) -> Response:
     claimed = 0
     try:
         media = otlp.accepted_media(ctype)  # before reading the body: no reason to spend memory on it
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > limit:
+        length = request.headers.get("content-length", "")
+        declared = int(length) if length.isdigit() else 0
+        if declared > limit:
             return _error(413, f"body of {length} bytes exceeds the {limit} byte limit")
-        admission.reserve_bytes(int(length) if length and length.isdigit() else 0)
-        claimed = int(length) if length and length.isdigit() else 0
+        admission.reserve_bytes(declared)
+        claimed = declared
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
