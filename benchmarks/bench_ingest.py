@@ -11,8 +11,8 @@ Python steps per span on one thread (what holds the GIL), next to the way the
 same steps were done before.
 
 ``python -m benchmarks.bench_ingest --level clickhouse`` isolates what
-ClickHouse pays per span: the same pre-built :class:`rows.Batch` payloads
-(what the collector's writer sends) are inserted with :meth:`Batch.insert`
+ClickHouse pays per span: the same pre-built :class:`Batch` payloads
+(what the collector's writer sends) are inserted with :func:`insert_rows`
 (with the writer's deduplication settings) into schema variants that differ
 only in what hangs off ``otel_traces`` — its skip indexes and the views that
 fill the flowscope tables — so the table says what each one costs. CPU time is
@@ -85,9 +85,11 @@ VARIANTS: dict[str, list[str]] = {
 
 def clickhouse_level(args: argparse.Namespace) -> int:
     """Per-span cost of the ClickHouse side of ingest, per schema variant (see the module docstring)."""
-    from flowscope_collector.clickhouse import connect, parse_dsn
-    from flowscope_collector.rows import Batch, RowBuilder
-    from flowscope_collector.schema import SchemaOptions, migrate
+    from flowscope_collector.ingest.batch import Batch
+    from flowscope_collector.ingest.rows import RowBuilder
+    from flowscope_collector.store.connection import connect, parse_dsn
+    from flowscope_collector.store.insert import insert_rows
+    from flowscope_collector.store.schema import SchemaOptions, migrate
 
     from . import _stats
     from .bench_queries import load_avg, machine, versions
@@ -127,7 +129,7 @@ def clickhouse_level(args: argparse.Namespace) -> int:
                 wait_for_merges(client)
                 w0, c0 = time.perf_counter(), time.process_time()
                 for i, b in enumerate(batches):
-                    b.insert(client, f"{db}.otel_traces", {
+                    insert_rows(client, db, b.body(), {
                         "insert_deduplication_token": f"bench-{rnd}-{i}",
                         "deduplicate_blocks_in_dependent_materialized_views": 1})
                 wall = time.perf_counter() - w0
@@ -145,7 +147,7 @@ def clickhouse_level(args: argparse.Namespace) -> int:
     print(f"- machine: {machine()}")
     print(f"- versions: {versions(client)}")
     print(f"- load average (1/5/15 min): {load_start} at start, {load_avg()} at end")
-    print(f"- method: {args.spans:,} spans of benchmarks.otlp_data runs per variant, inserted with Batch.insert "
+    print(f"- method: {args.spans:,} spans of benchmarks.otlp_data runs per variant, inserted with insert_rows "
           f"(writer settings, unique dedup tokens) into a fresh database; median of {args.rounds} rounds; "
           "CPU = process CPU time until merges settled\n")
     head = ["schema variant"]
@@ -174,9 +176,10 @@ def python_level(args: argparse.Namespace) -> int:
     """
     import hashlib
 
-    from flowscope_collector import otlp
-    from flowscope_collector.limits import RequestLimits, SpanLimiter, enforce
-    from flowscope_collector.rows import RowBuilder, wal_payload
+    from flowscope_collector.ingest import otlp
+    from flowscope_collector.ingest.limits import RequestLimits, SpanLimiter, enforce
+    from flowscope_collector.ingest.records import wal_payload
+    from flowscope_collector.ingest.rows import RowBuilder
 
     from . import _stats
     from .bench_queries import load_avg, machine
@@ -249,7 +252,7 @@ def python_level(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--level", choices=("http", "clickhouse", "python"), default="http",
-                   help="http: POST /v1/traces to a collector; clickhouse: Batch.insert per schema variant; "
+                   help="http: POST /v1/traces to a collector; clickhouse: insert_rows per schema variant; "
                         "python: the collector's Python steps per span, on one thread")
     p.add_argument("--spans", type=int, default=300_000)
     p.add_argument("--batch", type=int, default=2000, help="spans per request (1000-5000)")
@@ -333,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _disk_report(path: str, spans: int) -> None:
     """Compressed bytes on disk per table and per span, once the collector has let go of the directory."""
-    from flowscope_collector.clickhouse import connect, parse_dsn
+    from flowscope_collector.store.connection import connect, parse_dsn
 
     from . import _stats
     from .bulk_load import wait_for_merges

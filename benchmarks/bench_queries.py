@@ -34,9 +34,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from flowscope.core import views
-from flowscope_collector.clickhouse import connect, parse_dsn
-from flowscope_collector.queries import Store
-from flowscope_collector.schema import SchemaOptions, migrate
+from flowscope_collector.store.connection import connect, parse_dsn
+from flowscope_collector.store.queries import Store
+from flowscope_collector.store.schema import SchemaOptions, migrate
 
 from . import bulk_load
 

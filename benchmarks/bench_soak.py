@@ -191,7 +191,7 @@ class Load:
 
 
 def _count(data: Path, where: str) -> tuple[int, int]:
-    code = ("import json, sys\nfrom flowscope_collector.clickhouse import connect, parse_dsn\n"
+    code = ("import json, sys\nfrom flowscope_collector.store.connection import connect, parse_dsn\n"
             "c = connect(parse_dsn('chdb://' + sys.argv[1]))\n"
             "print(json.dumps(list(c.query(sys.argv[2]).result_rows[0])))\n")
     sql = f"SELECT count(), uniqExact(SpanId) FROM otel_traces WHERE {where}"
@@ -203,7 +203,7 @@ def _count(data: Path, where: str) -> tuple[int, int]:
 
 
 def _stored_ids(data: Path, service: str) -> list[str]:
-    code = ("import json, sys\nfrom flowscope_collector.clickhouse import connect, parse_dsn\n"
+    code = ("import json, sys\nfrom flowscope_collector.store.connection import connect, parse_dsn\n"
             "c = connect(parse_dsn('chdb://' + sys.argv[1]))\n"
             "print(json.dumps([r[0] for r in c.query(sys.argv[2]).result_rows]))\n")
     sql = f"SELECT SpanId FROM otel_traces WHERE ServiceName = '{service}'"

@@ -358,14 +358,14 @@ OPTIONAL_KEYS = {
 def check(client: Client, loaded: Loaded, *, sample: int = 40, db: str = "default") -> list[str]:
     """Problems found reading ``sample`` bulk-loaded runs back through the API code paths.
 
-    Each run is read with :class:`flowscope_collector.queries.Store` and
+    Each run is read with :class:`flowscope_collector.store.queries.Store` and
     summarised by :mod:`flowscope.core.views` (what ``GET /api/v1/runs/{id}``,
     ``/nodes`` and ``/state`` serve), then compared with figures computed
     independently from the raw ``otel_traces`` attribute maps, and with the
     ``flowscope_runs`` aggregate the list endpoint reads.
     """
     from flowscope.core import views
-    from flowscope_collector.queries import Store
+    from flowscope_collector.store.queries import Store
 
     store = Store(client, db)
     problems: list[str] = []
@@ -438,13 +438,15 @@ def check(client: Client, loaded: Loaded, *, sample: int = 40, db: str = "defaul
 def check_against_ingest(client: Client, db: str = "default", runs: int = 20) -> list[str]:
     """Compare bulk rows with what the real ingest path writes for :mod:`benchmarks.otlp_data` runs.
 
-    The otlp_data runs go through :class:`flowscope_collector.rows.RowBuilder`
-    and :meth:`Batch.insert` (protobuf parsed by ClickHouse, as the collector
+    The otlp_data runs go through :class:`flowscope_collector.ingest.rows.RowBuilder`
+    and :func:`flowscope_collector.store.insert.insert_rows` (protobuf parsed by ClickHouse, as the collector
     does); both kinds of rows must carry the same attribute keys per kind of
     span (optional keys aside), the same resource keys and the same event
     names and keys, so the typed tables and every query see the same shape.
     """
-    from flowscope_collector.rows import Batch, RowBuilder
+    from flowscope_collector.ingest.batch import Batch
+    from flowscope_collector.ingest.rows import RowBuilder
+    from flowscope_collector.store.insert import insert_rows
 
     from .otlp_data import Generator, RunTruth, requests
 
@@ -455,7 +457,7 @@ def check_against_ingest(client: Client, db: str = "default", runs: int = 20) ->
     for req in requests(Generator(3), runs, start_ns=now - DAY_NS, span_ns=DAY_NS, batch_spans=2000,
                         truths=truths):
         batch.extend(builder.build(req, "default"))
-    batch.insert(client, f"{db}.otel_traces")
+    insert_rows(client, db, batch.body())
     ids = "[" + ", ".join(f"'{t.run_id}'" for t in truths) + "]"
     problems = []
     shapes = []
@@ -481,7 +483,7 @@ def check_against_ingest(client: Client, db: str = "default", runs: int = 20) ->
 
 def validate(client: Client, runs: int = 300, sample: int = 40, db: str = "flowscope_check") -> list[str]:
     """Load ``runs`` runs into a scratch database next to the benchmark's and check them; then drop it."""
-    from flowscope_collector.schema import SchemaOptions, migrate
+    from flowscope_collector.store.schema import SchemaOptions, migrate
 
     client.command(f"DROP DATABASE IF EXISTS {db}")
     try:
@@ -500,8 +502,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", type=int, default=40, metavar="N",
                    help="first validate N bulk-loaded runs in a scratch database (0: skip)")
     args = p.parse_args(argv)
-    from flowscope_collector.clickhouse import connect, parse_dsn
-    from flowscope_collector.schema import SchemaOptions, migrate
+    from flowscope_collector.store.connection import connect, parse_dsn
+    from flowscope_collector.store.schema import SchemaOptions, migrate
 
     path = args.dir or tempfile.mkdtemp(prefix="flowscope-bulk-")
     client = connect(parse_dsn(f"chdb://{path}"))

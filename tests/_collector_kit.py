@@ -92,7 +92,7 @@ def chdb_query(data_dir: Path, sql: str) -> list[list[object]]:
     """
     code = (
         "import json, sys\n"
-        "from flowscope_collector.clickhouse import connect, parse_dsn\n"
+        "from flowscope_collector.store.connection import connect, parse_dsn\n"
         "c = connect(parse_dsn('chdb://' + sys.argv[1]))\n"
         "print(json.dumps([list(r) for r in c.query(sys.argv[2]).result_rows], default=str))\n"
     )

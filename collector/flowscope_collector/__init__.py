@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .api import create_app
+from .server.app import create_app
 from .service import Collector
 from .settings import CollectorSettings
 

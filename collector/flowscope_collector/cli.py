@@ -7,13 +7,18 @@ import logging
 import os
 import sys
 
+import uvicorn
+
+from .server.app import create_app
+from .server.auth import KeyConfigError, KeyStore, check_bind
+from .service import Collector
 from .settings import CollectorSettings
 
 
 def _settings(args: argparse.Namespace) -> CollectorSettings:
     return CollectorSettings.from_env(
         host=args.host, port=args.port, dsn=args.dsn, cluster=args.cluster, ttl_days=args.retention_days,
-        sharded=False if getattr(args, "no_sharding", False) else None,
+        sharded=False if args.no_sharding else None,
         wal_dir=args.wal_dir, api_keys_file=args.api_keys_file, insecure=args.insecure or None,
         max_pending_spans=args.max_pending_spans,
         grpc_port=_grpc_port(args),
@@ -22,7 +27,7 @@ def _settings(args: argparse.Namespace) -> CollectorSettings:
 
 def _grpc_port(args: argparse.Namespace) -> int | None:
     """``serve`` listens for OTLP/gRPC on 4317 unless told otherwise (0 or env "off" disables)."""
-    if getattr(args, "grpc_port", None) is not None:
+    if args.grpc_port is not None:
         return int(args.grpc_port)
     if args.command == "serve" and not os.environ.get("FLOWSCOPE_GRPC_PORT", "").strip():
         return 4317
@@ -56,17 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings(args)
     if args.command == "migrate":
-        from .service import Collector
-
         col = Collector(settings)
         col.migrate()  # schema only: leaves a running collector's write-ahead log alone
         print(f"schema at version {col.schema_version} in {col.target.redacted()}")
         return 0
-
-    import uvicorn
-
-    from .api import create_app
-    from .auth import KeyConfigError, KeyStore, check_bind
 
     try:
         keys = KeyStore.load(settings.api_keys, settings.api_keys_file)

@@ -1,11 +1,14 @@
 """The collector's moving parts, owned by one object with a start and a stop.
 
-The HTTP layer (:mod:`flowscope_collector.api`) only translates between HTTP
-and this object, so the same ingest path serves OTLP/HTTP and OTLP/gRPC.
+The receivers (:mod:`flowscope_collector.server`) only translate between
+their protocol and this object, so the same ingest path serves OTLP/HTTP and
+OTLP/gRPC.
 
-The path of a request: decode and check it (refusals are 4xx with a reason),
-apply the per-span limits, append it to the write-ahead log and answer once
-the log is fsync'd; the background writer moves it to ClickHouse. In server
+The path of a request: admission lets it in (:mod:`.admission`), ingest
+decodes and checks it (refusals are 4xx with a reason), applies the per-span
+limits and builds its rows (:mod:`.ingest`), the write-ahead log makes it
+durable and the answer goes out once the log is fsync'd; the background
+writer (:mod:`.buffer`) moves it to ClickHouse (:mod:`.store`). In server
 mode ClickHouse may be down at start-up or at any time later: requests are
 still accepted into the log, ``/readyz`` says not ready, and the writer
 drains the log when ClickHouse is back.
@@ -18,27 +21,31 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from . import otlp
-from .clickhouse import Target, connect, parse_dsn
-from .limits import RequestLimits, SpanLimiter
-from .queries import Store
-from .rows import Batch, Limits, RowBuilder, batch_from_wal, wal_payload
-from .schema import SchemaOptions, applied_versions, latest_version, migrate
+from .admission import Admission
+from .buffer.acks import Ack, RecentRequests
+from .buffer.wal import WAL
+from .buffer.writer import Writer
+from .ingest import otlp
+from .ingest.limits import RequestLimits, SpanLimiter
+from .ingest.records import wal_payload
+from .ingest.rows import RowBuilder
 from .settings import CollectorSettings
-from .wal import WAL
-from .writer import Ack, Writer
+from .store.connection import Target, connect, parse_dsn
+from .store.queries import Store
+from .store.schema import SchemaOptions, applied_versions, latest_version, migrate
 
 logger = logging.getLogger("flowscope.collector")
 
 
 @dataclass
 class IngestStats:
+    """Counters of what ingest saw, for ``/metrics``."""
+
     requests: int = 0
     spans_received: int = 0
     spans_rejected: int = 0
@@ -50,53 +57,6 @@ class IngestStats:
     metric_requests: int = 0
 
 
-class IngestAck(Ack):
-    """An :class:`Ack` that also carries the OTLP partial-success answer."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rejected_spans = 0
-        self.message = ""
-
-
-class _RecentRequests:
-    """Digests of recently accepted requests.
-
-    An OTLP exporter that timed out waiting for our answer sends the same
-    body again; recognising it here answers success without a second write.
-    Seeded at start-up from the write-ahead log, so a retry that reaches a
-    restarted collector is recognised too.
-    """
-
-    def __init__(self, capacity: int = 65_536) -> None:
-        self.capacity = capacity
-        self._items: OrderedDict[bytes, IngestAck] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def claim(self, digest: bytes) -> tuple[bool, IngestAck]:
-        """Return (is_new, ack). A repeat gets the first request's ack."""
-        with self._lock:
-            ack = self._items.get(digest)
-            if ack is not None and not (ack.done() and ack.exception() is not None):
-                self._items.move_to_end(digest)
-                return False, ack
-            ack = IngestAck()
-            self._items[digest] = ack
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
-            return True, ack
-
-    def remember(self, digest: bytes, ack: IngestAck) -> None:
-        with self._lock:
-            self._items[digest] = ack
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
-
-    def forget(self, digest: bytes) -> None:
-        with self._lock:
-            self._items.pop(digest, None)
-
-
 def default_wal_dir(target: Target) -> str:
     """Next to the data for chDB; ``./flowscope-wal`` for a server (mount a volume there)."""
     if target.embedded and target.path:
@@ -105,6 +65,13 @@ def default_wal_dir(target: Target) -> str:
 
 
 class Collector:
+    """One collector: owns its parts, starts and stops them, and runs a request through them.
+
+    The parts do not know each other's owner: the writer gets the row builder
+    it needs, admission gets the writer it guards, so this is the only place
+    that knows the whole pipeline.
+    """
+
     def __init__(self, settings: CollectorSettings, client: Client | None = None) -> None:
         self.settings = settings
         self.target: Target = parse_dsn(settings.dsn)
@@ -117,30 +84,22 @@ class Collector:
         self.store: Store | None = None
         self.writer: Writer | None = None
         self.wal: WAL | None = None
-        self.wal_dir = getattr(settings, "wal_dir", None) or default_wal_dir(self.target)
-        self.request_limits = RequestLimits(
-            max_attributes=getattr(settings, "max_attributes", RequestLimits.max_attributes),
-            max_events=getattr(settings, "max_events", RequestLimits.max_events),
-            max_value_chars=getattr(settings, "max_value_chars", RequestLimits.max_value_chars),
-        )
-        lim = self.request_limits
-        self.rows = RowBuilder(Limits(max_attributes=lim.max_attributes, max_events=lim.max_events,
-                                      max_value_chars=lim.max_value_chars, truncation_marker=lim.truncation_marker))
+        self.wal_dir = settings.wal_dir or default_wal_dir(self.target)
+        self.limits = RequestLimits(max_attributes=settings.max_attributes, max_events=settings.max_events,
+                                    max_value_chars=settings.max_value_chars)
+        self.rows = RowBuilder(self.limits)
+        self.admission = Admission(settings)
         self.stats = IngestStats()
-        self.recent = _RecentRequests()
+        self.recent = RecentRequests()
         self.started_at = time.time()
         self.schema_version: int | None = None
         self._store_lock = threading.Lock()
-        # Decoding is CPU-bound under the GIL: more at once only adds memory
-        # (each may inflate to max_decompressed_bytes), not speed.
-        self._decoding = threading.BoundedSemaphore(getattr(settings, "max_concurrent_decodes", 4))
 
     # --- lifecycle ------------------------------------------------------------------
 
     def start(self) -> None:
         s = self.settings
-        self.wal = WAL(self.wal_dir, segment_bytes=getattr(s, "wal_segment_bytes", 64 * 1024 * 1024),
-                       fsync=getattr(s, "wal_fsync", True))
+        self.wal = WAL(self.wal_dir, segment_bytes=s.wal_segment_bytes, fsync=s.wal_fsync)
         recovery = self.wal.open()
         if recovery.truncated_bytes:
             logger.warning("write-ahead log: a torn, never-acknowledged record was cut off (%d bytes)",
@@ -158,28 +117,28 @@ class Collector:
         self.writer = Writer(
             self.wal,
             self.schema.database,
-            self._build,
+            self.rows,
             self._writer_client,
             client=self._writer_client() if self.client is not None else None,
             max_batch_spans=s.max_batch_spans,
-            max_batch_bytes=getattr(s, "max_batch_bytes", 64 * 1024 * 1024),
-            max_pending_spans=s.max_pending_spans,
-            max_pending_bytes=getattr(s, "max_pending_bytes", 1024 * 1024 * 1024),
-            max_cache_bytes=getattr(s, "max_cache_bytes", 256 * 1024 * 1024),
+            max_batch_bytes=s.max_batch_bytes,
+            max_cache_bytes=s.max_cache_bytes,
         )
         for rec in recovery.committed:
-            done = IngestAck()
+            done = Ack()
             done.set_result(None)
             done.stored.set_result(None)
             self.recent.remember(rec.digest, done)
-        for rec, ack in self.writer.recover(recovery, IngestAck):
-            self.recent.remember(rec.digest, ack)  # type: ignore[arg-type]
+        for rec, ack in self.writer.recover(recovery):
+            self.recent.remember(rec.digest, ack)
         self.writer.start()
+        self.admission.open(self.writer)
         logger.info("flowscope collector storing in %s, write-ahead log in %s", self.target.redacted(), self.wal_dir)
 
     def stop(self) -> None:
+        self.admission.close()
         if self.writer is not None:
-            self.writer.stop(getattr(self.settings, "drain_timeout_s", 10.0))
+            self.writer.stop(self.settings.drain_timeout_s)
         if self.wal is not None:
             self.wal.close()
 
@@ -207,35 +166,34 @@ class Collector:
             return client
         return connect(self.target)
 
-    def _build(self, payload: bytes, project: str) -> Batch:
-        return batch_from_wal(payload, project, lambda req: self.rows.build(req, project))
-
     # --- ingest -----------------------------------------------------------------
 
-    def ingest(self, body: bytes, content_type: str, content_encoding: str | None, project: str) -> IngestAck:
+    def ingest(self, body: bytes, media: str, content_encoding: str | None, project: str) -> Ack:
         """Decode, check and durably log one OTLP request.
 
+        ``media`` is ``otlp.PROTOBUF`` or ``otlp.JSON``: the receiver has
+        checked the request's content type already (``otlp.accepted_media``).
         Returns a future that resolves once the request is fsync'd to the
         write-ahead log (its ``stored`` future: once it is in ClickHouse).
-        Raises ``otlp.OTLPError`` for a request we refuse, ``writer.Overloaded``
-        when the buffer is full.
+        Raises ``otlp.OTLPError`` for a request we refuse and
+        ``admission.Refused`` for one we cannot take now;
+        :func:`admission.refusal` says what to answer for either.
         """
-        assert self.writer is not None
+        self.admission.check_open()
         self.stats.requests += 1
-        with self._decoding:
-            return self._ingest(body, content_type, content_encoding, project)
+        with self.admission.decode_slots:
+            return self._ingest(body, media, content_encoding, project)
 
-    def _ingest(self, body: bytes, content_type: str, content_encoding: str | None, project: str) -> IngestAck:
-        assert self.writer is not None
+    def _ingest(self, body: bytes, media: str, content_encoding: str | None, project: str) -> Ack:
         try:
-            req, count = self._decode(body, content_type, content_encoding)
+            req, count = self._decode(body, media, content_encoding)
         except otlp.OTLPError:
             self.stats.requests_rejected += 1
             raise
         # One pass applies the limits and builds the rows: the write-ahead log
         # then holds the request as it will be stored, and a request we could
         # not store is refused now (and logged), not acknowledged and set aside later.
-        limiter = SpanLimiter(self.request_limits)
+        limiter = SpanLimiter(self.limits)
         try:
             batch = self.rows.build(req, project, limiter)
         except otlp.OTLPError:  # the request's fault (ids of the wrong length): 400 with the reason
@@ -270,20 +228,15 @@ class Collector:
             ack.stored.set_result(None)
             return ack
         try:
-            self.writer.submit(project, digest, spans, payload, ack, batch)
+            self.admission.enqueue(project, digest, spans, payload, ack, batch)
         except BaseException:
             self.recent.forget(digest)
             raise
         ack.add_done_callback(lambda f: self.recent.forget(digest) if f.exception() is not None else None)
         return ack
 
-    def _decode(self, body: bytes, content_type: str, content_encoding: str | None,
+    def _decode(self, body: bytes, media: str, content_encoding: str | None,
                 ) -> tuple[ExportTraceServiceRequest, int]:
-        media = otlp.media_type(content_type)
-        if media not in (otlp.PROTOBUF, otlp.JSON):
-            raise otlp.OTLPError(
-                415, f"unsupported Content-Type {content_type!r}; use {otlp.PROTOBUF} or {otlp.JSON}"
-            )
         raw = otlp.decompress(body, content_encoding, self.settings.max_decompressed_bytes)
         try:
             req = otlp.parse(raw, media)

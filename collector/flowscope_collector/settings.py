@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .clickhouse import DEFAULT_DSN
+from .store.connection import DEFAULT_DSN
 
 
 def _env_int(name: str, default: int | None) -> int | None:
@@ -30,7 +30,7 @@ class CollectorSettings:
     max_batch_bytes: int = 64 * 1024 * 1024  # and at most this much log data per insert
     public_url: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    # Durable buffer, backpressure, limits and API keys (see wal.py, writer.py, limits.py, auth.py).
+    # Durable buffer, admission, limits and API keys (buffer/, admission.py, ingest/limits.py, server/auth.py).
     wal_dir: str | None = None  # default: <chdb dir>/flowscope-wal, or ./flowscope-wal for a server
     wal_fsync: bool = True
     wal_segment_bytes: int = 64 * 1024 * 1024
@@ -46,7 +46,7 @@ class CollectorSettings:
     insecure: bool = False
     max_inflight_bytes: int = 256 * 1024 * 1024  # request bodies being received/decoded at once
     max_concurrent_decodes: int = 4
-    # OTLP/gRPC (grpc_receiver.py): None or 0 = off. `serve` defaults it to 4317.
+    # OTLP/gRPC (server/otlp_grpc.py): None or 0 = off. `serve` defaults it to 4317.
     grpc_port: int | None = None
 
     @classmethod

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from flowscope_collector.schema import SchemaOptions, load_migrations
+from flowscope_collector.store.schema import SchemaOptions, load_migrations
 
 
 def render(options: SchemaOptions) -> str:

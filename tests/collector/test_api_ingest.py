@@ -1,4 +1,5 @@
-"""The fast ingest path (ClickHouse parses OTLP protobuf) stores exactly what the Python row builder does.
+"""The fast ingest path (ClickHouse parses OTLP protobuf) stores exactly what the Python reference
+(``_reference_rows``) says.
 
 Runs in a child process with its own chDB directory (one engine per process):
 every kind of attribute value, events, links, spans that need Python (LLM
@@ -9,17 +10,24 @@ claiming another project, and an insert retried with the same token.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = textwrap.dedent(r'''
     import json, os, sys, tempfile
     import clickhouse_connect
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
     from opentelemetry.proto.common.v1.common_pb2 import AnyValue
-    from flowscope_collector.rows import COLUMNS, Batch, Limits, RowBuilder
-    from flowscope_collector.schema import SchemaOptions, migrate
+    from flowscope_collector.ingest.batch import Batch
+    from flowscope_collector.ingest.rows import RowBuilder
+    from flowscope_collector.store.insert import insert_rows
+    from flowscope_collector.store.schema import SchemaOptions, migrate
+    from tests.collector._reference_rows import COLUMNS, reference_columns
 
     def kv(kvs, key, **value):
         a = kvs.add(); a.key = key
@@ -88,15 +96,15 @@ CHILD = textwrap.dedent(r'''
     base = request()
     fast, ref = ExportTraceServiceRequest(), ExportTraceServiceRequest()
     fast.CopyFrom(base); ref.CopyFrom(base)
-    builder = RowBuilder(Limits())
+    builder = RowBuilder()
     batch = builder.build(fast, "proj-a")
-    expected = builder.build_rows(ref, "proj-a").columns
+    expected = reference_columns(ref, "proj-a")
     c = clickhouse_connect.get_client(dsn="chdb://" + tempfile.mkdtemp())
     migrate(c, SchemaOptions())
     settings = {"insert_deduplication_token": "tok-1", "deduplicate_blocks_in_dependent_materialized_views": 1}
     merged = Batch(); merged.extend(batch)
-    merged.insert(c, "default.otel_traces", settings)
-    merged.insert(c, "default.otel_traces", settings)  # a retried insert: dropped
+    insert_rows(c, "default", merged.body(), settings)
+    insert_rows(c, "default", merged.body(), settings)  # a retried insert: dropped
     cols = ", ".join(f"`{x}`" for x in COLUMNS)
     got = c.query(f"SELECT {cols}, toUnixTimestamp64Nano(Timestamp), "
                   "arrayMap(x -> toUnixTimestamp64Nano(x), `Events.Timestamp`) FROM otel_traces").result_rows
@@ -128,7 +136,9 @@ CHILD = textwrap.dedent(r'''
 
 
 def test_fast_path_rows_equal_the_python_reference(tmp_path) -> None:
-    out = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                         env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["diffs"] == []

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from flowscope_collector.auth import KeyConfigError, KeyStore, check_bind, key_from_headers
+from flowscope_collector.server.auth import KeyConfigError, KeyStore, check_bind, key_from_headers
 from tests._collector_kit import CollectorProcess, free_port, otlp_body
 
 KEY_A = "fs_a_" + "1" * 24

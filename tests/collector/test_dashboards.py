@@ -307,7 +307,7 @@ def _populate(url: str, service: str) -> dict[str, Any]:
 
 def _query_all(data_dir: str, queries: dict[str, str]) -> dict[str, Any]:
     """Runs in a child process: execute each query on the chDB directory like the collector reads it."""
-    from flowscope_collector.clickhouse import connect, parse_dsn
+    from flowscope_collector.store.connection import connect, parse_dsn
 
     client = connect(parse_dsn(f"chdb://{data_dir}"))
 
@@ -341,7 +341,7 @@ def _query_all(data_dir: str, queries: dict[str, str]) -> dict[str, Any]:
 def _spawn(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "tests.collector.test_dashboards", *args], cwd=ROOT, text=True,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
 
 
 def _result(proc: subprocess.Popen[str], stdin: str | None = None) -> Any:

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 import yaml
 
-from flowscope_collector.clickhouse import parse_dsn
-from flowscope_collector.schema import SchemaOptions, load_migrations, shard_statements, sharded_tables
+from flowscope_collector.store.connection import parse_dsn
+from flowscope_collector.store.schema import SchemaOptions, load_migrations, shard_statements, sharded_tables
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -421,7 +421,7 @@ def _chdb_child(mode: str, payload: dict[str, Any], tmp: Path) -> dict[str, Any]
     (tmp / "config.xml").write_text(CLUSTER_XML)
     proc = subprocess.run([sys.executable, "-m", "tests.collector.test_deploy", mode, str(tmp / "config.xml")], cwd=ROOT,
                           input=json.dumps(payload), capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

@@ -127,10 +127,10 @@ def _serve(data: str, control: str, port: str) -> None:
 
     import uvicorn
 
-    from flowscope_collector.api import create_app
-    from flowscope_collector.clickhouse import connect, parse_dsn
+    from flowscope_collector.server.app import create_app
     from flowscope_collector.service import Collector
     from flowscope_collector.settings import CollectorSettings
+    from flowscope_collector.store.connection import connect, parse_dsn
 
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = CollectorSettings.from_env(dsn=f"chdb://{data}", port=int(port))
@@ -240,7 +240,7 @@ def test_kill_9_right_after_acknowledging(tmp_path: Path) -> None:
     with lock:
         acked_now = set(acked)
 
-    from flowscope_collector.wal import WAL
+    from flowscope_collector.buffer.wal import WAL
 
     wal = WAL(data / "flowscope-wal")
     recovery = wal.open()

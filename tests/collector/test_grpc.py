@@ -199,23 +199,23 @@ class _BusyCollector:
         from flowscope_collector.settings import CollectorSettings
 
         self.settings = CollectorSettings(ack_wait_s=0)
-        self.writer = object()
         self.calls = 0
 
-    def ingest(self, body: bytes, content_type: str, encoding: str | None, project: str) -> futures.Future:
-        from flowscope_collector.writer import Overloaded
+    def ingest(self, body: bytes, media: str, encoding: str | None, project: str) -> futures.Future:
+        from flowscope_collector.admission import Overloaded
+        from flowscope_collector.buffer.acks import Ack
 
         self.calls += 1
         ExportTraceServiceRequest.FromString(body)
         if self.calls == 1:
             raise Overloaded(1.0)
-        fut: futures.Future = futures.Future()
-        fut.set_result(None)
-        return fut
+        ack = Ack()
+        ack.set_result(None)
+        return ack
 
 
 def test_overload_is_resource_exhausted_with_retry_info() -> None:
-    from flowscope_collector.grpc_receiver import GrpcReceiver
+    from flowscope_collector.server.otlp_grpc import GrpcReceiver
 
     busy = _BusyCollector()
     rx = GrpcReceiver(busy, "127.0.0.1", 0)  # type: ignore[arg-type]

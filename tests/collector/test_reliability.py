@@ -23,7 +23,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from flowscope_collector.wal import WAL, Intent, WALError
+from flowscope_collector.buffer.wal import WAL, Intent, WALError
 from tests._collector_kit import CollectorProcess, chdb_query, otlp_body
 
 PB = {"content-type": "application/x-protobuf"}
@@ -170,7 +170,7 @@ def test_wal_refuses_cleanly_when_the_disk_is_full(tmp_path: Path) -> None:
     """A write the disk refuses leaves no half record: what was acknowledged stays readable."""
     code = textwrap.dedent(f"""
         import resource, signal
-        from flowscope_collector.wal import WAL, WALError
+        from flowscope_collector.buffer.wal import WAL, WALError
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         wal = WAL({str(tmp_path)!r}, fsync=True)
         wal.open()

@@ -194,7 +194,7 @@ def test_otlp_json_protobuf_and_gzip(collector) -> None:
     doc2 = _otlp_json(trace_id, os.urandom(8).hex(), run_id)
     from google.protobuf import json_format
 
-    import flowscope_collector.otlp as otlp_mod
+    import flowscope_collector.ingest.otlp as otlp_mod
 
     otlp_mod._fix_ids(doc2)
     req = json_format.ParseDict(doc2, ExportTraceServiceRequest())

@@ -118,7 +118,7 @@ def test_capture_agrees_with_the_collector_api(traced, fake_provider) -> None:
 
 def test_attribute_strings_match_collector_ingest() -> None:
     """The kit stringifies attributes exactly as the collector does at OTLP ingest."""
-    from flowscope_collector.rows import value_str
+    from flowscope_collector.ingest.values import value_str
 
     values = ["text", "", True, False, 0, 42, -7, 3.0, 0.5, 1e20, -0.0, 1.25e-7, ["a", "b"], [1, 2], [0.5, 1.0],
               [True, False], ("x",)]

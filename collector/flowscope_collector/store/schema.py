@@ -86,7 +86,7 @@ class Migration:
 def load_migrations(options: SchemaOptions) -> list[Migration]:
     out = []
     values = options.placeholders()
-    for entry in sorted(resources.files("flowscope_collector.migrations").iterdir(), key=lambda p: p.name):
+    for entry in sorted(resources.files("flowscope_collector.store.migrations").iterdir(), key=lambda p: p.name):
         m = re.match(r"^(\d{3})_(\w+)\.sql$", entry.name)
         if not m:
             continue

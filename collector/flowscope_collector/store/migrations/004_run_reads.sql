@@ -9,7 +9,7 @@
 -- * Reading ~40 typed columns costs far more than their bytes: ClickHouse pays
 --   per column per part. RunRecord is the same span as one TSV line, written
 --   once at insert (MATERIALIZED), so a run is read from one column;
---   flowscope_collector.queries parses it back. The leading 1 is the format
+--   flowscope_collector.store.queries parses it back. The leading 1 is the format
 --   version: change the field list only together with a new version number.
 --   Parts written before this migration compute it on read until the
 --   MATERIALIZE below has rewritten them, so answers are the same meanwhile.

@@ -10,9 +10,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from flowscope._version import __version__ as sdk_version
 from flowscope.core.pricing import get_catalog
 
+from ..store.schema import latest_version
 from . import models
 from .deps import get_collector
-from .schema import latest_version
 
 router = APIRouter(tags=["ops"])
 
@@ -47,7 +47,7 @@ def version(request: Request) -> Any:
 
 
 _SERIES: tuple[tuple[str, str, str, str], ...] = (
-    # (metric, type, help, source: "ingest.<field>" | "writer.<field>" | "writer:<property>")
+    # (metric, type, help, source: "ingest.<field>" | "admission.<field>" | "writer.<field>" | "writer:<property>")
     ("flowscope_requests_total", "counter", "OTLP export requests received", "ingest.requests"),
     ("flowscope_requests_rejected_total", "counter", "OTLP requests refused (4xx)", "ingest.requests_rejected"),
     ("flowscope_duplicate_requests_total", "counter", "Repeated requests answered without a write",
@@ -75,7 +75,7 @@ _SERIES: tuple[tuple[str, str, str, str], ...] = (
      "writer.requests_quarantined"),
     ("flowscope_spans_quarantined_total", "counter", "Spans in quarantined requests", "writer.spans_quarantined"),
     ("flowscope_overloaded_total", "counter", "Requests answered 429 because the buffer was full",
-     "writer.overloaded"),
+     "admission.overloaded"),
     ("flowscope_queue_spans", "gauge", "Spans accepted but not yet in ClickHouse", "writer:pending_spans"),
     ("flowscope_queue_bytes", "gauge", "Bytes of the write-ahead log not yet in ClickHouse", "writer:pending_bytes"),
 )
@@ -85,7 +85,7 @@ _SERIES: tuple[tuple[str, str, str, str], ...] = (
 def metrics(request: Request) -> str:
     """Prometheus text exposition of the collector's counters."""
     col = get_collector(request)
-    sources = {"ingest": col.stats, "writer": getattr(col.writer, "stats", None)}
+    sources = {"ingest": col.stats, "admission": col.admission, "writer": getattr(col.writer, "stats", None)}
     out = []
     for name, kind, help_, source in _SERIES:
         if source.startswith("writer:"):

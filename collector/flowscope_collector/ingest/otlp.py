@@ -39,6 +39,14 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
+def accepted_media(content_type: str | None) -> str:
+    """``PROTOBUF`` or ``JSON`` for a content type OTLP defines; 415 for any other."""
+    media = media_type(content_type)
+    if media not in (PROTOBUF, JSON):
+        raise OTLPError(415, f"unsupported Content-Type {content_type!r}; use {PROTOBUF} or {JSON}")
+    return media
+
+
 def decompress(body: bytes, encoding: str | None, max_bytes: int) -> bytes:
     """Inflate gzip/deflate bodies in bounded steps, so a zip bomb is refused
     after ``max_bytes`` of output instead of after filling memory."""
@@ -110,6 +118,7 @@ def _list(obj: Any, *keys: str) -> list[Any]:
 
 
 def parse(body: bytes, content_type: str) -> ExportTraceServiceRequest:
+    """The request in ``body``; ``content_type`` is what :func:`accepted_media` returned."""
     req = ExportTraceServiceRequest()
     if content_type == PROTOBUF:
         try:
@@ -130,7 +139,7 @@ def parse(body: bytes, content_type: str) -> ExportTraceServiceRequest:
         except (json_format.ParseError, binascii.Error, ValueError) as exc:
             raise OTLPError(400, f"body is not a valid OTLP/JSON ExportTraceServiceRequest: {exc}") from exc
         return req
-    raise OTLPError(415, f"unsupported Content-Type {content_type!r}; use {PROTOBUF} or {JSON}")
+    raise ValueError(f"not an OTLP media type: {content_type!r} (accepted_media checks the request's)")
 
 
 def count_spans(req: ExportTraceServiceRequest, max_spans: int) -> int:
@@ -152,7 +161,7 @@ def check_span(span: Any) -> None:
 def validate(req: ExportTraceServiceRequest, max_spans: int) -> int:
     """Count spans and reject requests the store could not represent faithfully.
 
-    Ingest does the same per span inside :meth:`rows.RowBuilder.build`, which
+    Ingest does the same per span inside :meth:`.rows.RowBuilder.build`, which
     reads the ids of nearly every span off its bytes instead.
     """
     count = count_spans(req, max_spans)

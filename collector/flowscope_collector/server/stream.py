@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from flowscope.core import views
 
 from .deps import get_store, project_of
-from .routes_runs import RunId
+from .runs import RunId
 
 router = APIRouter(prefix="/api/v1", tags=["runs"])
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import HTTPException, Request
 
-from .queries import Store
-from .service import Collector
+from ..service import Collector
+from ..store.queries import Store
 
 DEFAULT_PROJECT = "default"
 

@@ -11,7 +11,7 @@ from flowscope.core.views import usd
 
 from . import models
 from .deps import get_store, project_of
-from .routes_runs import time_range
+from .runs import time_range
 
 router = APIRouter(prefix="/api/v1", tags=["costs"])
 

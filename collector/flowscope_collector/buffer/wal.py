@@ -4,7 +4,7 @@ An exporter is told "stored" only once its request is in this log and the log
 is on the disk, so a crash, a kill -9 or a ClickHouse outage loses nothing
 that was acknowledged. The log is a directory of append-only segment files;
 each record is one accepted request (its rows as ClickHouse will parse them,
-see ``rows.wal_payload``, or, from older collectors, its canonical protobuf
+see ``ingest.records.wal_payload``, or, from older collectors, its canonical protobuf
 bytes; the project it belongs to and its digest), framed with a length and a CRC so a
 torn write at the end of the last segment is recognised and cut off on
 recovery. A torn record was never acknowledged, because acknowledgement waits

@@ -13,9 +13,11 @@ refuses on its own is set aside in a quarantine directory instead of blocking
 everything behind it.
 
 Memory stays bounded whatever the input rate: the queue holds small
-descriptors, built rows are kept only up to a budget (the rest is read back
-from the log and rebuilt), and past ``max_pending_spans`` / ``max_pending_bytes``
-new requests are refused with :class:`Overloaded` (HTTP 429 + Retry-After).
+descriptors and built rows are kept only up to a budget (the rest is read back
+from the log). The writer takes every request it is given: whether the buffer
+has room for one more is :mod:`flowscope_collector.admission`'s decision, made
+from :attr:`Writer.pending_spans`, :attr:`Writer.pending_bytes` and
+:meth:`Writer.retry_after`.
 """
 
 from __future__ import annotations
@@ -34,37 +36,14 @@ from typing import Literal
 
 from clickhouse_connect.driver.client import Client
 
-from .rows import COLUMNS, Batch, as_otlp_request
+from ..ingest.batch import Batch
+from ..ingest.records import as_otlp_request, batch_from_wal
+from ..ingest.rows import RowBuilder
+from ..store.insert import insert_rows
+from .acks import Ack
 from .wal import WAL, Intent, Record, Recovery, WALError
 
 logger = logging.getLogger("flowscope.collector")
-
-BuildFn = Callable[[bytes, str], Batch]
-
-
-class Overloaded(Exception):
-    """The buffer is full: the client should retry later (HTTP 429/503 with Retry-After)."""
-
-    def __init__(self, retry_after_s: float, reason: str = "the write buffer is full") -> None:
-        super().__init__(f"collector is overloaded ({reason}); retry after {retry_after_s:.0f}s")
-        self.retry_after_s = retry_after_s
-
-
-class Ack(Future[None]):
-    """Resolves once the request is durable in the write-ahead log.
-
-    ``stored`` resolves later, once it is in ClickHouse. The receivers wait on
-    it briefly when ``read_your_writes`` says the writer was idle when the
-    request arrived, so a client can read what it just wrote. Under load they
-    do not: clients waiting on inserts would cap each insert at what they
-    have in flight, and small inserts cost ClickHouse several times the CPU
-    per span of large ones (docs/performance.md).
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stored: Future[None] = Future()
-        self.read_your_writes = False
 
 
 @dataclass
@@ -87,7 +66,6 @@ class WriterStats:
     spans_replayed: int = 0
     requests_quarantined: int = 0
     spans_quarantined: int = 0
-    overloaded: int = 0
 
 
 class Writer:
@@ -95,14 +73,12 @@ class Writer:
         self,
         wal: WAL,
         database: str,
-        build: BuildFn,
+        rows: RowBuilder,
         connect: Callable[[], Client],
         *,
         client: Client | None = None,
         max_batch_spans: int = 50_000,
         max_batch_bytes: int = 64 * 1024 * 1024,
-        max_pending_spans: int = 500_000,
-        max_pending_bytes: int = 1024 * 1024 * 1024,
         max_cache_bytes: int = 256 * 1024 * 1024,
         linger_s: float = 0.02,
         backoff_s: float = 0.2,
@@ -110,14 +86,12 @@ class Writer:
         split_after: int = 3,
     ) -> None:
         self.wal = wal
-        self.table = f"{database}.otel_traces"
-        self.build = build
+        self.database = database
+        self.rows = rows  # for log records of older collectors, which hold an OTLP request, not rows
         self._connect = connect
         self.client = client
         self.max_batch_spans = max_batch_spans
         self.max_batch_bytes = max_batch_bytes
-        self.max_pending_spans = max_pending_spans
-        self.max_pending_bytes = max_pending_bytes
         self.max_cache_bytes = max_cache_bytes
         self.linger_s = linger_s
         self.backoff_s = backoff_s
@@ -129,7 +103,7 @@ class Writer:
         self._cache_bytes = 0
         self._intent: Intent | None = None
         self._cond = threading.Condition()
-        self._stopping = False  # no new requests
+        self._stopping = False  # drain what is queued, then stop
         self._abort = threading.Event()  # stop retrying, leave the rest in the log
         self._thread: threading.Thread | None = None
         self._rate = 0.0  # spans/s drained, smoothed
@@ -146,6 +120,11 @@ class Writer:
         return self.wal.disk_bytes
 
     @property
+    def queued(self) -> bool:
+        """Requests are waiting for ClickHouse."""
+        return bool(self._queue)
+
+    @property
     def healthy(self) -> bool:
         """ClickHouse is taking our inserts (so acknowledging after the insert is cheap)."""
         return self.client is not None and self.stats.consecutive_failures == 0
@@ -160,12 +139,12 @@ class Writer:
 
     # --- lifecycle -----------------------------------------------------------------
 
-    def recover(self, recovery: Recovery, make_ack: Callable[[], Ack] = Ack) -> list[tuple[Record, Ack]]:
+    def recover(self, recovery: Recovery) -> list[tuple[Record, Ack]]:
         """Queue what a previous process acknowledged but did not store."""
         out = []
         with self._cond:
             for rec in recovery.pending:
-                ack = make_ack()
+                ack = Ack()
                 ack.set_result(None)
                 self._queue.append(_Entry(rec, ack))
                 self._pending_spans += rec.spans
@@ -183,7 +162,7 @@ class Writer:
             self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Refuse new requests, write what is queued if ClickHouse lets us, then stop.
+        """Write what is queued if ClickHouse lets us, then stop (admission has stopped new requests).
 
         Whatever is not written in time stays in the log for the next start.
         """
@@ -210,16 +189,9 @@ class Writer:
         ``batch`` is the request's rows if they were built already; kept for
         the insert while the cache budget allows, else rebuilt from the log.
 
-        Raises :class:`Overloaded` when the buffer is full and ``WALError`` when
-        the disk refuses the write; nothing is queued in either case.
+        Raises ``WALError`` when the disk refuses the write; nothing is queued then.
         """
         with self._cond:
-            if self._stopping:
-                raise Overloaded(5.0, "the collector is shutting down")
-            if self._queue and (self._pending_spans + spans > self.max_pending_spans
-                                or self.wal.disk_bytes + len(payload) > self.max_pending_bytes):
-                self.stats.overloaded += 1
-                raise Overloaded(self.retry_after(), f"{self._pending_spans} spans waiting for ClickHouse")
             ack.read_your_writes = not self._queue and self.healthy
             cache = self._cache_bytes + 2 * len(payload) <= self.max_cache_bytes
             # Built rows are worth more than the bytes they came from; keep one or the other.
@@ -305,7 +277,7 @@ class Writer:
         for e in good:
             try:
                 built.append((e, e.batch if e.batch is not None else
-                              self.build(self.wal.read(e.rec), e.rec.project)))
+                              batch_from_wal(self.wal.read(e.rec), e.rec.project, self.rows)))
             except Exception as exc:
                 self._quarantine(e, exc)
         if built:
@@ -393,12 +365,7 @@ class Writer:
             "insert_deduplication_token": token,
             "deduplicate_blocks_in_dependent_materialized_views": 1,
         }
-        insert = getattr(batch, "insert", None)
-        if insert is not None:  # the batch knows its fastest way in (rows.py)
-            insert(client, self.table, settings)
-        else:
-            client.insert(self.table, batch.columns, column_names=list(COLUMNS), column_oriented=True,
-                          settings=settings)
+        insert_rows(client, self.database, batch.body(), settings)
 
     def _client(self) -> Client:
         if self.client is None:

@@ -4,7 +4,8 @@ Many exporters (the OTel Collector, Go and Java SDKs, OpenLIT, Traceloop) defaul
 to gRPC, so the collector takes it as well as OTLP/HTTP. The method receives the
 request as raw protobuf bytes and hands them to :meth:`Collector.ingest`
 exactly as ``POST /v1/traces`` does with an ``application/x-protobuf`` body:
-one decode, limit, normalise and write path, one set of answers.
+one decode, limit, normalise and write path, and one set of refusals
+(:mod:`flowscope_collector.admission`), given here in gRPC's terms.
 
 Answers follow the OTLP/gRPC spec:
 
@@ -27,14 +28,16 @@ from __future__ import annotations
 
 import logging
 from concurrent import futures
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from . import otlp
-from .service import Collector
+from ..admission import Refused, refusal
+from ..ingest import otlp
+from ..service import Collector
+from .auth import INGEST, key_from_headers
 
 logger = logging.getLogger("flowscope.collector")
 
@@ -77,8 +80,6 @@ class TraceServiceHandler:
         """The caller's project, or None after aborting the call."""
         if not self.keys:
             return DEFAULT_PROJECT
-        from .auth import INGEST, key_from_headers
-
         headers = [(k.encode("latin-1"), v if isinstance(v, bytes) else v.encode("latin-1"))
                    for k, v in context.invocation_metadata()]
         principal = self.keys.authenticate(key_from_headers(headers))
@@ -92,43 +93,33 @@ class TraceServiceHandler:
         return str(principal.project)
 
     def export(self, body: bytes, context: grpc.ServicerContext) -> bytes:
-        from .wal import WALError
-        from .writer import Overloaded
-
         project = self._project(context)
         col = self.collector
-        if col.writer is None:
-            self._retry(context, grpc.StatusCode.UNAVAILABLE, "collector is starting; retry shortly", 1.0)
         try:
             ack = col.ingest(body, otlp.PROTOBUF, None, project or DEFAULT_PROJECT)
             ack.result()
-        except otlp.OTLPError as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
-        except Overloaded as exc:
-            self._retry(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), exc.retry_after_s)
-        except WALError as exc:
-            logger.error("write-ahead log refused a request: %s", exc)
-            self._retry(context, grpc.StatusCode.UNAVAILABLE, f"spans could not be made durable ({exc}); retry",
-                        5.0)
         except Exception as exc:
-            logger.warning("could not accept spans: %s: %s", type(exc).__name__, exc)
-            self._retry(context, grpc.StatusCode.UNAVAILABLE,
-                        f"spans could not be accepted ({type(exc).__name__}); retry", 2.0)
-        wait_s = getattr(col.settings, "ack_wait_s", 0.0)
-        stored = getattr(ack, "stored", None)
-        if wait_s > 0 and stored is not None and getattr(ack, "read_your_writes", False) and not stored.done():
+            self._refuse(context, refusal(exc))
+        wait_s = col.settings.ack_wait_s
+        if wait_s > 0 and ack.read_your_writes and not ack.stored.done():
             # Durable already; when the writer was idle also wait for the insert,
             # so a client can read what it just sent (as the HTTP receiver does).
             try:
-                stored.result(timeout=wait_s)
+                ack.stored.result(timeout=wait_s)
             except Exception:
                 pass
-        return otlp.response(otlp.PROTOBUF, getattr(ack, "rejected_spans", 0), getattr(ack, "message", ""))
+        return otlp.response(otlp.PROTOBUF, ack.rejected_spans, ack.message)
 
     @staticmethod
-    def _retry(context: grpc.ServicerContext, code: grpc.StatusCode, message: str, after_s: float) -> None:
-        context.set_trailing_metadata(_retry_metadata(code, message, after_s))
-        context.abort(code, message)
+    def _refuse(context: grpc.ServicerContext, refused: Refused) -> NoReturn:
+        """Abort with the gRPC form of ``refused``: retryable ones carry ``RetryInfo``."""
+        if refused.retry_after_s is None:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, refused.message)
+        else:
+            code = grpc.StatusCode.RESOURCE_EXHAUSTED if refused.status == 429 else grpc.StatusCode.UNAVAILABLE
+            context.set_trailing_metadata(_retry_metadata(code, refused.message, refused.retry_after_s))
+            context.abort(code, refused.message)
+        raise AssertionError("grpc's abort returned")
 
 
 class GrpcReceiver:
@@ -182,7 +173,7 @@ def start_grpc(collector: Collector, keys: Any = None) -> GrpcReceiver | None:
     second collector on one machine (tests, a dev box) must still come up.
     """
     settings = collector.settings
-    port = getattr(settings, "grpc_port", None)
+    port = settings.grpc_port
     if not port:
         return None
     receiver = GrpcReceiver(collector, settings.host, port, keys)

@@ -1,8 +1,9 @@
 """The FastAPI application: OTLP/HTTP on ``/v1/traces`` and the REST API under ``/api/v1``.
 
-Routes live in ``routes_*`` modules, one per concern. Handlers that touch
-ClickHouse are plain ``def`` so FastAPI runs them in its thread pool and a slow
-query never stalls the event loop that accepts spans.
+Routes live in one module per concern (``otlp_http``, ``runs``, ``stream``,
+``costs``, ``ops``); OTLP/gRPC (``otlp_grpc``) starts and stops with the app.
+Handlers that touch ClickHouse are plain ``def`` so FastAPI runs them in its
+thread pool and a slow query never stalls the event loop that accepts spans.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from starlette.concurrency import run_in_threadpool
 
 from flowscope._version import __version__ as sdk_version
 
-from . import routes_costs, routes_ops, routes_otlp, routes_runs, routes_stream
+from ..service import Collector
+from ..settings import CollectorSettings
+from . import costs, ops, otlp_http, runs, stream
+from .auth import AuthMiddleware, KeyStore
 from .deps import error_body
-from .service import Collector
-from .settings import CollectorSettings
 
 
 def create_app(settings: CollectorSettings | None = None, collector: Collector | None = None) -> FastAPI:
@@ -31,8 +33,10 @@ def create_app(settings: CollectorSettings | None = None, collector: Collector |
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
         await run_in_threadpool(col.start)
-        # OTLP/gRPC (when settings.grpc_port is set) feeds the same Collector.ingest.
-        from .grpc_receiver import start_grpc
+        # OTLP/gRPC (when settings.grpc_port is set) feeds the same Collector.ingest. Imported
+        # here, not at the top: grpcio is heavy to load, and an app that is never started
+        # (the OpenAPI schema, in-process tests) has no use for it.
+        from .otlp_grpc import start_grpc
 
         grpc_rx = await run_in_threadpool(start_grpc, col, getattr(app.state, "keys", None))
         app.state.grpc = grpc_rx
@@ -58,10 +62,8 @@ def create_app(settings: CollectorSettings | None = None, collector: Collector |
     )
     app.state.collector = col
     # With API keys configured every route but /healthz needs one; the key's
-    # project scopes every read and write (auth.py).
-    from .auth import AuthMiddleware, KeyStore
-
-    app.state.keys = KeyStore.load(getattr(settings, "api_keys", None), getattr(settings, "api_keys_file", None))
+    # project scopes every read and write (server/auth.py).
+    app.state.keys = KeyStore.load(settings.api_keys, settings.api_keys_file)
     app.add_middleware(AuthMiddleware, keys=app.state.keys)
 
     @app.exception_handler(HTTPException)
@@ -79,9 +81,9 @@ def create_app(settings: CollectorSettings | None = None, collector: Collector |
             parts.append(f"{loc}: {err.get('msg')}")
         return JSONResponse(error_body(422, "invalid parameters: " + "; ".join(parts)), status_code=422)
 
-    app.include_router(routes_otlp.router)
-    app.include_router(routes_runs.router)
-    app.include_router(routes_stream.router)
-    app.include_router(routes_costs.router)
-    app.include_router(routes_ops.router)
+    app.include_router(otlp_http.router)
+    app.include_router(runs.router)
+    app.include_router(stream.router)
+    app.include_router(costs.router)
+    app.include_router(ops.router)
     return app

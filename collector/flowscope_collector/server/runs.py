@@ -13,9 +13,9 @@ from flowscope.core import views
 from flowscope.core.run_attributes import attribute_key
 from flowscope.core.state import diff as state_diff
 
+from ..store.queries import Cursor, parse_when
 from . import models
 from .deps import get_collector, get_store, project_of
-from .queries import Cursor, parse_when
 
 
 def time_range(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:

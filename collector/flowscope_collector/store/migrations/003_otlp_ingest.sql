@@ -1,7 +1,7 @@
 -- Fast ingest: ClickHouse parses OTLP protobuf itself.
 --
 -- The collector inserts one row per span in Protobuf format (length-delimited
--- messages) using the wire-compatible schema flowscope_collector.rows.OTLP_SCHEMA:
+-- messages) using the wire-compatible schema flowscope_collector.store.insert.OTLP_SCHEMA:
 -- message Row { Resource resource = 1; InstrumentationScope scope = 2; Span span = 3; }
 -- where each part is the span's own OTLP bytes, so Python never touches an
 -- ordinary attribute: it only stamps the project on the resource and rewrites

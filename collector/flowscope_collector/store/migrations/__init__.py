@@ -1,0 +1,1 @@
+"""The schema's numbered migrations as SQL files (``NNN_name.sql``), applied in order by ``store.schema``."""
