@@ -16,6 +16,7 @@ write into another project by claiming it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -238,6 +239,6 @@ def _not_flat(span: Any) -> bool:
     return False
 
 
-def _set_strings(kvs: Any, values: dict[str, str]) -> None:
+def _set_strings(kvs: Any, values: Mapping[str, str]) -> None:
     del kvs[:]
     kvs.extend(KeyValue(key=k, value=AnyValue(string_value=v)) for k, v in values.items())

@@ -110,7 +110,7 @@ def get_spans(request: Request, run_id: RunId) -> Any:
     if not flat:
         raise HTTPException(404, f"no run {run_id!r}; list runs with GET /api/v1/runs")
     by_id = {s["span_id"]: {**s, "children": []} for s in flat}
-    roots = []
+    roots: list[dict[str, Any]] = []
     for s in by_id.values():
         parent = by_id.get(s["parent_span_id"] or "")
         (parent["children"] if parent is not None else roots).append(s)

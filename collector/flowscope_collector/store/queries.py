@@ -78,7 +78,7 @@ def _first_by_span(records: list[SpanRecord]) -> list[SpanRecord]:
     return out
 
 
-def _record(r: tuple[Any, ...]) -> SpanRecord:
+def _record(r: Sequence[Any]) -> SpanRecord:
     return SpanRecord(
         project=r[0], run_id=r[1], trace_id=r[2], span_id=r[3], parent_span_id=r[4], name=r[5],
         start_ns=int(r[6]), duration_ns=int(r[7]), service=r[8], kind=r[9], flow=r[10], node_name=r[11],
@@ -352,7 +352,7 @@ class Store:
             ORDER BY {order_by}
             LIMIT {{limit:UInt32}}
         """
-        rows: list[Any] | None = None
+        rows: Sequence[Sequence[Any]] | None = None
         if exhaustive:
             rows = self.client.query(full, parameters=params).result_rows
         else:
