@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import unicodedata
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, TextIO
@@ -24,19 +26,37 @@ def _print_json(value: Any, out: TextIO) -> None:
     out.write(json.dumps(value, indent=2, default=str, ensure_ascii=False) + "\n")
 
 
+def plural(n: int, singular: str, plural_: str | None = None) -> str:
+    """``1 LLM call``, ``2 LLM calls``: counts read as a person would write them."""
+    return f"{n} {singular if n == 1 else plural_ or singular + 's'}"
+
+
+def display_width(text: str) -> int:
+    """Terminal columns ``text`` takes: CJK and other wide characters take two, combining marks none.
+
+    ``len()`` counts code points, so a table padded by it drifts one column per wide
+    character (a node named 检索文档 pushed every later column of its row four to the right).
+    """
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+               for c in text)
+
+
+def _pad(text: str, width: int, right: bool) -> str:
+    fill = " " * max(0, width - display_width(text))
+    return fill + text if right else text + fill
+
+
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], out: TextIO) -> None:
     """A plain aligned table: numbers right, text left, money with a dollar sign."""
     if not rows:
         out.write("(none)\n")
         return
     cells = [[_cell(r.get(key), key) for key, _ in columns] for r in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, (_, h) in enumerate(columns)]
+    widths = [max(display_width(h), *(display_width(c[i]) for c in cells)) for i, (_, h) in enumerate(columns)]
     numeric = [all(_is_num(r.get(key)) for r in rows) for key, _ in columns]
-    out.write("  ".join(h.rjust(w) if n else h.ljust(w) for (_, h), w, n in zip(columns, widths, numeric)).rstrip()
-              + "\n")
+    out.write("  ".join(_pad(h, w, n) for (_, h), w, n in zip(columns, widths, numeric)).rstrip() + "\n")
     for row in cells:
-        out.write("  ".join(c.rjust(w) if n else c.ljust(w) for c, w, n in zip(row, widths, numeric)).rstrip()
-                  + "\n")
+        out.write("  ".join(_pad(c, w, n) for c, w, n in zip(row, widths, numeric)).rstrip() + "\n")
 
 
 def _is_num(v: Any) -> bool:
@@ -127,7 +147,16 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
 
     try:
         with Client(args.url, args.api_key) as client:
-            return _run(args, client, out)
+            code = _run(args, client, out)
+            out.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+            return code
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, as the Python docs advise, and
+        # point stdout at devnull so the interpreter's final flush cannot fail again.
+        if out is sys.stdout:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except FlowscopeError as exc:
         sys.stderr.write(f"flowscope: {exc.message}\n")
         return 1
@@ -142,7 +171,7 @@ def _run(args: argparse.Namespace, client: Any, out: TextIO) -> int:
             _print_json({**rows.meta, "groups": list(rows)}, out)
             return 0
         table(rows, COST_COLUMNS if args.by == "model" else [c for c in COST_COLUMNS if c[0] != "provider"], out)
-        out.write(f"\ntotal ${rows.total_usd} over {rows.llm_calls} LLM calls\n")
+        out.write(f"\ntotal ${rows.total_usd} over {plural(rows.llm_calls, 'LLM call')}\n")
         return 0
     cmd = args.runs_command
     if cmd == "list":
@@ -164,11 +193,12 @@ def _run(args: argparse.Namespace, client: Any, out: TextIO) -> int:
             return 0
         s = summary
         out.write(f"run {s['run_id']}  {s['flow']} ({s['service']})  {s['status'].upper()}\n")
-        out.write(f"  started {s['start']}, {s['duration_ms']:,.1f} ms, {s['spans']} spans\n")
-        out.write(f"  {s['llm_calls']} LLM calls, {s['input_tokens']} in ({s['cached_input_tokens']} cached) / "
+        out.write(f"  started {s['start']}, {s['duration_ms']:,.1f} ms, {plural(s['spans'], 'span')}\n")
+        out.write(f"  {plural(s['llm_calls'], 'LLM call')}, {s['input_tokens']} in ({s['cached_input_tokens']} cached) / "
                   f"{s['output_tokens']} out ({s['reasoning_tokens']} reasoning) tokens\n")
         out.write(f"  cost ${s['cost_usd']}  (cache saved ${s['cache_saved_usd']}; {s['unpriced_calls']} unpriced, "
-                  f"{s['errors']} errors, {s['retries']} retries, {s['fallbacks']} fallbacks)\n\n")
+                  f"{plural(s['errors'], 'error')}, {plural(s['retries'], 'retry', 'retries')}, "
+                  f"{plural(s['fallbacks'], 'fallback')})\n\n")
         table(nodes, NODE_COLUMNS, out)
         if s.get("by_model"):
             out.write("\n")
@@ -231,7 +261,7 @@ def _event_line(ev: dict[str, Any]) -> str:
         value = json.dumps(ev.get("value"), default=str)
         return f"    state {ev['op']} {ev['path'] or '(all)'} = {value[:80]}"
     if kind == "summary":
-        return (f"■ {ev['status'].upper()}  {ev['duration_ms']:,.1f} ms  {ev['llm_calls']} LLM calls  "
+        return (f"■ {ev['status'].upper()}  {ev['duration_ms']:,.1f} ms  {plural(ev['llm_calls'], 'LLM call')}  "
                 f"${ev['cost_usd']}")
     return f"  {kind}: {ev.get('message', '')}"
 

@@ -115,7 +115,7 @@ def print_summary(summary: dict[str, Any], nodes: list[dict[str, Any]], out: Tex
     w(f"run      {summary['run_id']}  ({summary['flow']}, {summary['status']}, {summary['duration_ms']:.1f} ms)")
     w(f"tokens   input {summary['input_tokens']}  (cached {summary['cached_input_tokens']})  "
       f"output {summary['output_tokens']}  (reasoning {summary['reasoning_tokens']})")
-    w(f"cost     ${summary['cost_usd']}  in {summary['llm_calls']} LLM calls"
+    w(f"cost     ${summary['cost_usd']}  in {summary['llm_calls']} LLM call{'' if summary['llm_calls'] == 1 else 's'}"
       + (f"  ({summary['unpriced_calls']} unpriced)" if summary["unpriced_calls"] else ""))
     w()
     w(f"  {'step':>4}  {'node':<10} {'type':<7} {'status':<6} {'ms':>8} {'llm':>4} {'cost USD':>12}  branch")

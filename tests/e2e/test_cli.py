@@ -86,3 +86,61 @@ def test_demo_subcommand_is_still_there() -> None:
     exe = shutil.which("flowscope", path=os.path.dirname(sys.executable))
     r = subprocess.run([exe, "demo", "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "--serve" in r.stdout
+
+
+def _closed_pipe() -> int:
+    """The write end of a pipe whose reader is gone, as ``| head`` leaves it once it has its lines."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    return write_end
+
+
+@pytest.mark.parametrize("args", [("runs", "list"), ("runs", "list", "--json"), ("costs",)])
+def test_a_closed_pipe_ends_the_command_quietly(traced, run_id, args: tuple[str, ...]) -> None:
+    """``flowscope runs list | head -3`` must not end in a BrokenPipeError traceback."""
+    exe = shutil.which("flowscope", path=os.path.dirname(sys.executable)) or shutil.which("flowscope")
+    assert exe
+    stdout = _closed_pipe()
+    try:
+        r = subprocess.run([exe, *args, "--url", traced.url], stdout=stdout, stderr=subprocess.PIPE,
+                           text=True, timeout=120)
+    finally:
+        os.close(stdout)
+    assert r.stderr == ""
+    assert r.returncode == 1  # what the Python docs advise for SIGPIPE: not a success, no noise
+
+
+def test_a_closed_pipe_ends_runs_tail_quietly(traced, run_id) -> None:
+    exe = shutil.which("flowscope", path=os.path.dirname(sys.executable)) or shutil.which("flowscope")
+    assert exe
+    stdout = _closed_pipe()
+    try:
+        r = subprocess.run([exe, "runs", "tail", run_id[1], "--json", "--url", traced.url], stdout=stdout,
+                           stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(stdout)
+    assert (r.returncode, r.stderr) == (1, "")
+
+
+def test_counts_are_pluralised_and_wide_characters_aligned() -> None:
+    """"1 LLM call", not "1 LLM calls"; a CJK name takes two columns, so the next column stays aligned."""
+    import io
+
+    from flowscope.cli import _event_line, plural, table
+
+    assert [plural(n, "LLM call") for n in (0, 1, 2)] == ["0 LLM calls", "1 LLM call", "2 LLM calls"]
+    assert plural(1, "retry", "retries") == "1 retry" and plural(3, "retry", "retries") == "3 retries"
+    line = _event_line({"event": "summary", "status": "ok", "duration_ms": 1.0, "llm_calls": 1, "cost_usd": "0"})
+    assert "1 LLM call " in line
+
+    out = io.StringIO()
+    table([{"name": "检索文档", "status": "ok"}, {"name": "plan", "status": "error"}],
+          (("name", "NODE"), ("status", "STATUS")), out)
+    header, cjk, ascii_ = out.getvalue().splitlines()
+    import unicodedata
+
+    def col(line: str, text: str) -> int:  # display column where text starts
+        before = line[: line.index(text)]
+        return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in before)
+
+    assert col(header, "STATUS") == col(cjk, "ok") == col(ascii_, "error")
