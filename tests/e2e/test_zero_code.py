@@ -184,6 +184,10 @@ def test_flowscope_instrument_flags_choose_instrumentations(collector: Collector
     summary = collector.get(f"/api/v1/runs/{run['run_id']}").json()
     # PocketFlow was not instrumented: the LLM call is a run of its own (its trace)
     assert summary["llm_calls"] == 1 and summary["by_node"] == []
+    # no run span: the root (the LLM span) names the flow, in the list, the summary and the filter
+    assert summary["flow"] == run["flow"] == "chat gpt-4o-mini"
+    found = collector.get("/api/v1/runs", params={"service": "zero-code-openai-only", "flow": run["flow"]})
+    assert [r["run_id"] for r in found.json()["runs"]] == [run["run_id"]]
 
 
 def test_opentelemetry_instrument_picks_up_the_entry_points(collector: CollectorProcess, fake_provider,

@@ -25,6 +25,21 @@ def _root(spans: Sequence[SpanRecord]) -> SpanRecord | None:
     return min(roots, key=lambda s: s.start_ns) if roots else None
 
 
+def flow_name(spans: Sequence[SpanRecord]) -> str:
+    """A run's flow: the name of its root, the same rule the collector's runs table applies.
+
+    A root is the run span, or a parentless span of a run whose id is its trace id (a
+    trace from another producer, a zero-code LLM call outside any flow); it names the
+    flow by its workflow name, else its span name. The runs table keeps ``max()`` of
+    those names (migration 007), so this does too: the list, the summary and ``?flow=``
+    agree, and a run whose root has not arrived (still running) has flow ``""`` in
+    every view rather than its first node's name in one of them.
+    """
+    names = [s.flow or s.name for s in spans
+             if s.kind == semconv.KIND_RUN or (not s.parent_span_id and s.run_id == s.trace_id)]
+    return max(names, default="")
+
+
 def run_status(spans: Sequence[SpanRecord]) -> str:
     root = _root(spans)
     has_run_span = any(s.kind == semconv.KIND_RUN for s in spans)
@@ -64,7 +79,7 @@ def summarize(spans_in: Iterable[SpanRecord], run_id: str | None = None) -> dict
         m["cost_usd"] += s.cost_usd
         m["unpriced_calls"] += int(s.cost_source == semconv.COST_SOURCE_UNPRICED)
     by_node = _by_node(spans)
-    flow = root.flow if root is not None and root.flow else (root.name if root is not None else "")
+    flow = flow_name(spans)
     status = run_status(spans)
     return {
         "run_id": run_id or spans[0].run_id,
