@@ -68,6 +68,8 @@ def _cell(v: Any, key: str) -> str:
         return "-"
     if key.endswith("_usd"):
         return f"${v}"
+    if key == "error_message" and isinstance(v, str):
+        return v if len(v) <= 100 else v[:99] + "…"  # the whole message is in --json
     if key == "start" and isinstance(v, str):
         return v.replace("T", " ")[:23]
     if isinstance(v, float):
@@ -80,7 +82,7 @@ RUN_COLUMNS = (("run_id", "RUN"), ("flow", "FLOW"), ("service", "SERVICE"), ("st
                ("output_tokens", "OUT"), ("cost_usd", "COST"))
 NODE_COLUMNS = (("step", "STEP"), ("name", "NODE"), ("type", "TYPE"), ("attempt", "TRY"), ("status", "STATUS"),
                 ("duration_ms", "MS"), ("llm_calls", "LLM"), ("input_tokens", "IN"), ("output_tokens", "OUT"),
-                ("cost_usd", "COST"), ("branch", "BRANCH"), ("error", "ERROR"))
+                ("cost_usd", "COST"), ("branch", "BRANCH"), ("error_message", "ERROR"))
 COST_COLUMNS = (("key", "GROUP"), ("provider", "PROVIDER"), ("llm_calls", "CALLS"), ("input_tokens", "IN"),
                 ("cached_input_tokens", "CACHED"), ("output_tokens", "OUT"), ("unpriced_calls", "UNPRICED"),
                 ("cost_usd", "COST"))

@@ -144,3 +144,22 @@ def test_counts_are_pluralised_and_wide_characters_aligned() -> None:
         return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in before)
 
     assert col(header, "STATUS") == col(cjk, "ok") == col(ascii_, "error")
+
+
+def test_node_errors_say_what_went_wrong_not_only_the_type(traced) -> None:
+    """A node's error message, not just ``ValueError``, in /nodes, the summary and ``runs show``."""
+    import httpx
+
+    flow = f"cli-err-{uuid.uuid4().hex[:6]}"
+    with pytest.raises(ValueError), flowscope.run(flow) as run, flowscope.node("parse"):
+        raise ValueError("invoice 17 has no total")
+    flowscope.force_flush()
+    traced.wait_for_run(run.id, spans=2)
+    (node,) = httpx.get(f"{traced.url}/api/v1/runs/{run.id}/nodes", timeout=30).json()["nodes"]
+    assert (node["error"], node["error_message"]) == ("ValueError", "ValueError: invoice 17 has no total")
+    summary = httpx.get(f"{traced.url}/api/v1/runs/{run.id}", timeout=30).json()
+    (by_node,) = summary["by_node"]
+    assert (by_node["error"], by_node["error_message"]) == ("ValueError", "ValueError: invoice 17 has no total")
+    r = flowscope_cmd("runs", "show", run.id, url=traced.url)
+    assert r.returncode == 0, r.stderr
+    assert "invoice 17 has no total" in r.stdout

@@ -119,7 +119,8 @@ def summarize(spans_in: Iterable[SpanRecord], run_id: str | None = None) -> dict
         ],
         "by_node": [
             {"step": n["step"], "name": n["name"], "llm_calls": n["llm_calls"],
-             "cost_usd": n["cost_usd"], "duration_ms": n["duration_ms"]}
+             "cost_usd": n["cost_usd"], "duration_ms": n["duration_ms"], "error": n["error"],
+             "error_message": n["error_message"]}
             for n in by_node
         ],
     }
@@ -231,6 +232,9 @@ def _by_node(spans: Sequence[SpanRecord], full: bool = False) -> list[dict[str, 
             "llm_calls": a["llm_calls"],
             "cost_usd": usd(a["cost"]),
             "duration_ms": ms(n.duration_ns),
+            # the type to group by, and the message a person can act on (its status message)
+            "error": (n.error_type or n.status_message or "error") if n.is_error else None,
+            "error_message": (n.status_message or n.error_type or "error") if n.is_error else None,
         }
         if full:
             item.update(
@@ -243,7 +247,6 @@ def _by_node(spans: Sequence[SpanRecord], full: bool = False) -> list[dict[str, 
                     "output_tokens": a["output_tokens"],
                     "retries": a["retries"] + n.retry_count,
                     "branch": n.branch or None,
-                    "error": (n.error_type or n.status_message or "error") if n.is_error else None,
                     "span_id": n.span_id,
                 }
             )
