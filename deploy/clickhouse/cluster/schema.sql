@@ -430,8 +430,11 @@ ALTER TABLE flowscope.otel_traces_local ON CLUSTER flowscope DROP INDEX IF EXIST
 
 
 -- migration 007_run_flow_name
-ALTER TABLE flowscope.flowscope_runs_mv ON CLUSTER flowscope MODIFY QUERY
-SELECT
+DROP VIEW IF EXISTS flowscope.flowscope_runs_mv ON CLUSTER flowscope;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS flowscope.flowscope_runs_mv ON CLUSTER flowscope
+TO flowscope.flowscope_runs_local
+AS SELECT
     Project,
     RunId,
     min(Timestamp) AS Start,
