@@ -51,3 +51,53 @@ def test_migrate_help_lists_only_what_migrate_reads(tmp_path: Path) -> None:
     for serve_only in ("--port", "--host", "--wal-dir", "--api-keys-file", "--insecure", "--grpc-port",
                        "--max-pending-spans"):
         assert serve_only not in r.stdout, serve_only
+
+
+def test_an_unreachable_server_dsn_is_named_in_readyz_and_the_503(tmp_path: Path) -> None:
+    """Spans wait in the write-ahead log while ClickHouse is down; every answer says why."""
+    import httpx
+
+    from tests._collector_kit import free_port
+
+    dead, port = free_port(), free_port()  # nothing listens on `dead`
+    log = tmp_path / "collector.log"
+    with open(log, "wb") as logf:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flowscope_collector", "serve", "--dsn", f"http://127.0.0.1:{dead}/",
+             "--port", str(port), "--grpc-port", "0", "--wal-dir", str(tmp_path / "wal")],
+            stdout=logf, stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(600):
+            assert proc.poll() is None, log.read_text()
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            import time
+
+            time.sleep(0.1)
+        ready = httpx.get(url + "/readyz", timeout=10)
+        assert ready.status_code == 503
+        detail = ready.json()["detail"]
+        assert "last error: None" not in detail and f"127.0.0.1:{dead}" in detail, detail
+        r = httpx.get(url + "/api/v1/runs", timeout=10)
+        assert r.status_code == 503
+        assert "starting" not in r.json()["error"] and f"127.0.0.1:{dead}" in r.json()["error"], r.json()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_unknown_routes_and_head_answer_in_the_documented_shape(collector: CollectorProcess) -> None:
+    import httpx
+
+    r = httpx.get(collector.url + "/api/v1/nope", timeout=10)
+    assert r.status_code == 404 and set(r.json()) == {"error", "status"} and r.json()["status"] == 404
+    r = httpx.post(collector.url + "/api/v1/runs", timeout=10)
+    assert r.status_code == 405 and r.json()["status"] == 405
+    for path in ("/healthz", "/api/v1/runs", "/version"):
+        head, get = httpx.head(collector.url + path, timeout=10), httpx.get(collector.url + path, timeout=10)
+        assert head.status_code == get.status_code == 200, path
+        assert head.content == b"", path
