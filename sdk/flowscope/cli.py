@@ -121,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     state.add_argument("--diff-from", type=int, help="show what changed since this step instead")
     tail = runs.add_parser("tail", parents=[common], help="follow a run live (history first)")
     tail.add_argument("run_id")
-    tail.add_argument("--wait", type=float, default=30, help="seconds to wait for the run to appear")
+    tail.add_argument("--wait", type=float, default=0,
+                      help="seconds to wait for a run that has not started yet (default 0: an unknown run "
+                           "fails at once)")
     graph = runs.add_parser("graph", parents=[common], help="the run's path as Mermaid or DOT")
     graph.add_argument("run_id")
     graph.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
@@ -160,10 +162,18 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
             os.dup2(devnull, sys.stdout.fileno())
         return 1
     except FlowscopeError as exc:
-        sys.stderr.write(f"flowscope: {exc.message}\n")
+        sys.stderr.write(f"flowscope: {_cli_hint(exc, args)}\n")
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _cli_hint(exc: Any, args: argparse.Namespace) -> str:
+    """The collector's message, with the command to run instead of the HTTP route it names."""
+    if exc.status == 404 and exc.message.startswith("no run"):
+        run_id = getattr(args, "run_id", None) or exc.message.split()[2]
+        return f"no run {run_id}; `flowscope runs list` shows the runs there are"
+    return str(exc.message).replace("GET /api/v1/runs", "`flowscope runs list`")
 
 
 def _run(args: argparse.Namespace, client: Any, out: TextIO) -> int:

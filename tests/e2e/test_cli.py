@@ -163,3 +163,13 @@ def test_node_errors_say_what_went_wrong_not_only_the_type(traced) -> None:
     r = flowscope_cmd("runs", "show", run.id, url=traced.url)
     assert r.returncode == 0, r.stderr
     assert "invoice 17 has no total" in r.stdout
+
+
+def test_an_unknown_run_fails_at_once_with_a_cli_hint(traced) -> None:
+    """``runs tail UNKNOWN`` used to wait 30 s in silence; every hint names the CLI command, not the route."""
+    for args in (("runs", "tail", "UNKNOWN"), ("runs", "show", "UNKNOWN"), ("runs", "state", "UNKNOWN", "--at", "0")):
+        r = subprocess.run([shutil.which("flowscope", path=os.path.dirname(sys.executable)) or "flowscope",
+                            *args, "--url", traced.url], capture_output=True, text=True, timeout=20)
+        assert r.returncode == 1, args
+        (line,) = r.stderr.strip().splitlines()
+        assert "UNKNOWN" in line and "flowscope runs list" in line and "/api/v1" not in line, line
