@@ -171,3 +171,18 @@ def test_the_all_extra_leaves_out_penguiflows_heavy_dependencies() -> None:
     for extra in extras:
         if extra != "bench":
             assert f"`{extra}`" in readme, f"README does not say what the {extra!r} extra costs"
+
+
+def test_the_documented_pricing_file_is_one_the_parser_takes() -> None:
+    """docs/usage.md's pricing example is read by the real parser, and prices what it says."""
+    import re
+    from decimal import Decimal
+
+    from flowscope.core.pricing.catalog import PricingCatalog
+
+    text = (ROOT / "docs/usage.md").read_text()
+    example = re.search(r"<!-- pricing-example -->\n```json\n(.*?)```", text, re.S)
+    assert example, "docs/usage.md lost its pricing example"
+    catalog = PricingCatalog(json.loads(example.group(1)))
+    cost = catalog.price("ft:gpt-4o-mini:acme-v2", "openai", {"input_tokens": 1_000_000, "output_tokens": 1_000_000})
+    assert cost.total_usd == Decimal("1.50")
