@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--since", help="ISO 8601 time or a span back from now: 90m, 24h, 7d")
     ls.add_argument("--until", help="ISO 8601 time or a span back from now")
     ls.add_argument("--min-cost", help="only runs that cost at least this many USD")
+    ls.add_argument("--attr", action="append", metavar="NAME:VALUE",
+                    help="only runs with this run attribute (repeatable), e.g. --attr tenant:acme")
     ls.add_argument("--sort", choices=("start", "cost", "duration"), default="start")
     ls.add_argument("--asc", action="store_true", help="ascending order")
     ls.add_argument("--limit", type=int, default=20)
@@ -168,6 +170,16 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         return 130
 
 
+def _attrs(raw: list[str] | None) -> dict[str, str] | None:
+    if not raw:
+        return None
+    pairs = [a.partition(":") for a in raw]
+    bad = [a for a, (_, sep, _v) in zip(raw, pairs) if not sep]
+    if bad:
+        raise SystemExit(f"flowscope: --attr {bad[0]!r}: use NAME:VALUE, e.g. --attr tenant:acme")
+    return {k.strip(): v for k, _, v in pairs}
+
+
 def _cli_hint(exc: Any, args: argparse.Namespace) -> str:
     """The collector's message, with the command to run instead of the HTTP route it names."""
     if exc.status == 404 and exc.message.startswith("no run"):
@@ -189,7 +201,8 @@ def _run(args: argparse.Namespace, client: Any, out: TextIO) -> int:
     if cmd == "list":
         page = client.runs(service=args.service, flow=args.flow, status=args.status, since=args.since,
                            until=args.until, min_cost=args.min_cost, sort=args.sort,
-                           order="asc" if args.asc else "desc", limit=args.limit, cursor=args.cursor)
+                           order="asc" if args.asc else "desc", limit=args.limit, cursor=args.cursor,
+                           attrs=_attrs(args.attr))
         if args.json:
             _print_json({"runs": list(page), "next_cursor": page.next_cursor}, out)
             return 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -128,11 +128,17 @@ class Client:
         order: str = "desc",
         limit: int = 50,
         cursor: str | None = None,
+        attrs: Mapping[str, str] | None = None,
     ) -> Table:
-        """One page of runs; ``.next_cursor`` fetches the next (``since="24h"`` works as well as ISO times)."""
+        """One page of runs; ``.next_cursor`` fetches the next (``since="24h"`` works as well as ISO times).
+
+        ``attrs={"tenant": "acme", "user_id": "u-42"}`` keeps the runs with every one of those run
+        attributes (named as ``flowscope.run(attributes=...)`` names them): the API's ``attr=``.
+        """
+        attr = [f"{k}:{v}" for k, v in (attrs or {}).items()] or None
         body = self._json("/api/v1/runs", service=service, flow=flow, status=status, since=_when(since),
                           until=_when(until), min_cost=None if min_cost is None else str(min_cost), sort=sort,
-                          order=order, limit=limit, cursor=cursor)
+                          order=order, limit=limit, cursor=cursor, attr=attr)
         return Table(body["runs"], next_cursor=body.get("next_cursor"))
 
     def iter_runs(self, *, page_size: int = 200, **filters: Any) -> Iterator[dict[str, Any]]:

@@ -173,3 +173,23 @@ def test_an_unknown_run_fails_at_once_with_a_cli_hint(traced) -> None:
         assert r.returncode == 1, args
         (line,) = r.stderr.strip().splitlines()
         assert "UNKNOWN" in line and "flowscope runs list" in line and "/api/v1" not in line, line
+
+
+def test_runs_list_and_client_filter_by_run_attribute(traced) -> None:
+    """The API had ``attr=``; ``flowscope runs list --attr`` and ``Client.runs(attrs=...)`` reach it."""
+    from flowscope.client import Client
+
+    flow = f"cli-attr-{uuid.uuid4().hex[:6]}"
+    ids = {}
+    for tenant in ("acme", "globex"):
+        with flowscope.run(flow) as run, flowscope.node("only"):
+            flowscope.set_run_attributes(tenant=tenant)
+        ids[tenant] = run.id
+    flowscope.force_flush()
+    for rid in ids.values():
+        traced.wait_for_run(rid, spans=2)
+    with Client(traced.url) as client:
+        assert [r["run_id"] for r in client.runs(flow=flow, attrs={"tenant": "acme"})] == [ids["acme"]]
+    r = flowscope_cmd("runs", "list", "--flow", flow, "--attr", "tenant:globex", "--json", url=traced.url)
+    assert r.returncode == 0, r.stderr
+    assert [x["run_id"] for x in json.loads(r.stdout)["runs"]] == [ids["globex"]]
