@@ -117,9 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--cursor", help="next page (printed after a full page)")
     show = runs.add_parser("show", parents=[common], help="a run's summary and its nodes")
     show.add_argument("run_id")
-    state = runs.add_parser("state", parents=[common], help="a run's state after a step (time travel)")
+    state = runs.add_parser("state", parents=[common],
+                            help="a run's state after a step (time travel); without --at, its steps")
     state.add_argument("run_id")
-    state.add_argument("--at", type=int, required=True, help="step (-1: the run's input)")
+    state.add_argument("--at", type=int, help="step (-1: the run's input); leave out to list the steps")
     state.add_argument("--diff-from", type=int, help="show what changed since this step instead")
     tail = runs.add_parser("tail", parents=[common], help="follow a run live (history first)")
     tail.add_argument("run_id")
@@ -231,10 +232,29 @@ def _run(args: argparse.Namespace, client: Any, out: TextIO) -> int:
                                   ("input_tokens", "IN"), ("output_tokens", "OUT"), ("cost_usd", "COST")), out)
         return 0
     if cmd == "state":
+        if args.at is None:
+            # the steps to choose from: the input, then every node execution
+            nodes = client.nodes(args.run_id)
+            rows = [{"step": -1, "name": "(input)", "type": "", "status": ""},
+                    *({"step": n["step"], "name": n["name"], "type": n["type"], "status": n["status"]}
+                      for n in nodes)]
+            if args.json:
+                _print_json({"run_id": args.run_id, "steps": rows}, out)
+                return 0
+            table(rows, (("step", "STEP"), ("name", "NODE"), ("type", "TYPE"), ("status", "STATUS")), out)
+            out.write(f"\nflowscope runs state {args.run_id} --at STEP\n")
+            return 0
         if args.diff_from is not None:
             _print_json(client.state_diff(args.run_id, args.diff_from, args.at), out)
-        else:
-            _print_json(client.state(args.run_id, args.at), out)
+            return 0
+        answer = client.state_at(args.run_id, args.at)
+        if args.json:
+            _print_json(answer, out)
+            return 0
+        # which node the state is after, on stderr: stdout stays the state alone, for jq
+        sys.stderr.write(f"state after step {answer['at']}" + (f" ({answer['node']})" if answer.get("node") else
+                                                               " (the input)" if answer["at"] == -1 else "") + "\n")
+        _print_json(answer["state"], out)
         return 0
     if cmd == "graph":
         out.write(client.graph(args.run_id, args.format))

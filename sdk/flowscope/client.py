@@ -164,7 +164,11 @@ class Client:
 
     def state(self, run_id: str, at: int) -> Any:
         """The run's state after step ``at`` (-1: its input)."""
-        return self._get(f"/api/v1/runs/{run_id}/state", at=at).json()["state"]
+        return self.state_at(run_id, at)["state"]
+
+    def state_at(self, run_id: str, at: int) -> dict[str, Any]:
+        """The whole answer: ``state`` after step ``at``, the ``node`` that ran it, every step with state."""
+        return self._get(f"/api/v1/runs/{run_id}/state", at=at).json()  # type: ignore[no-any-return]
 
     def state_diff(self, run_id: str, from_step: int, to_step: int) -> dict[str, Any]:
         """Paths ``added``, ``removed`` and ``changed`` between two steps."""

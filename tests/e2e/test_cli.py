@@ -193,3 +193,16 @@ def test_runs_list_and_client_filter_by_run_attribute(traced) -> None:
     r = flowscope_cmd("runs", "list", "--flow", flow, "--attr", "tenant:globex", "--json", url=traced.url)
     assert r.returncode == 0, r.stderr
     assert [x["run_id"] for x in json.loads(r.stdout)["runs"]] == [ids["globex"]]
+
+
+def test_runs_state_lists_the_steps_and_names_the_node(traced, run_id) -> None:
+    """``runs state`` needed ``--at`` and never said which node the state is after."""
+    _, rid = run_id
+    r = flowscope_cmd("runs", "state", rid, url=traced.url)
+    assert r.returncode == 0, r.stderr
+    rows = [line.split()[:2] for line in r.stdout.splitlines()[1:4]]
+    assert rows == [["-1", "(input)"], ["0", "one"], ["1", "two"]]
+    r = flowscope_cmd("runs", "state", rid, "--at", "1", url=traced.url)
+    assert json.loads(r.stdout) == {"k": 2} and "step 1 (two)" in r.stderr
+    full = json.loads(flowscope_cmd("runs", "state", rid, "--at", "1", "--json", url=traced.url).stdout)
+    assert (full["node"], full["state"]) == ("two", {"k": 2})
