@@ -54,8 +54,15 @@ class Table(list):  # type: ignore[type-arg]
         for key, value in meta.items():
             setattr(self, key, value)
 
-    def to_pandas(self) -> Any:
-        """The rows as a pandas DataFrame (money columns hold Decimal). Needs ``pip install flowscope[pandas]``."""
+    def to_pandas(self, *, money: str = "decimal") -> Any:
+        """The rows as a pandas DataFrame. Needs ``pip install flowscope[pandas]``.
+
+        Money columns (``*_usd``) hold ``Decimal`` by default: sums stay exact. pandas keeps
+        them as ``object`` columns, which plotting libraries refuse, so ``money="float"``
+        gives float64 columns to plot (not to add up into invoices).
+        """
+        if money not in ("decimal", "float"):
+            raise ValueError(f'money must be "decimal" or "float", not {money!r}')
         try:
             import pandas as pd
         except ImportError:
@@ -64,6 +71,10 @@ class Table(list):  # type: ignore[type-arg]
         for col in ("start", "end", "timestamp"):
             if col in df.columns:
                 df[col] = pd.to_datetime(df[col], utc=True, errors="coerce")
+        if money == "float":
+            for col in df.columns:
+                if str(col).endswith("_usd"):
+                    df[col] = df[col].astype("float64")
         return df
 
 
