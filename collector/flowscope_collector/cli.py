@@ -13,20 +13,25 @@ from .server.app import create_app
 from .server.auth import KeyConfigError, KeyStore, check_bind
 from .service import Collector
 from .settings import CollectorSettings
+from .store.connection import DirectoryInUse, check_embedded_free, parse_dsn
 
 
 def _settings(args: argparse.Namespace) -> CollectorSettings:
+    serve = args.command == "serve"  # migrate has none of the serving flags
     return CollectorSettings.from_env(
-        host=args.host, port=args.port, dsn=args.dsn, cluster=args.cluster, ttl_days=args.retention_days,
-        sharded=False if args.no_sharding else None,
-        wal_dir=args.wal_dir, api_keys_file=args.api_keys_file, insecure=args.insecure or None,
-        max_pending_spans=args.max_pending_spans,
+        host=args.host if serve else None, port=args.port if serve else None, dsn=args.dsn,
+        cluster=args.cluster, ttl_days=args.retention_days, sharded=False if args.no_sharding else None,
+        wal_dir=args.wal_dir if serve else None, api_keys_file=args.api_keys_file if serve else None,
+        insecure=(args.insecure or None) if serve else None,
+        max_pending_spans=args.max_pending_spans if serve else None,
         grpc_port=_grpc_port(args),
     )
 
 
 def _grpc_port(args: argparse.Namespace) -> int | None:
     """``serve`` listens for OTLP/gRPC on 4317 unless told otherwise (0 or env "off" disables)."""
+    if args.command != "serve":
+        return None
     if args.grpc_port is not None:
         return int(args.grpc_port)
     if args.command == "serve" and not os.environ.get("FLOWSCOPE_GRPC_PORT", "").strip():
@@ -37,16 +42,19 @@ def _grpc_port(args: argparse.Namespace) -> int | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="flowscope-collector", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, help_ in (("serve", "run the collector (OTLP/HTTP + API)"), ("migrate", "apply the schema and exit")):
-        p = sub.add_parser(name, help=help_)
-        p.add_argument("--dsn", help="ClickHouse DSN (env FLOWSCOPE_CLICKHOUSE_DSN; default chdb:///./flowscope-data)")
-        p.add_argument("--cluster", help="ClickHouse cluster name for ON CLUSTER / Replicated tables")
-        p.add_argument("--no-sharding", action="store_true",
-                       help="with --cluster: replicated tables only, no Distributed tables sharded by run")
-        p.add_argument("--retention-days", type=int, help="drop spans older than this (TTL)")
+    # the flags both commands take; the serving ones are serve's alone, so `migrate --help`
+    # lists only what migrate reads
+    schema = argparse.ArgumentParser(add_help=False)
+    schema.add_argument("--dsn", help="ClickHouse DSN (env FLOWSCOPE_CLICKHOUSE_DSN; default chdb:///./flowscope-data)")
+    schema.add_argument("--cluster", help="ClickHouse cluster name for ON CLUSTER / Replicated tables")
+    schema.add_argument("--no-sharding", action="store_true",
+                        help="with --cluster: replicated tables only, no Distributed tables sharded by run")
+    schema.add_argument("--retention-days", type=int, help="drop spans older than this (TTL)")
+    schema.add_argument("--log-level", default="info")
+    sub.add_parser("migrate", parents=[schema], help="apply the schema and exit")
+    for p in (sub.add_parser("serve", parents=[schema], help="run the collector (OTLP/HTTP + API)"),):
         p.add_argument("--host", help="bind address (default 127.0.0.1)")
         p.add_argument("--port", type=int, help="port (default 4318)")
-        p.add_argument("--log-level", default="info")
         p.add_argument("--wal-dir", help="write-ahead log directory (env FLOWSCOPE_WAL_DIR; default "
                                          "<chdb dir>/flowscope-wal or ./flowscope-wal)")
         p.add_argument("--api-keys-file", help="API keys file (env FLOWSCOPE_API_KEYS_FILE; keys also in "
@@ -60,6 +68,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings(args)
+    try:
+        # A DSN it cannot use, or a chDB directory another process holds: say so in one
+        # line before anything starts, not in a traceback (or two) after.
+        check_embedded_free(parse_dsn(settings.dsn))
+    except ValueError as exc:
+        print(f"flowscope-collector: {exc}", file=sys.stderr)
+        return 2
+    except DirectoryInUse as exc:
+        print(f"flowscope-collector: {exc}", file=sys.stderr)
+        return 1
     if args.command == "migrate":
         col = Collector(settings)
         col.migrate()  # schema only: leaves a running collector's write-ahead log alone

@@ -82,6 +82,9 @@ class Collector:
         self._client = client
         self.client: Client | None = None
         self.store: Store | None = None
+        # why the last attempt to reach ClickHouse failed (None once connected), for /readyz
+        # and the API's 503: the writer has no error of its own until it has a connection
+        self.connect_error: str | None = None
         self.writer: Writer | None = None
         self.wal: WAL | None = None
         self.wal_dir = settings.wal_dir or default_wal_dir(self.target)
@@ -152,11 +155,17 @@ class Collector:
         """Connect and migrate once; callable again after a failure."""
         with self._store_lock:
             if self.client is None:
-                client = self._client or connect(self.target)
-                migrate(client, self.schema)
-                self.schema_version = max(applied_versions(client, self.schema))
+                try:
+                    client = self._client or connect(self.target)
+                    migrate(client, self.schema)
+                    self.schema_version = max(applied_versions(client, self.schema))
+                except Exception as exc:
+                    self.connect_error = (f"ClickHouse at {self.target.redacted()} is unreachable: "
+                                          f"{type(exc).__name__}: {exc}")[:400]
+                    raise
                 self.store = Store(client, self.schema.database)
                 self.client = client
+                self.connect_error = None
             return self.client
 
     def _writer_client(self) -> Client:
@@ -253,8 +262,10 @@ class Collector:
         w = self.writer
         backlog = f"{w.pending_spans} spans ({w.pending_bytes} bytes) buffered" if w is not None else ""
         if self.client is None:
-            last = w.stats.last_error if w is not None else None
-            return False, "unreachable", f"ClickHouse not connected; {backlog}; last error: {last}"[:500]
+            last = self.connect_error or (w.stats.last_error if w is not None else None)
+            if last is None:
+                return False, "unreachable", f"ClickHouse not connected yet; {backlog}"[:500]
+            return False, "unreachable", f"{last}; {backlog}"[:500]
         try:
             version = Store(self.client, self.schema.database).ping()
             applied = max(applied_versions(self.client, self.schema))

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import unicodedata
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, TextIO
@@ -24,19 +26,37 @@ def _print_json(value: Any, out: TextIO) -> None:
     out.write(json.dumps(value, indent=2, default=str, ensure_ascii=False) + "\n")
 
 
+def plural(n: int, singular: str, plural_: str | None = None) -> str:
+    """``1 LLM call``, ``2 LLM calls``: counts read as a person would write them."""
+    return f"{n} {singular if n == 1 else plural_ or singular + 's'}"
+
+
+def display_width(text: str) -> int:
+    """Terminal columns ``text`` takes: CJK and other wide characters take two, combining marks none.
+
+    ``len()`` counts code points, so a table padded by it drifts one column per wide
+    character (a node named 检索文档 pushed every later column of its row four to the right).
+    """
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+               for c in text)
+
+
+def _pad(text: str, width: int, right: bool) -> str:
+    fill = " " * max(0, width - display_width(text))
+    return fill + text if right else text + fill
+
+
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], out: TextIO) -> None:
     """A plain aligned table: numbers right, text left, money with a dollar sign."""
     if not rows:
         out.write("(none)\n")
         return
     cells = [[_cell(r.get(key), key) for key, _ in columns] for r in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, (_, h) in enumerate(columns)]
+    widths = [max(display_width(h), *(display_width(c[i]) for c in cells)) for i, (_, h) in enumerate(columns)]
     numeric = [all(_is_num(r.get(key)) for r in rows) for key, _ in columns]
-    out.write("  ".join(h.rjust(w) if n else h.ljust(w) for (_, h), w, n in zip(columns, widths, numeric)).rstrip()
-              + "\n")
+    out.write("  ".join(_pad(h, w, n) for (_, h), w, n in zip(columns, widths, numeric)).rstrip() + "\n")
     for row in cells:
-        out.write("  ".join(c.rjust(w) if n else c.ljust(w) for c, w, n in zip(row, widths, numeric)).rstrip()
-                  + "\n")
+        out.write("  ".join(_pad(c, w, n) for c, w, n in zip(row, widths, numeric)).rstrip() + "\n")
 
 
 def _is_num(v: Any) -> bool:
@@ -48,6 +68,8 @@ def _cell(v: Any, key: str) -> str:
         return "-"
     if key.endswith("_usd"):
         return f"${v}"
+    if key == "error_message" and isinstance(v, str):
+        return v if len(v) <= 100 else v[:99] + "…"  # the whole message is in --json
     if key == "start" and isinstance(v, str):
         return v.replace("T", " ")[:23]
     if isinstance(v, float):
@@ -60,7 +82,7 @@ RUN_COLUMNS = (("run_id", "RUN"), ("flow", "FLOW"), ("service", "SERVICE"), ("st
                ("output_tokens", "OUT"), ("cost_usd", "COST"))
 NODE_COLUMNS = (("step", "STEP"), ("name", "NODE"), ("type", "TYPE"), ("attempt", "TRY"), ("status", "STATUS"),
                 ("duration_ms", "MS"), ("llm_calls", "LLM"), ("input_tokens", "IN"), ("output_tokens", "OUT"),
-                ("cost_usd", "COST"), ("branch", "BRANCH"), ("error", "ERROR"))
+                ("cost_usd", "COST"), ("branch", "BRANCH"), ("error_message", "ERROR"))
 COST_COLUMNS = (("key", "GROUP"), ("provider", "PROVIDER"), ("llm_calls", "CALLS"), ("input_tokens", "IN"),
                 ("cached_input_tokens", "CACHED"), ("output_tokens", "OUT"), ("unpriced_calls", "UNPRICED"),
                 ("cost_usd", "COST"))
@@ -87,19 +109,24 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--since", help="ISO 8601 time or a span back from now: 90m, 24h, 7d")
     ls.add_argument("--until", help="ISO 8601 time or a span back from now")
     ls.add_argument("--min-cost", help="only runs that cost at least this many USD")
+    ls.add_argument("--attr", action="append", metavar="NAME:VALUE",
+                    help="only runs with this run attribute (repeatable), e.g. --attr tenant:acme")
     ls.add_argument("--sort", choices=("start", "cost", "duration"), default="start")
     ls.add_argument("--asc", action="store_true", help="ascending order")
     ls.add_argument("--limit", type=int, default=20)
     ls.add_argument("--cursor", help="next page (printed after a full page)")
     show = runs.add_parser("show", parents=[common], help="a run's summary and its nodes")
     show.add_argument("run_id")
-    state = runs.add_parser("state", parents=[common], help="a run's state after a step (time travel)")
+    state = runs.add_parser("state", parents=[common],
+                            help="a run's state after a step (time travel); without --at, its steps")
     state.add_argument("run_id")
-    state.add_argument("--at", type=int, required=True, help="step (-1: the run's input)")
+    state.add_argument("--at", type=int, help="step (-1: the run's input); leave out to list the steps")
     state.add_argument("--diff-from", type=int, help="show what changed since this step instead")
     tail = runs.add_parser("tail", parents=[common], help="follow a run live (history first)")
     tail.add_argument("run_id")
-    tail.add_argument("--wait", type=float, default=30, help="seconds to wait for the run to appear")
+    tail.add_argument("--wait", type=float, default=0,
+                      help="seconds to wait for a run that has not started yet (default 0: an unknown run "
+                           "fails at once)")
     graph = runs.add_parser("graph", parents=[common], help="the run's path as Mermaid or DOT")
     graph.add_argument("run_id")
     graph.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
@@ -127,12 +154,39 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
 
     try:
         with Client(args.url, args.api_key) as client:
-            return _run(args, client, out)
+            code = _run(args, client, out)
+            out.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+            return code
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, as the Python docs advise, and
+        # point stdout at devnull so the interpreter's final flush cannot fail again.
+        if out is sys.stdout:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except FlowscopeError as exc:
-        sys.stderr.write(f"flowscope: {exc.message}\n")
+        sys.stderr.write(f"flowscope: {_cli_hint(exc, args)}\n")
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _attrs(raw: list[str] | None) -> dict[str, str] | None:
+    if not raw:
+        return None
+    pairs = [a.partition(":") for a in raw]
+    bad = [a for a, (_, sep, _v) in zip(raw, pairs) if not sep]
+    if bad:
+        raise SystemExit(f"flowscope: --attr {bad[0]!r}: use NAME:VALUE, e.g. --attr tenant:acme")
+    return {k.strip(): v for k, _, v in pairs}
+
+
+def _cli_hint(exc: Any, args: argparse.Namespace) -> str:
+    """The collector's message, with the command to run instead of the HTTP route it names."""
+    if exc.status == 404 and exc.message.startswith("no run"):
+        run_id = getattr(args, "run_id", None) or exc.message.split()[2]
+        return f"no run {run_id}; `flowscope runs list` shows the runs there are"
+    return str(exc.message).replace("GET /api/v1/runs", "`flowscope runs list`")
 
 
 def _run(args: argparse.Namespace, client: Any, out: TextIO) -> int:
@@ -142,13 +196,14 @@ def _run(args: argparse.Namespace, client: Any, out: TextIO) -> int:
             _print_json({**rows.meta, "groups": list(rows)}, out)
             return 0
         table(rows, COST_COLUMNS if args.by == "model" else [c for c in COST_COLUMNS if c[0] != "provider"], out)
-        out.write(f"\ntotal ${rows.total_usd} over {rows.llm_calls} LLM calls\n")
+        out.write(f"\ntotal ${rows.total_usd} over {plural(rows.llm_calls, 'LLM call')}\n")
         return 0
     cmd = args.runs_command
     if cmd == "list":
         page = client.runs(service=args.service, flow=args.flow, status=args.status, since=args.since,
                            until=args.until, min_cost=args.min_cost, sort=args.sort,
-                           order="asc" if args.asc else "desc", limit=args.limit, cursor=args.cursor)
+                           order="asc" if args.asc else "desc", limit=args.limit, cursor=args.cursor,
+                           attrs=_attrs(args.attr))
         if args.json:
             _print_json({"runs": list(page), "next_cursor": page.next_cursor}, out)
             return 0
@@ -164,11 +219,12 @@ def _run(args: argparse.Namespace, client: Any, out: TextIO) -> int:
             return 0
         s = summary
         out.write(f"run {s['run_id']}  {s['flow']} ({s['service']})  {s['status'].upper()}\n")
-        out.write(f"  started {s['start']}, {s['duration_ms']:,.1f} ms, {s['spans']} spans\n")
-        out.write(f"  {s['llm_calls']} LLM calls, {s['input_tokens']} in ({s['cached_input_tokens']} cached) / "
+        out.write(f"  started {s['start']}, {s['duration_ms']:,.1f} ms, {plural(s['spans'], 'span')}\n")
+        out.write(f"  {plural(s['llm_calls'], 'LLM call')}, {s['input_tokens']} in ({s['cached_input_tokens']} cached) / "
                   f"{s['output_tokens']} out ({s['reasoning_tokens']} reasoning) tokens\n")
         out.write(f"  cost ${s['cost_usd']}  (cache saved ${s['cache_saved_usd']}; {s['unpriced_calls']} unpriced, "
-                  f"{s['errors']} errors, {s['retries']} retries, {s['fallbacks']} fallbacks)\n\n")
+                  f"{plural(s['errors'], 'error')}, {plural(s['retries'], 'retry', 'retries')}, "
+                  f"{plural(s['fallbacks'], 'fallback')})\n\n")
         table(nodes, NODE_COLUMNS, out)
         if s.get("by_model"):
             out.write("\n")
@@ -176,10 +232,29 @@ def _run(args: argparse.Namespace, client: Any, out: TextIO) -> int:
                                   ("input_tokens", "IN"), ("output_tokens", "OUT"), ("cost_usd", "COST")), out)
         return 0
     if cmd == "state":
+        if args.at is None:
+            # the steps to choose from: the input, then every node execution
+            nodes = client.nodes(args.run_id)
+            rows = [{"step": -1, "name": "(input)", "type": "", "status": ""},
+                    *({"step": n["step"], "name": n["name"], "type": n["type"], "status": n["status"]}
+                      for n in nodes)]
+            if args.json:
+                _print_json({"run_id": args.run_id, "steps": rows}, out)
+                return 0
+            table(rows, (("step", "STEP"), ("name", "NODE"), ("type", "TYPE"), ("status", "STATUS")), out)
+            out.write(f"\nflowscope runs state {args.run_id} --at STEP\n")
+            return 0
         if args.diff_from is not None:
             _print_json(client.state_diff(args.run_id, args.diff_from, args.at), out)
-        else:
-            _print_json(client.state(args.run_id, args.at), out)
+            return 0
+        answer = client.state_at(args.run_id, args.at)
+        if args.json:
+            _print_json(answer, out)
+            return 0
+        # which node the state is after, on stderr: stdout stays the state alone, for jq
+        sys.stderr.write(f"state after step {answer['at']}" + (f" ({answer['node']})" if answer.get("node") else
+                                                               " (the input)" if answer["at"] == -1 else "") + "\n")
+        _print_json(answer["state"], out)
         return 0
     if cmd == "graph":
         out.write(client.graph(args.run_id, args.format))
@@ -231,7 +306,7 @@ def _event_line(ev: dict[str, Any]) -> str:
         value = json.dumps(ev.get("value"), default=str)
         return f"    state {ev['op']} {ev['path'] or '(all)'} = {value[:80]}"
     if kind == "summary":
-        return (f"■ {ev['status'].upper()}  {ev['duration_ms']:,.1f} ms  {ev['llm_calls']} LLM calls  "
+        return (f"■ {ev['status'].upper()}  {ev['duration_ms']:,.1f} ms  {plural(ev['llm_calls'], 'LLM call')}  "
                 f"${ev['cost_usd']}")
     return f"  {kind}: {ev.get('message', '')}"
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -54,8 +54,15 @@ class Table(list):  # type: ignore[type-arg]
         for key, value in meta.items():
             setattr(self, key, value)
 
-    def to_pandas(self) -> Any:
-        """The rows as a pandas DataFrame (money columns hold Decimal). Needs ``pip install flowscope[pandas]``."""
+    def to_pandas(self, *, money: str = "decimal") -> Any:
+        """The rows as a pandas DataFrame. Needs ``pip install flowscope[pandas]``.
+
+        Money columns (``*_usd``) hold ``Decimal`` by default: sums stay exact. pandas keeps
+        them as ``object`` columns, which plotting libraries refuse, so ``money="float"``
+        gives float64 columns to plot (not to add up into invoices).
+        """
+        if money not in ("decimal", "float"):
+            raise ValueError(f'money must be "decimal" or "float", not {money!r}')
         try:
             import pandas as pd
         except ImportError:
@@ -64,6 +71,10 @@ class Table(list):  # type: ignore[type-arg]
         for col in ("start", "end", "timestamp"):
             if col in df.columns:
                 df[col] = pd.to_datetime(df[col], utc=True, errors="coerce")
+        if money == "float":
+            for col in df.columns:
+                if str(col).endswith("_usd"):
+                    df[col] = df[col].astype("float64")
         return df
 
 
@@ -128,11 +139,17 @@ class Client:
         order: str = "desc",
         limit: int = 50,
         cursor: str | None = None,
+        attrs: Mapping[str, str] | None = None,
     ) -> Table:
-        """One page of runs; ``.next_cursor`` fetches the next (``since="24h"`` works as well as ISO times)."""
+        """One page of runs; ``.next_cursor`` fetches the next (``since="24h"`` works as well as ISO times).
+
+        ``attrs={"tenant": "acme", "user_id": "u-42"}`` keeps the runs with every one of those run
+        attributes (named as ``flowscope.run(attributes=...)`` names them): the API's ``attr=``.
+        """
+        attr = [f"{k}:{v}" for k, v in (attrs or {}).items()] or None
         body = self._json("/api/v1/runs", service=service, flow=flow, status=status, since=_when(since),
                           until=_when(until), min_cost=None if min_cost is None else str(min_cost), sort=sort,
-                          order=order, limit=limit, cursor=cursor)
+                          order=order, limit=limit, cursor=cursor, attr=attr)
         return Table(body["runs"], next_cursor=body.get("next_cursor"))
 
     def iter_runs(self, *, page_size: int = 200, **filters: Any) -> Iterator[dict[str, Any]]:
@@ -158,7 +175,11 @@ class Client:
 
     def state(self, run_id: str, at: int) -> Any:
         """The run's state after step ``at`` (-1: its input)."""
-        return self._get(f"/api/v1/runs/{run_id}/state", at=at).json()["state"]
+        return self.state_at(run_id, at)["state"]
+
+    def state_at(self, run_id: str, at: int) -> dict[str, Any]:
+        """The whole answer: ``state`` after step ``at``, the ``node`` that ran it, every step with state."""
+        return self._get(f"/api/v1/runs/{run_id}/state", at=at).json()  # type: ignore[no-any-return]
 
     def state_diff(self, run_id: str, from_step: int, to_step: int) -> dict[str, Any]:
         """Paths ``added``, ``removed`` and ``changed`` between two steps."""

@@ -115,7 +115,7 @@ def print_summary(summary: dict[str, Any], nodes: list[dict[str, Any]], out: Tex
     w(f"run      {summary['run_id']}  ({summary['flow']}, {summary['status']}, {summary['duration_ms']:.1f} ms)")
     w(f"tokens   input {summary['input_tokens']}  (cached {summary['cached_input_tokens']})  "
       f"output {summary['output_tokens']}  (reasoning {summary['reasoning_tokens']})")
-    w(f"cost     ${summary['cost_usd']}  in {summary['llm_calls']} LLM calls"
+    w(f"cost     ${summary['cost_usd']}  in {summary['llm_calls']} LLM call{'' if summary['llm_calls'] == 1 else 's'}"
       + (f"  ({summary['unpriced_calls']} unpriced)" if summary["unpriced_calls"] else ""))
     w()
     w(f"  {'step':>4}  {'node':<10} {'type':<7} {'status':<6} {'ms':>8} {'llm':>4} {'cost USD':>12}  branch")
@@ -129,7 +129,16 @@ def print_summary(summary: dict[str, Any], nodes: list[dict[str, Any]], out: Tex
 def main(dsn: str | None = None, port: int | None = None, serve: bool = False, out: TextIO = sys.stdout) -> int:
     import flowscope
     from flowscope.testing import FakeProvider, Reply
+    from flowscope_collector.store.connection import DirectoryInUse, check_embedded_free, parse_dsn
 
+    try:
+        # a DSN it cannot use, or the directory of a collector already running (``serve``):
+        # one line that says so, before chDB fails with two tracebacks
+        target = parse_dsn(dsn)
+        check_embedded_free(target)
+    except (ValueError, DirectoryInUse) as exc:
+        print(f"flowscope demo: {exc}", file=sys.stderr)
+        return 1
     if port is None:
         port = DEFAULT_PORT if _port_free(DEFAULT_PORT) else _free_port()
     print(f"starting the collector on http://127.0.0.1:{port} (embedded ClickHouse) ...", file=out)
@@ -158,8 +167,9 @@ def main(dsn: str | None = None, port: int | None = None, serve: bool = False, o
             except KeyboardInterrupt:
                 pass
         else:
-            print(f"\nData is in {collector.settings.dsn}; browse it with `flowscope-collector serve` "
-                  f"(or `flowscope demo --serve`).", file=out)
+            where = target.path if target.path is not None else target.redacted()
+            print(f"\nThe API above stops when this command exits. Data is in {where}; browse it with "
+                  f"`flowscope-collector serve --dsn chdb://{where}` (or run `flowscope demo --serve`).", file=out)
     finally:
         flowscope.shutdown()
         collector.stop()

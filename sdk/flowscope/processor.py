@@ -62,10 +62,12 @@ class RunAttributesProcessor(SpanProcessor):
             if attrs.get(semconv.SPAN_KIND) not in (semconv.KIND_NODE, semconv.KIND_RUN):
                 node = current_node(parent_context)
                 if node is not None and semconv.NODE_STEP not in attrs:
-                    # Non-node spans inside a node carry the node's name and step so
-                    # cost-by-node needs no parent walk at query time.
+                    # Non-node spans inside a node carry the node's name, step and type so
+                    # cost-by-node needs no parent walk at query time, and a live stream
+                    # can announce the node (with its type) before the node span ends.
                     add[semconv.NODE_NAME] = node.name
                     add[semconv.NODE_STEP] = node.step
+                    add[semconv.NODE_TYPE] = node.type
             if add:
                 set_attributes(span, add)
         except Exception:  # never break span creation in the host app

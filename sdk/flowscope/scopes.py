@@ -278,7 +278,10 @@ def set_branch(branch: str) -> None:
 
 
 def record_state(path: str, value: Any = None, *, op: str = "set") -> None:
-    """Record a state change for time travel, on the span that made it.
+    r"""Record a state change for time travel, on the span that made it.
+
+    ``path`` is dotted (``"order.total"`` sets ``total`` inside ``order``), so a key that
+    holds a dot is escaped: ``r"price\.usd"`` is the one key ``price.usd`` (docs/usage.md).
 
     Never raises: a value that cannot be recorded is logged and skipped so the
     host app is never broken by its own observability.

@@ -240,3 +240,16 @@ def test_costs_by_service_flow_and_attribute(collector, dataset) -> None:
 def test_costs_bad_group_by(collector) -> None:
     r = collector.get("/api/v1/costs", params={"group_by": "colour"})
     assert r.status_code == 422 and "group_by" in r.json()["error"]
+
+
+def test_a_runs_flow_is_the_same_in_the_list_the_summary_and_the_filter(collector, dataset) -> None:
+    """One rule for a run's flow: its root's name. A run whose root has not arrived (still
+    running) has no flow yet, in every view, rather than its first node's name in one."""
+    service, runs = dataset
+    listed = {r["run_id"]: r["flow"] for r in
+              collector.get("/api/v1/runs", params={"service": service, "limit": 100}).json()["runs"]}
+    for spec in runs:
+        summary = collector.get(f"/api/v1/runs/{spec.run_id}").json()
+        assert summary["flow"] == listed[spec.run_id] == (spec.flow if spec.finished else ""), spec
+        if summary["flow"]:
+            assert spec.run_id in _ids(collector, service=service, flow=summary["flow"])

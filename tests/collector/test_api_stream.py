@@ -43,7 +43,7 @@ def test_late_client_gets_history_then_live_events(traced, fake_provider) -> Non
                 flowscope.force_flush()
                 first_done.set()
                 assert go_on.wait(60), "the test never let the run go on"
-                with flowscope.node("second"):
+                with flowscope.node("second", type="router"):
                     client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "2"}])
                     flowscope.force_flush()  # the LLM call is visible while the node still runs
                     flowscope.record_state("n", 2)
@@ -80,6 +80,12 @@ def test_late_client_gets_history_then_live_events(traced, fake_provider) -> Non
     assert seen[first_end][1]["name"] == "first"
     later = [(e, d) for e, d in seen[first_end + 1:]]
     assert ("node_start", 1) in [(e, d.get("step")) for e, d in later]
+    # the live start (known from the node's LLM call) says the node's type, as the replay does
+    live_start = next(d for e, d in later if e == "node_start" and d["step"] == 1)
+    with httpx.stream("GET", f"{traced.url}/api/v1/runs/{run_id}/stream", params={"poll": 0.1}, timeout=30) as r:
+        replayed = [d for e, d in sse_events(r) if e == "node_start"]
+    assert [(d["name"], d["type"]) for d in replayed] == [("first", "task"), ("second", "router")]
+    assert live_start["type"] == "router"
     llm = [d for e, d in seen if e == "llm_call"]
     assert [c["input_tokens"] for c in llm] == [1000, 3000] and [c["step"] for c in llm] == [0, 1]
     states = [d for e, d in seen if e == "state"]

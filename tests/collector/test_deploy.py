@@ -543,3 +543,54 @@ def test_sharded_layout_works_end_to_end_in_chdb(tmp_path: Path) -> None:
 
 if __name__ == "__main__":  # child-process entry point for the chDB checks
     print(json.dumps(_run_chdb(sys.argv[1], sys.argv[2], json.loads(sys.stdin.read()))))
+
+
+def _version() -> str:
+    return str(re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1))  # type: ignore[union-attr]
+
+
+def test_one_collector_image_name_everywhere() -> None:
+    """The manifests used ``flowscope/collector:0.1.0``, which nothing builds; compose built
+    ``flowscope-collector:local``. One name, the version's tag, in compose, manifests and docs."""
+    image = f"flowscope-collector:{_version()}"
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    assert compose["services"]["collector"]["image"] == image
+    dep = one("Deployment")
+    (collector,) = [c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "collector"]
+    assert collector["image"] == image
+    k = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    assert [(i["name"], i["newTag"]) for i in k["images"]] == [("flowscope-collector", _version())]
+    assert f"docker build -f deploy/Dockerfile -t {image} ." in (ROOT / "docs/deploy.md").read_text()
+
+
+def test_the_documented_kubernetes_order_creates_the_namespace_before_the_secret() -> None:
+    """``kubectl apply -k`` after creating the Secret failed: the Secret's namespace did not exist yet."""
+    text = (ROOT / "docs/deploy.md").read_text()
+    steps = [line.split("  #")[0].strip() for line in text.splitlines()
+             if line.strip().startswith(("kubectl ", "docker build"))]
+    ns = steps.index("kubectl apply -f deploy/kubernetes/namespace.yaml")
+    secret = steps.index("kubectl apply -f my-secret.yaml")
+    assert steps.index("docker build -f deploy/Dockerfile -t flowscope-collector:" + _version() + " .") < ns
+    assert ns < secret < steps.index("kubectl apply -k deploy/kubernetes")
+    secret_doc = yaml.safe_load((K8S / "secret.example.yaml").read_text())
+    namespace = yaml.safe_load((K8S / "namespace.yaml").read_text())
+    assert secret_doc["metadata"]["namespace"] == namespace["metadata"]["name"]
+    assert "secret.example.yaml" not in yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]
+
+
+def test_kustomize_renders_the_manifests_with_the_one_image(tmp_path: Path) -> None:
+    """What ``kubectl apply -k`` would send, rendered client-side (no cluster needed)."""
+    import shutil
+
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed; the structural checks above still run")
+    r = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    docs = [d for d in yaml.safe_load_all(r.stdout) if d]
+    assert docs[0]["kind"] == "Namespace"  # kustomize puts it first: everything else lives in it
+    assert all(d["metadata"].get("namespace") == "flowscope" for d in docs[1:])
+    images = [c["image"] for d in docs if d["kind"] == "Deployment"
+              for c in d["spec"]["template"]["spec"]["containers"]]
+    assert f"flowscope-collector:{_version()}" in images
+    assert not [i for i in images if "flowscope/collector" in i]

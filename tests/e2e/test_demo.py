@@ -35,3 +35,7 @@ def test_demo_prints_a_priced_run(tmp_path: Path) -> None:
     assert f"/api/v1/runs/{run_id.group(1)}" in out
     assert (tmp_path / "flowscope-data").is_dir()  # the embedded default, in the working directory
     assert sorted(p.name for p in tmp_path.iterdir()) == ["flowscope-data"]  # and nothing else left there
+    # where the data is, as an absolute path (./flowscope-data depends on where it ran), and that
+    # the printed API URL does not outlive the command
+    assert f"Data is in {(tmp_path / 'flowscope-data').resolve()};" in out, out
+    assert "stops when this command exits" in out

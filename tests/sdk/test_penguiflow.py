@@ -116,6 +116,10 @@ def test_linear_flow_retry_llm_calls_and_state(mem: MemoryKit, fake_provider) ->
     assert set(view.state(2)) == {"OpenSea->draft", "draft->enrich", "enrich->polish", "polish->Rookery"}
 
 
+def _summary(spans: list[Any]) -> dict[str, Any]:
+    return flowscope.core.views.summarize([_record(s) for s in spans])
+
+
 def _record(span: Any) -> Any:
     from tests._runtime_kit import record
 
@@ -169,6 +173,10 @@ def test_router_failure_and_timeout_codes(mem: MemoryKit) -> None:
         ("triage", 0), ("slow", 0), ("slow", 1)]
     assert [attrs(n)[semconv.ERROR_TYPE] for n in timed[1:]] == ["NODE_TIMEOUT", "NODE_TIMEOUT"]
     assert all(n.status.status_code.name == "ERROR" for n in timed[1:])
+    # each trace's only result is a FlowError: its flow delivered an error, so the run is an error run
+    for ns in (bad, timed):
+        run_id = attrs(ns[0])[semconv.RUN_ID]
+        assert _summary(mem.run_spans(run_id))["status"] == "error", run_id
 
 
 def test_playbook_subflow_nests_under_the_calling_node(mem: MemoryKit) -> None:
@@ -210,6 +218,13 @@ def test_playbook_subflow_nests_under_the_calling_node(mem: MemoryKit) -> None:
     assert attrs(sub_span)[semconv.NODE_TYPE] == "subflow"
     assert parent_of(sub_span, spans) is research_span
     assert [attrs(c)[semconv.NODE_NAME] for c in children(sub_span, spans)] == ["lookup", "summarize"]
+    # stop() cancels the subflow's workers, which inherited the calling node's context: that
+    # is PenguiFlow's node_cancelled (no trace id), not a cancelled trace, so nothing failed
+    assert [(attrs(n)[semconv.NODE_NAME], n.status.status_code.name, attrs(n).get(semconv.ERROR_TYPE))
+            for n in ns if n.status.status_code.name == "ERROR"] == []
+    assert _summary(spans)["status"] == "ok" and _summary(spans)["errors"] == 0
+    # the calling node was open until it returned, so it ended after its subflow did
+    assert research_span.end_time >= sub_span.end_time
 
     view = mem.view(run_id)
     top = expected_state(bus.envelopes, {"OpenSea", "research", "answer"})
@@ -268,6 +283,7 @@ def test_cancel_deadline_and_hop_budget(mem: MemoryKit) -> None:
     assert any(e.name == EVENT_CANCEL for e in run_span.events)
     (node,) = nodes(mem.run_spans(attrs(run_span)[semconv.RUN_ID]))
     assert node.status.status_code.name == "ERROR"
+    assert attrs(node)[semconv.ERROR_TYPE] == "TRACE_CANCELLED"  # one spelling, the run's
     del started
 
     # a message past its deadline is skipped; the runtime answers DEADLINE_EXCEEDED

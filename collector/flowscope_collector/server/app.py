@@ -12,10 +12,12 @@ import inspect
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowscope._version import __version__ as sdk_version
 
@@ -24,6 +26,34 @@ from ..settings import CollectorSettings
 from . import costs, ops, otlp_http, runs, stream
 from .auth import AuthMiddleware, KeyStore
 from .deps import error_body
+
+
+class HeadAsGet:
+    """Answer ``HEAD`` as ``GET`` without the body (RFC 9110), instead of 405 on every route.
+
+    Uptime checkers and ``curl -I`` send HEAD; FastAPI routes declared with ``@get`` do not
+    take it. The request goes through as a GET, and only the body of the answer is dropped.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        finished = False
+
+        async def send_headers_only(message: Message) -> None:
+            nonlocal finished
+            if message["type"] == "http.response.body":
+                if finished:
+                    return
+                finished = True
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_headers_only)
 
 
 def create_app(settings: CollectorSettings | None = None, collector: Collector | None = None) -> FastAPI:
@@ -65,9 +95,12 @@ def create_app(settings: CollectorSettings | None = None, collector: Collector |
     # project scopes every read and write (server/auth.py).
     app.state.keys = KeyStore.load(settings.api_keys, settings.api_keys_file)
     app.add_middleware(AuthMiddleware, keys=app.state.keys)
+    app.add_middleware(HeadAsGet)  # outermost: a HEAD is checked for its key as the GET would be
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    # Starlette's HTTPException, not only FastAPI's subclass: an unknown route (404) or method
+    # (405) answers in the documented {"error", "status"} shape too, not {"detail": ...}
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(
             error_body(exc.status_code, str(exc.detail)), status_code=exc.status_code,
             headers=getattr(exc, "headers", None),

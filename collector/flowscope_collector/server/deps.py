@@ -17,6 +17,10 @@ def get_collector(request: Request) -> Collector:
 def get_store(request: Request) -> Store:
     col = get_collector(request)
     if col.store is None:
+        if col.connect_error:
+            # not "starting": it may never get there on its own, and the person needs the reason
+            raise HTTPException(503, f"{col.connect_error}; spans are kept in the write-ahead log until "
+                                     f"it is back (GET /readyz)", headers={"Retry-After": "5"})
         raise HTTPException(503, "collector is starting; retry shortly")
     return col.store
 

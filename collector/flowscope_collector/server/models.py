@@ -36,6 +36,8 @@ class NodeCost(BaseModel):
     llm_calls: int
     cost_usd: Money
     duration_ms: float
+    error: str | None = Field(None, description="The node's error type (error.type) if it failed")
+    error_message: str | None = Field(None, description="What went wrong, in the words of its status message")
 
 
 class CostBreakdown(BaseModel):
@@ -99,7 +101,8 @@ class NodeItem(BaseModel):
     cost_usd: Money
     retries: int = 0
     branch: str | None = None
-    error: str | None = None
+    error: str | None = Field(None, description="The node's error type (error.type) if it failed")
+    error_message: str | None = Field(None, description="What went wrong, in the words of its status message")
     span_id: str
 
 

@@ -36,6 +36,16 @@ class Target:
         return self.dsn
 
 
+def _without_password(dsn: str) -> str:
+    try:
+        parsed = urlparse(dsn)
+        if parsed.password:
+            return parsed._replace(netloc=parsed.netloc.replace(f":{parsed.password}@", ":***@")).geturl()
+    except ValueError:
+        pass
+    return dsn
+
+
 def parse_dsn(dsn: str | None) -> Target:
     dsn = dsn or os.environ.get("FLOWSCOPE_CLICKHOUSE_DSN") or DEFAULT_DSN
     parsed = urlparse(dsn)
@@ -50,9 +60,58 @@ def parse_dsn(dsn: str | None) -> Target:
         database = parsed.path.strip("/") or "default"
         return Target(dsn=dsn, embedded=False, database=database, path=None)
     raise ValueError(
-        f"unsupported ClickHouse DSN {dsn!r}: use chdb:///path/to/dir for the embedded engine "
+        f"unsupported ClickHouse DSN {_without_password(dsn)!r}: use chdb:///path/to/dir for the embedded engine "
         "or http(s)://user:password@host:8123/database for a server"
     )
+
+
+class DirectoryInUse(RuntimeError):
+    """Another process runs chDB on this directory (chDB allows one process per directory)."""
+
+
+def embedded_holder(path: str) -> str | None:
+    """Who holds the chDB directory ``path``: ``"pid N"`` (or ``"another process"``), or None if free.
+
+    ClickHouse locks ``<dir>/status`` (``flock``) for as long as an engine runs there and
+    writes its pid into it. Trying the same lock, without blocking, and letting it go at
+    once tells whether opening the directory would fail, and why, before chDB fails with
+    "Error initializing EmbeddedServer: . (BAD_ARGUMENTS)" and two tracebacks.
+    """
+    status = os.path.join(path, "status")
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: let chDB say it
+        return None
+    try:
+        fd = os.open(status, os.O_RDONLY)
+    except OSError:
+        return None  # no status file: no engine has run here, or none runs now
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            with open(status, encoding="utf-8", errors="replace") as f:
+                text = f.read()
+            for line in text.splitlines():
+                if line.startswith("PID:"):
+                    return f"pid {line[4:].strip()}"
+            return "another process"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def check_embedded_free(target: Target) -> None:
+    """Raise :class:`DirectoryInUse`, in one line that names the holder, if another process has the directory."""
+    if not target.embedded or target.path is None or target.path in _embedded:
+        return
+    holder = embedded_holder(target.path)
+    if holder is not None:
+        raise DirectoryInUse(
+            f"another collector ({holder}) holds the chDB directory {target.path}; stop it, talk to it "
+            f"over HTTP instead, or use another directory (--dsn chdb:///other/dir)"
+        )
 
 
 _embedded_lock = threading.Lock()
@@ -76,6 +135,7 @@ def connect(target: Target, **settings: Any) -> Client:
                     raise RuntimeError(
                         f"chDB already runs on {other} in this process; one embedded database per process"
                     )
+                check_embedded_free(target)
                 os.makedirs(target.path, exist_ok=True)
                 client = clickhouse_connect.get_client(dsn=f"chdb://{target.path}", settings=settings or None)
                 _embedded[target.path] = client

@@ -427,3 +427,36 @@ ALTER TABLE flowscope.otel_traces_local ON CLUSTER flowscope DROP INDEX IF EXIST
 ALTER TABLE flowscope.otel_traces_local ON CLUSTER flowscope DROP INDEX IF EXISTS idx_span_attr_key;
 
 ALTER TABLE flowscope.otel_traces_local ON CLUSTER flowscope DROP INDEX IF EXISTS idx_span_attr_value;
+
+
+-- migration 007_run_flow_name
+DROP VIEW IF EXISTS flowscope.flowscope_runs_mv ON CLUSTER flowscope;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS flowscope.flowscope_runs_mv ON CLUSTER flowscope
+TO flowscope.flowscope_runs_local
+AS SELECT
+    Project,
+    RunId,
+    min(Timestamp) AS Start,
+    max(fromUnixTimestamp64Nano(toUnixTimestamp64Nano(Timestamp) + toInt64(Duration))) AS End,
+    max(if(Kind = 'run' OR (ParentSpanId = '' AND RunId = TraceId),
+           if(FlowName != '', FlowName, SpanName), '')) AS FlowName,
+    max(ServiceName) AS ServiceName,
+    max(toUInt8(Kind = 'run' OR (ParentSpanId = '' AND RunId = TraceId))) AS RootSeen,
+    max(toUInt8((Kind = 'run' OR (ParentSpanId = '' AND RunId = TraceId)) AND StatusCode = 'Error')) AS RootError,
+    count() AS Spans,
+    countIf(Kind = 'llm') AS LlmCalls,
+    countIf(StatusCode = 'Error') AS Errors,
+    sumIf(RetryCount, Kind IN ('llm', 'node')) AS Retries,
+    countIf(Kind = 'llm' AND FallbackTo != '') AS Fallbacks,
+    countIf(Kind = 'llm' AND CacheHit) AS CacheHits,
+    countIf(Kind = 'llm' AND CostSource = 'unpriced') AS UnpricedCalls,
+    sumIf(InputTokens, Kind = 'llm') AS InputTokens,
+    sumIf(CachedInputTokens, Kind = 'llm') AS CachedInputTokens,
+    sumIf(CacheWriteTokens, Kind = 'llm') AS CacheWriteTokens,
+    sumIf(OutputTokens, Kind = 'llm') AS OutputTokens,
+    sumIf(ReasoningTokens, Kind = 'llm') AS ReasoningTokens,
+    sumIf(CostUsd, Kind = 'llm') AS CostUsd,
+    sumIf(CacheSavedUsd, Kind = 'llm') AS CacheSavedUsd
+FROM flowscope.flowscope_spans_local
+GROUP BY Project, RunId;

@@ -17,11 +17,16 @@ import wrapt
 
 logger = logging.getLogger("flowscope")
 
-# name -> (module holding the instrumentor, class name, library it needs)
+# name -> (module holding the instrumentor, class name, module of the library it patches)
+#
+# The third field is the module whose import triggers instrumentation, so it must be a
+# regular module: ``langgraph`` is a namespace package (no ``__init__.py``), and a
+# post-import hook on a namespace package never fires, so LangGraph is hooked on
+# ``langgraph.pregel``, which every graph imports before it can run.
 REGISTRY: dict[str, tuple[str, str, str]] = {
     "openai": ("flowscope.instrumentation.openai", "OpenAIInstrumentor", "openai"),
     "anthropic": ("flowscope.instrumentation.anthropic", "AnthropicInstrumentor", "anthropic"),
-    "langgraph": ("flowscope.instrumentation.langgraph", "LangGraphInstrumentor", "langgraph"),
+    "langgraph": ("flowscope.instrumentation.langgraph", "LangGraphInstrumentor", "langgraph.pregel"),
     "penguiflow": ("flowscope.instrumentation.penguiflow", "PenguiFlowInstrumentor", "penguiflow"),
     "pocketflow": ("flowscope.instrumentation.pocketflow", "PocketFlowInstrumentor", "pocketflow"),
 }
@@ -29,7 +34,15 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
 
 def available() -> list[str]:
     """Names of instrumentations whose target library is importable here."""
-    return [name for name, (_, _, lib) in REGISTRY.items() if importlib.util.find_spec(lib) is not None]
+    return [name for name, (_, _, lib) in REGISTRY.items() if _installed(lib)]
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it (only its parent packages)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # a parent package is missing
+        return False
 
 
 def get_instrumentor(name: str) -> Any:
@@ -53,7 +66,7 @@ def instrument_all(names: Iterable[str] | None = None) -> list[str]:
         if library in sys.modules:
             if _instrument_now(name):
                 done.append(name)
-        elif importlib.util.find_spec(library) is None:
+        elif not _installed(library):
             logger.info("flowscope: %s is not installed; not instrumenting it", name)
         else:
             _instrument_on_import(name)

@@ -57,6 +57,7 @@ TRACE_ID = "flowscope.penguiflow.trace_id"
 STOP_REASON = "flowscope.run.stop_reason"
 STREAM_CHUNKS = "flowscope.stream.chunks"
 EVENT_CANCEL = "flowscope.cancel"
+TRACE_CANCELLED = "TRACE_CANCELLED"  # one spelling for a cancelled trace, on its run and its nodes
 EVENT_DEADLINE_SKIP = "flowscope.deadline.skip"
 EVENT_STOP = "flowscope.stop"
 
@@ -84,8 +85,8 @@ def _claim_run_id(trace_id: str) -> str | None:
 class _Trace:
     """One trace inside one flow: the run (or subflow node) and where its spans hang."""
 
-    __slots__ = ("cancelled", "chunks", "ctx", "last_step", "node", "owns_run", "prefix", "run", "span",
-                 "started", "stop_reason")
+    __slots__ = ("cancelled", "chunks", "ctx", "error", "last_step", "node", "owns_run", "prefix", "run",
+                 "span", "started", "stop_reason")
 
     def __init__(self, run_: Run, span: Span, ctx: otel_context.Context, *, owns_run: bool,
                  node: Node | None, prefix: tuple[str, ...]) -> None:
@@ -96,6 +97,8 @@ class _Trace:
         self.node = node
         self.prefix = prefix
         self.cancelled = False
+        # the FlowError the flow delivered for this trace (emit_errors_to_rookery): its result
+        self.error: tuple[str, str] | None = None
         self.stop_reason: str | None = None
         self.chunks = 0
         self.started = time.monotonic()
@@ -196,8 +199,13 @@ def _close_trace(flow: Any, trace_id: str, *, reason: str | None = None) -> None
             if found.chunks:
                 span.set_attribute(STREAM_CHUNKS, found.chunks)
             if found.cancelled:
-                span.set_attribute(semconv.ERROR_TYPE, "TRACE_CANCELLED")
+                span.set_attribute(semconv.ERROR_TYPE, TRACE_CANCELLED)
                 span.set_status(semconv_status_error("trace cancelled"))
+            elif found.error is not None:
+                # What the flow delivered was an error: the run failed, whatever else it did.
+                code, message = found.error
+                span.set_attribute(semconv.ERROR_TYPE, code)
+                span.set_status(semconv_status_error(f"{code}: {message}"[:1000]))
             elif reason is not None:
                 span.add_event(EVENT_STOP, {"reason": reason})
     except Exception:
@@ -271,6 +279,9 @@ async def _invoke_node(wrapped: Any, instance: Any, args: tuple[Any, ...], kwarg
             ex.recorded = True
             if isinstance(exc, TimeoutError) and node_.span.is_recording():
                 node_.span.set_attribute(semconv.ERROR_TYPE, "NODE_TIMEOUT")
+            elif type(exc).__name__ == "TraceCancelled" and node_.span.is_recording():
+                # PenguiFlow's exception, spelled as the run spells it (and its FlowError codes)
+                node_.span.set_attribute(semconv.ERROR_TYPE, TRACE_CANCELLED)
         raise
     finally:
         if token is not None:
@@ -305,9 +316,13 @@ async def _middleware(event: Any) -> None:
                 node_.span.set_attribute(semconv.ERROR_TYPE, str(code))
                 node_.span.set_status(semconv_status_error(str(payload.get("message") or code)[:1000]))
             ex.close()
-        elif kind in ("node_trace_cancelled", "node_cancelled") and ex is not None:
+        elif kind == "node_trace_cancelled" and ex is not None:
+            # Only this one means the trace was cancelled. ``node_cancelled`` (no trace id) is
+            # stop() cancelling a worker task; a playbook subflow's workers inherited the
+            # calling node's context, so reading it as a cancellation closed a node that was
+            # still running (and succeeded) as TRACE_CANCELLED.
             if node_ is not None and node_.span.is_recording():
-                node_.span.set_attribute(semconv.ERROR_TYPE, "TRACE_CANCELLED")
+                node_.span.set_attribute(semconv.ERROR_TYPE, TRACE_CANCELLED)
                 node_.span.set_status(semconv_status_error("trace cancelled"))
             ex.close()
         elif kind == "trace_cancel_start":
@@ -368,7 +383,11 @@ def _on_edge(flow: Any, floe: Any, message: Any) -> None:
     if ex is not None and ex.trace is not found:
         ex = None
     payload = getattr(message, "payload", None)
+    from penguiflow.errors import FlowError
     from penguiflow.types import FinalAnswer, StreamChunk
+
+    if isinstance(message, FlowError) and _label(floe.target) == "Rookery" and found.error is None:
+        found.error = (str(message.code), str(message.message))
 
     if isinstance(payload, StreamChunk):
         _on_chunk(found, ex, floe)

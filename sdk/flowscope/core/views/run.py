@@ -77,7 +77,7 @@ def live_events(view: RunView) -> list[dict[str, Any]]:
         if step not in started:
             started.add(step)
             items.append((child.start_ns, 0, {"event": "node_start", "key": f"node_start:{step}", "step": step,
-                                              "name": child.node_name, "type": None,
+                                              "name": child.node_name, "type": child.node_type or "task",
                                               "start": iso(child.start_ns)}))
     for s in spans:
         if s.is_llm:

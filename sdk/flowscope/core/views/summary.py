@@ -25,6 +25,21 @@ def _root(spans: Sequence[SpanRecord]) -> SpanRecord | None:
     return min(roots, key=lambda s: s.start_ns) if roots else None
 
 
+def flow_name(spans: Sequence[SpanRecord]) -> str:
+    """A run's flow: the name of its root, the same rule the collector's runs table applies.
+
+    A root is the run span, or a parentless span of a run whose id is its trace id (a
+    trace from another producer, a zero-code LLM call outside any flow); it names the
+    flow by its workflow name, else its span name. The runs table keeps ``max()`` of
+    those names (migration 007), so this does too: the list, the summary and ``?flow=``
+    agree, and a run whose root has not arrived (still running) has flow ``""`` in
+    every view rather than its first node's name in one of them.
+    """
+    names = [s.flow or s.name for s in spans
+             if s.kind == semconv.KIND_RUN or (not s.parent_span_id and s.run_id == s.trace_id)]
+    return max(names, default="")
+
+
 def run_status(spans: Sequence[SpanRecord]) -> str:
     root = _root(spans)
     has_run_span = any(s.kind == semconv.KIND_RUN for s in spans)
@@ -64,7 +79,7 @@ def summarize(spans_in: Iterable[SpanRecord], run_id: str | None = None) -> dict
         m["cost_usd"] += s.cost_usd
         m["unpriced_calls"] += int(s.cost_source == semconv.COST_SOURCE_UNPRICED)
     by_node = _by_node(spans)
-    flow = root.flow if root is not None and root.flow else (root.name if root is not None else "")
+    flow = flow_name(spans)
     status = run_status(spans)
     return {
         "run_id": run_id or spans[0].run_id,
@@ -104,7 +119,8 @@ def summarize(spans_in: Iterable[SpanRecord], run_id: str | None = None) -> dict
         ],
         "by_node": [
             {"step": n["step"], "name": n["name"], "llm_calls": n["llm_calls"],
-             "cost_usd": n["cost_usd"], "duration_ms": n["duration_ms"]}
+             "cost_usd": n["cost_usd"], "duration_ms": n["duration_ms"], "error": n["error"],
+             "error_message": n["error_message"]}
             for n in by_node
         ],
     }
@@ -216,6 +232,9 @@ def _by_node(spans: Sequence[SpanRecord], full: bool = False) -> list[dict[str, 
             "llm_calls": a["llm_calls"],
             "cost_usd": usd(a["cost"]),
             "duration_ms": ms(n.duration_ns),
+            # the type to group by, and the message a person can act on (its status message)
+            "error": (n.error_type or n.status_message or "error") if n.is_error else None,
+            "error_message": (n.status_message or n.error_type or "error") if n.is_error else None,
         }
         if full:
             item.update(
@@ -228,7 +247,6 @@ def _by_node(spans: Sequence[SpanRecord], full: bool = False) -> list[dict[str, 
                     "output_tokens": a["output_tokens"],
                     "retries": a["retries"] + n.retry_count,
                     "branch": n.branch or None,
-                    "error": (n.error_type or n.status_message or "error") if n.is_error else None,
                     "span_id": n.span_id,
                 }
             )
