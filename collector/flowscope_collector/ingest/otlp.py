@@ -125,6 +125,13 @@ def parse(body: bytes, content_type: str) -> ExportTraceServiceRequest:
             req.ParseFromString(body)
         except DecodeError as exc:
             raise OTLPError(400, f"body is not a valid OTLP ExportTraceServiceRequest protobuf: {exc}") from exc
+        # Fields this collector does not know are kept by the parser and written
+        # back out with each span; ClickHouse's Protobuf input skips most of them
+        # but refuses some (wire type *group*), so such a request would be
+        # acknowledged here and then set aside at insert: lost. OTLP tells
+        # receivers to ignore unknown fields, so they are dropped before the
+        # request goes any further, whatever message they hide in.
+        req.DiscardUnknownFields()
         return req
     if content_type == JSON:
         try:

@@ -165,6 +165,8 @@ class Ready(BaseModel):
     schema_version: int | None
     expected_schema_version: int
     detail: str | None = None
+    quarantined_requests: int = 0
+    quarantined_spans: int = 0
 
 
 class Version(BaseModel):
