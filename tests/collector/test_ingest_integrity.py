@@ -126,3 +126,114 @@ def test_nothing_acknowledged_ends_in_quarantine(col: CollectorProcess, tmp_path
             assert acked == set(ids), f"{service}: {len(acked - set(ids))} acknowledged spans lost"
     finally:
         col.start()
+
+
+def _run_request(spans: list[tuple[bytes, bytes, bytes, str, dict[str, str]]], service: str) -> bytes:
+    """One request of (trace id, span id, parent, name, attributes) spans, three hours ago
+    (so the cost roll-up's whole hours hold them, not only the raw spans)."""
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    kv = rs.resource.attributes.add()
+    kv.key, kv.value.string_value = "service.name", service
+    ss = rs.scope_spans.add()
+    start = (time.time_ns() // 3_600_000_000_000 - 3) * 3_600_000_000_000 + 60_000_000_000
+    for trace_id, span_id, parent, name, attrs in spans:
+        span = ss.spans.add()
+        span.trace_id, span.span_id, span.parent_span_id, span.name = trace_id, span_id, parent, name
+        span.start_time_unix_nano, span.end_time_unix_nano = start, start + 1_000_000
+        for key, value in attrs.items():
+            a = span.attributes.add()
+            a.key, a.value.string_value = key, value
+    return req.SerializeToString()
+
+
+def _run(trace_id: bytes) -> list[tuple[bytes, bytes, bytes, str, dict[str, str]]]:
+    root, llm = os.urandom(8), os.urandom(8)
+    run = {"flowscope.run.id": trace_id.hex()}
+    return [
+        (trace_id, root, b"", "invoke_workflow dedup", {**run, "flowscope.span.kind": "run",
+                                                       "gen_ai.workflow.name": "dedup-flow"}),
+        (trace_id, llm, root, "chat gpt-4o-mini", {
+            **run, "flowscope.span.kind": "llm", "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini",
+            "gen_ai.response.model": "gpt-4o-mini", "gen_ai.usage.input_tokens": "1000",
+            "gen_ai.usage.output_tokens": "100", "flowscope.cost.usd": "0.00021",
+            "flowscope.cost.source": "provider"}),
+    ]
+
+
+def test_the_same_span_sent_twice_counts_once(col: CollectorProcess) -> None:
+    """Once in one request (the span twice), again re-batched with other spans into another request,
+    and once more as the very same request: the list, the costs and the tables the dashboards read
+    count it once, exactly like a run sent once."""
+    once_trace, twice_trace = os.urandom(16), os.urandom(16)
+    once, twice = _run(once_trace), _run(twice_trace)
+    bodies = [
+        (_run_request(once, "dedup-once")),
+        _run_request(twice + twice, "dedup-twice"),  # every span twice in one request
+        _run_request(twice[::-1], "dedup-twice"),  # re-batched in another order: other bytes
+        _run_request(twice, "dedup-twice"),
+    ]
+    for body in bodies:
+        r = httpx.post(col.url + "/v1/traces", content=body, headers=PB, timeout=30)
+        assert r.status_code == 200, r.text
+    wait_drained(col, 60)
+
+    runs = {r["service"]: r for r in col.get("/api/v1/runs?since=1d&limit=1000").json()["runs"]
+            if r["service"] in ("dedup-once", "dedup-twice")}
+    a, b = runs["dedup-once"], runs["dedup-twice"]
+    for key in ("spans", "llm_calls", "input_tokens", "output_tokens", "cost_usd"):
+        assert a[key] == b[key], f"runs list {key}: sent once {a[key]}, sent twice {b[key]}"
+    assert a["spans"] == 2
+    summary = col.get(f"/api/v1/runs/{twice_trace.hex()}").json()
+    assert (summary["spans"], summary["cost_usd"]) == (a["spans"], a["cost_usd"])
+
+    costs = {g["key"]: g for g in col.get("/api/v1/costs?group_by=service&since=1d").json()["groups"]}
+    for key in ("llm_calls", "input_tokens", "output_tokens", "cost_usd"):
+        assert costs["dedup-once"][key] == costs["dedup-twice"][key], f"costs {key}"
+    assert costs["dedup-twice"]["llm_calls"] == 1
+
+    col.stop()
+    try:
+        for table, expr in (("flowscope_spans", "count()"), ("flowscope_runs", "sum(Spans)"),
+                            ("flowscope_costs_hourly", "sum(LlmCalls)")):
+            got = chdb_query(col.data_dir, f"SELECT ServiceName, {expr} FROM {table} "
+                                           f"WHERE ServiceName LIKE 'dedup-%' GROUP BY ServiceName")
+            counts = dict(map(tuple, got))  # type: ignore[arg-type]
+            assert counts["dedup-once"] == counts["dedup-twice"], f"{table}: {counts}"
+    finally:
+        col.start()
+
+
+def _json_span(name: str, *, start: int, attrs: list[dict] | None = None) -> bytes:
+    import orjson
+
+    span = {"traceId": os.urandom(16).hex(), "spanId": os.urandom(8).hex(), "name": name,
+            "startTimeUnixNano": str(start), "endTimeUnixNano": str(start + 1000), "attributes": attrs or []}
+    return orjson.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]})
+
+
+def test_invalid_base64_bytes_value_is_refused_with_the_reason(col: CollectorProcess) -> None:
+    """protobuf's JSON parser skips characters outside base64: "no base64!" was stored as other bytes, with 200."""
+    now = time.time_ns()
+    bad = _json_span("b", start=now, attrs=[{"key": "blob", "value": {"bytesValue": "no base64!"}}])
+    r = httpx.post(col.url + "/v1/traces", content=bad, headers={"content-type": "application/json"}, timeout=30)
+    assert r.status_code == 400, r.text
+    assert "not base64" in r.text
+    good = _json_span("b", start=now, attrs=[{"key": "blob", "value": {"bytesValue": "aGVsbG8="}}])
+    r = httpx.post(col.url + "/v1/traces", content=good, headers={"content-type": "application/json"}, timeout=30)
+    assert r.status_code == 200, r.text
+
+
+def test_partial_success_is_the_requests_own(col: CollectorProcess) -> None:
+    """Requests that store nothing all have the same (empty) rows: each still gets its own answer."""
+    js = {"content-type": "application/json"}
+    beyond_2262 = 2**63 + 5
+    assert httpx.post(col.url + "/v1/traces", content=b"{}", headers=js, timeout=30).status_code == 200
+    answers = []
+    for name in ("first-refused", "second-refused"):
+        r = httpx.post(col.url + "/v1/traces", content=_json_span(name, start=beyond_2262), headers=js, timeout=30)
+        assert r.status_code == 200, r.text
+        answers.append(r.json()["partialSuccess"]["errorMessage"])
+    assert "first-refused" in answers[0] and "second-refused" not in answers[0]
+    assert "second-refused" in answers[1], f"the second request got the first one's answer: {answers[1]!r}"
