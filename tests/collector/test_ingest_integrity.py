@@ -237,3 +237,31 @@ def test_partial_success_is_the_requests_own(col: CollectorProcess) -> None:
         answers.append(r.json()["partialSuccess"]["errorMessage"])
     assert "first-refused" in answers[0] and "second-refused" not in answers[0]
     assert "second-refused" in answers[1], f"the second request got the first one's answer: {answers[1]!r}"
+
+
+@pytest.mark.parametrize("query", [
+    "since=99999999999d", "since=1500-01-01T00:00:00Z", "until=2300-01-01", "since=9999-12-31",
+    *(f"cursor={__import__('base64').urlsafe_b64encode(raw.encode()).decode()}" for raw in
+      ("NaN|r", "Infinity|r", "-inf|r", "1e400|r", "99999999999999999999999999|r", "sNaN|r")),
+    "sort=cost&cursor=" + __import__("base64").urlsafe_b64encode(b"1e30|r").decode(),
+    "sort=duration&cursor=" + __import__("base64").urlsafe_b64encode(b"1.5|r").decode(),
+])
+def test_hostile_list_parameters_get_422_with_the_reason(col: CollectorProcess, query: str) -> None:
+    r = col.get("/api/v1/runs?" + query)
+    assert r.status_code == 422, (query, r.status_code, r.text)
+    assert "cursor" in r.text or "since" in r.text or "until" in r.text
+
+
+def test_a_cursor_reused_with_another_sort_gets_422(col: CollectorProcess) -> None:
+    for _ in range(3):
+        r = httpx.post(col.url + "/v1/traces", content=_run_request(_run(os.urandom(16)), "cursor-svc"),
+                       headers=PB, timeout=30)
+        assert r.status_code == 200
+    wait_drained(col, 60)
+    page = col.get("/api/v1/runs?sort=cost&limit=1&since=1d").json()
+    assert page["next_cursor"]
+    assert col.get(f"/api/v1/runs?sort=cost&limit=1&since=1d&cursor={page['next_cursor']}").status_code == 200
+    r = col.get(f"/api/v1/runs?sort=start&limit=1&since=1d&cursor={page['next_cursor']}")
+    assert r.status_code == 422 and "sort=cost" in r.text, r.text
+    r = col.get("/api/v1/costs?since=99999999999d")
+    assert r.status_code == 422 and "since" in r.text, r.text
