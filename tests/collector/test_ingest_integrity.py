@@ -265,3 +265,119 @@ def test_a_cursor_reused_with_another_sort_gets_422(col: CollectorProcess) -> No
     assert r.status_code == 422 and "sort=cost" in r.text, r.text
     r = col.get("/api/v1/costs?since=99999999999d")
     assert r.status_code == 422 and "since" in r.text, r.text
+
+
+def test_wal_damage_keeps_every_intact_record_and_names_the_lost(tmp_path: Path) -> None:
+    """kill -9 with requests acknowledged but not stored (ClickHouse unreachable), then on disk: a byte
+    flipped in the middle of the newest segment and an older segment truncated to zero. The restarted
+    collector stores every intact record (those after the flip too), names the lost ones, counts them."""
+    from flowscope_collector.buffer.wal import WAL
+
+    wal_dir, data = tmp_path / "wal", tmp_path / "data"
+    acked = _acknowledged_then_killed(tmp_path, wal_dir, 16)
+
+    wal = WAL(wal_dir)
+    pending = wal.open().pending
+    wal.close()
+    assert [r.seq for r in pending] == list(range(1, 17))
+    by_seg: dict[Path, list] = {}
+    for rec in pending:
+        by_seg.setdefault(rec.segment, []).append(rec)
+    segs = sorted(by_seg)
+    assert len(segs) >= 3 and len(by_seg[segs[-1]]) >= 2, {s.name: len(v) for s, v in by_seg.items()}
+    newest = by_seg[segs[-1]]
+    flipped = newest[0]
+    raw = bytearray(flipped.segment.read_bytes())
+    raw[flipped.offset + flipped.length // 2] ^= 0xFF  # damage in the middle: intact records follow it
+    flipped.segment.write_bytes(bytes(raw))
+    os.truncate(segs[0], 0)  # an older segment truncated to zero
+    lost_seqs = {flipped.seq} | {r.seq for r in by_seg[segs[0]]}
+
+    col = CollectorProcess(data, env={"FLOWSCOPE_WAL_DIR": str(wal_dir)}).start()
+    try:
+        wait_drained(col, 60)
+        assert metric(col, "flowscope_wal_lost_requests") == len(lost_seqs)
+        assert metric(col, "flowscope_wal_corruptions") == 1
+        ready = col.get("/readyz").json()
+        assert ready["wal_lost_requests"] == len(lost_seqs) and "write-ahead log" in ready["detail"]
+    finally:
+        col.stop()
+    text = col.log.read_text()
+    assert "are lost: seq" in text and str(flipped.seq) in text.split("are lost: seq", 1)[1].splitlines()[0]
+    ids = _stored(data, "wal-svc")
+    assert len(ids) == len(set(ids)), "spans stored twice"
+    expected = set().union(*(acked[seq - 1] for seq in range(1, 17) if seq not in lost_seqs))
+    assert set(ids) == expected, f"{len(expected - set(ids))} intact acknowledged spans lost"
+
+
+def _acknowledged_then_killed(tmp_path: Path, wal_dir: Path, requests: int) -> dict[int, set[str]]:
+    """Span ids of ``requests`` requests a collector acknowledged while ClickHouse was unreachable,
+    by request (0-based; request i is log record i + 1), then kill -9: all of them only in the log."""
+    import subprocess
+    import sys
+
+    port = free_port()
+    env = {**os.environ, "FLOWSCOPE_GRPC_PORT": "off", "FLOWSCOPE_WAL_DIR": str(wal_dir),
+           "FLOWSCOPE_CLICKHOUSE_DSN": f"http://127.0.0.1:{free_port()}", "FLOWSCOPE_ACK_WAIT_S": "0",
+           "FLOWSCOPE_WAL_SEGMENT_BYTES": "6000"}
+    log = open(tmp_path / "down.log", "ab")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "flowscope_collector", "serve", "--port", str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    acked: dict[int, set[str]] = {}
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, (tmp_path / "down.log").read_text()
+            time.sleep(0.1)
+        for i in range(requests):
+            body = _request("wal-svc", 10)
+            r = httpx.post(url + "/v1/traces", content=body, headers=PB, timeout=30)
+            assert r.status_code == 200, r.text
+            acked[i] = _ids(body)
+    finally:
+        proc.kill()  # kill -9: nothing reached ClickHouse, everything is in the log
+        proc.wait(30)
+    return acked
+
+
+@pytest.mark.parametrize("checkpoint", ["deleted", "garbage", "far-ahead"])
+def test_an_untrusted_checkpoint_neither_drops_nor_doubles(tmp_path: Path, checkpoint: str) -> None:
+    """Acknowledged requests in the log (stored and committed, or for far-ahead still pending); then
+    the checkpoint is deleted, garbled or set far past the log: every span counted exactly once."""
+    wal_dir, data = tmp_path / "wal", tmp_path / "data"
+    acked = _acknowledged_then_killed(tmp_path, wal_dir, 6)
+    if checkpoint != "far-ahead":  # stored and committed: a replay from 0 would store them again
+        col = CollectorProcess(data, env={"FLOWSCOPE_WAL_DIR": str(wal_dir)}).start()
+        try:
+            wait_drained(col, 60)
+            body = _request("wal-svc", 10)
+            assert httpx.post(col.url + "/v1/traces", content=body, headers=PB, timeout=30).status_code == 200
+            acked[len(acked)] = _ids(body)
+            wait_drained(col, 60)
+        finally:
+            col.stop(kill=True)
+    # far-ahead: all six only in the log, and the checkpoint says they are stored
+    cp = wal_dir / "checkpoint.json"
+    if checkpoint == "deleted":
+        cp.unlink()
+    elif checkpoint == "garbage":
+        cp.write_bytes(b"\x00{not json")
+    else:
+        cp.write_text('{"committed": 1000000000, "intent": null}')
+    col = CollectorProcess(data, env={"FLOWSCOPE_WAL_DIR": str(wal_dir)}).start()
+    try:
+        wait_drained(col, 60)
+        assert metric(col, "flowscope_wal_lost_requests") == 0
+    finally:
+        col.stop()
+    runs = chdb_query(data, "SELECT count(), uniqExact(SpanId) FROM flowscope_spans WHERE ServiceName = 'wal-svc'")
+    expected = set().union(*acked.values())
+    assert runs[0] == [len(expected), len(expected)], f"flowscope_spans {runs[0]}, sent {len(expected)}"
+    costs = chdb_query(data, "SELECT sum(Spans) FROM flowscope_runs WHERE ServiceName = 'wal-svc'")
+    assert costs[0][0] == len(expected)

@@ -120,6 +120,16 @@ class Writer:
         return self.wal.disk_bytes
 
     @property
+    def wal_corruptions(self) -> int:
+        """Damaged regions in the log found at start-up (torn tails, never acknowledged, are not counted)."""
+        return self.wal.corruptions
+
+    @property
+    def wal_lost_requests(self) -> int:
+        """Acknowledged requests the log could not give back at start-up: lost, named in the log by seq."""
+        return len(self.wal.lost)
+
+    @property
     def quarantined_requests(self) -> int:
         """Requests in quarantine on disk now (also those of earlier processes): acknowledged, not stored."""
         return quarantine.totals(self.wal.dir)[0]

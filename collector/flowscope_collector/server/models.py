@@ -167,6 +167,7 @@ class Ready(BaseModel):
     detail: str | None = None
     quarantined_requests: int = 0
     quarantined_spans: int = 0
+    wal_lost_requests: int = 0
 
 
 class Version(BaseModel):

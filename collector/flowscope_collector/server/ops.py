@@ -37,10 +37,16 @@ def readyz(request: Request) -> Any:
     # Ready or not, acknowledged spans in quarantine are lost until replayed: say so here.
     requests, spans = quarantine.totals(col.wal_dir)
     body["quarantined_requests"], body["quarantined_spans"] = requests, spans
+    lost = col.writer.wal_lost_requests if col.writer is not None else 0
+    body["wal_lost_requests"] = lost
+    if lost:
+        note = (f"{lost} acknowledged requests were damaged or missing in the write-ahead log at start-up "
+                "and are lost (the log names their seq)")
+        body["detail"] = f"{body['detail']}; {note}" if body["detail"] else note
     if requests:
         note = (f"{spans} acknowledged spans in {requests} requests are in quarantine, not stored; "
                 f"see `flowscope-collector quarantine list`")
-        body["detail"] = f"{detail}; {note}" if detail else note
+        body["detail"] = f"{body['detail']}; {note}" if body["detail"] else note
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
@@ -82,6 +88,10 @@ _SERIES: tuple[tuple[str, str, str, str], ...] = (
     ("flowscope_requests_quarantined_total", "counter", "Requests ClickHouse refused, set aside on disk",
      "writer.requests_quarantined"),
     ("flowscope_spans_quarantined_total", "counter", "Spans in quarantined requests", "writer.spans_quarantined"),
+    ("flowscope_wal_corruptions", "gauge", "Damaged regions found in the write-ahead log at start-up",
+     "writer:wal_corruptions"),
+    ("flowscope_wal_lost_requests", "gauge",
+     "Acknowledged requests unreadable or missing in the write-ahead log at start-up: lost", "writer:wal_lost_requests"),
     ("flowscope_quarantine_requests", "gauge",
      "Acknowledged requests in quarantine on disk, not stored (flowscope-collector quarantine replay)",
      "writer:quarantined_requests"),

@@ -476,7 +476,8 @@ SELECT
 FROM flowscope.otel_traces_local
 WHERE (Project, TraceId, SpanId) NOT IN (
     SELECT Project, TraceId, SpanId FROM flowscope.flowscope_spans_local
-    WHERE Timestamp >= (SELECT min(Timestamp) FROM flowscope.otel_traces_local)
-      AND Timestamp <= (SELECT max(Timestamp) FROM flowscope.otel_traces_local)
-      AND TraceId IN (SELECT TraceId FROM flowscope.otel_traces_local))
+    WHERE (Project, RunId) IN (
+        SELECT if(ResourceAttributes['flowscope.project'] = '', 'default', ResourceAttributes['flowscope.project']),
+               if(SpanAttributes['flowscope.run.id'] = '', TraceId, SpanAttributes['flowscope.run.id'])
+        FROM flowscope.otel_traces_local))
 LIMIT 1 BY Project, TraceId, SpanId;

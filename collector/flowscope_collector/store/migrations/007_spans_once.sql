@@ -9,9 +9,10 @@
 -- The view that writes flowscope_spans now keeps a span only once: within the
 -- inserted block (LIMIT 1 BY) and against what is stored already (NOT IN). In a
 -- view, a subquery over the source table reads the inserted block, so the
--- lookup is bounded by the block: its time range (a span's Timestamp is its
--- start, the same in every copy, and partitions are days) and its trace ids (the
--- bloom filter idx_trace_id skips the other granules). The writer is the only
+-- lookup is bounded by the block: only the runs of the block's spans are read,
+-- through the primary key (Project, RunId, ...) of flowscope_spans; a span's
+-- copies carry the same run id, so they meet there. (A lookup by time range and
+-- the TraceId bloom filter cost ~0.5 s per small insert: not used.) The writer is the only
 -- inserter, one insert at a time, so two copies cannot race past each other;
 -- on a cluster a run (and so a span) always lands on the same shard, and the
 -- view reads that shard's flowscope_spans_local. otel_traces keeps every copy
@@ -64,7 +65,8 @@ SELECT
 FROM {db}.otel_traces
 WHERE (Project, TraceId, SpanId) NOT IN (
     SELECT Project, TraceId, SpanId FROM {db}.flowscope_spans
-    WHERE Timestamp >= (SELECT min(Timestamp) FROM {db}.otel_traces)
-      AND Timestamp <= (SELECT max(Timestamp) FROM {db}.otel_traces)
-      AND TraceId IN (SELECT TraceId FROM {db}.otel_traces))
+    WHERE (Project, RunId) IN (
+        SELECT if(ResourceAttributes['flowscope.project'] = '', 'default', ResourceAttributes['flowscope.project']),
+               if(SpanAttributes['flowscope.run.id'] = '', TraceId, SpanAttributes['flowscope.run.id'])
+        FROM {db}.otel_traces))
 LIMIT 1 BY Project, TraceId, SpanId;
