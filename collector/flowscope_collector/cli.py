@@ -6,14 +6,17 @@ import argparse
 import logging
 import os
 import sys
+import urllib.error
+import urllib.request
 
 import uvicorn
 
+from .buffer import quarantine
 from .server.app import create_app
 from .server.auth import KeyConfigError, KeyStore, check_bind
-from .service import Collector
+from .service import Collector, default_wal_dir
 from .settings import CollectorSettings
-from .store.connection import DirectoryInUse, check_embedded_free, parse_dsn
+from .store.connection import DEFAULT_DSN, DirectoryInUse, check_embedded_free, parse_dsn
 
 
 def _settings(args: argparse.Namespace) -> CollectorSettings:
@@ -37,6 +40,45 @@ def _grpc_port(args: argparse.Namespace) -> int | None:
     if args.command == "serve" and not os.environ.get("FLOWSCOPE_GRPC_PORT", "").strip():
         return 4317
     return None
+
+
+def _quarantine(args: argparse.Namespace) -> int:
+    """List the quarantine, or send each entry to a running collector and move it aside once acknowledged.
+
+    Replaying goes through a live collector (not straight into ClickHouse) so
+    the request meets today's checks and limits, and the collector, which owns
+    an embedded chDB, stays the only writer.
+    """
+    wal_dir = args.wal_dir or os.environ.get("FLOWSCOPE_WAL_DIR") or default_wal_dir(
+        parse_dsn(args.dsn or os.environ.get("FLOWSCOPE_CLICKHOUSE_DSN") or DEFAULT_DSN))
+    found = quarantine.entries(wal_dir)
+    if args.action == "list":
+        for e in found:
+            print(f"{e.seq}\tproject={e.project}\tspans={e.spans}\t{e.path}\t{e.error}")
+        print(f"{len(found)} requests, {sum(max(e.spans, 0) for e in found)} spans in {quarantine.directory(wal_dir)}",
+              file=sys.stderr)
+        return 0
+    failed = 0
+    headers = {"content-type": "application/x-protobuf"}
+    if args.api_key:
+        headers["authorization"] = f"Bearer {args.api_key}"
+    for e in found:
+        req = urllib.request.Request(args.url.rstrip("/") + "/v1/traces", data=e.path.read_bytes(),
+                                     headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                r.read()
+        except urllib.error.HTTPError as exc:
+            print(f"{e.seq}: {exc.code} {exc.read()[:300]!r}; left in quarantine", file=sys.stderr)
+            failed += 1
+            continue
+        except (urllib.error.URLError, OSError) as exc:
+            print(f"{e.seq}: not sent ({exc}); left in quarantine", file=sys.stderr)
+            failed += 1
+            continue
+        quarantine.mark_replayed(e)
+        print(f"{e.seq}: replayed ({e.spans} spans)")
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +107,17 @@ def main(argv: list[str] | None = None) -> int:
                        help="OTLP/gRPC port (env FLOWSCOPE_GRPC_PORT; default 4317 for serve; 0 disables)")
         p.add_argument("--max-pending-spans", type=int,
                        help="spans buffered for ClickHouse before answering 429 (env FLOWSCOPE_MAX_PENDING_SPANS)")
+    q = sub.add_parser("quarantine", help="list or replay acknowledged requests ClickHouse refused")
+    q.add_argument("action", choices=("list", "replay"))
+    q.add_argument("--wal-dir", help="write-ahead log directory (as for serve)")
+    q.add_argument("--dsn", help="ClickHouse DSN, to find the default write-ahead log directory")
+    q.add_argument("--url", default="http://127.0.0.1:4318", help="replay: the running collector to send to")
+    q.add_argument("--api-key", default=os.environ.get("FLOWSCOPE_API_KEY"),
+                   help="replay: an ingest key of the entry's project (env FLOWSCOPE_API_KEY); the key decides "
+                        "the project, as for any export")
     args = parser.parse_args(argv)
+    if args.command == "quarantine":
+        return _quarantine(args)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings(args)
     try:

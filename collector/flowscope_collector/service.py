@@ -221,6 +221,16 @@ class Collector:
         self.stats.values_truncated += report.truncated_values
         self.stats.attributes_dropped += report.dropped_attributes
         self.stats.events_dropped += report.dropped_events
+        if spans == 0:
+            # Nothing to store, so nothing a retry could write twice: answer
+            # this request with its own partial success, never with the
+            # remembered answer of an earlier request that stored nothing
+            # either (every empty payload has the same digest).
+            ack = Ack()
+            ack.rejected_spans, ack.message = report.rejected_spans, report.message
+            ack.set_result(None)
+            ack.stored.set_result(None)
+            return ack
         payload = wal_payload(batch)
         # The digest covers the stored rows and the project, so the same spans
         # sent as JSON and as protobuf are also recognised as one.
@@ -232,10 +242,6 @@ class Collector:
             self.stats.duplicate_requests += 1
             return ack
         ack.rejected_spans, ack.message = report.rejected_spans, report.message
-        if spans == 0:
-            ack.set_result(None)
-            ack.stored.set_result(None)
-            return ack
         try:
             self.admission.enqueue(project, digest, spans, payload, ack, batch)
         except BaseException:

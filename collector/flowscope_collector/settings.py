@@ -87,7 +87,7 @@ def _reliability_from_env(s: CollectorSettings) -> None:
     for name in ("max_pending_spans", "max_pending_bytes", "max_cache_bytes", "max_spans_per_request",
                  "max_decompressed_bytes", "max_attributes", "max_events", "max_value_chars", "max_batch_spans",
                  "max_batch_bytes",
-                 "max_inflight_bytes"):
+                 "max_inflight_bytes", "wal_segment_bytes"):
         setattr(s, name, _env_int("FLOWSCOPE_" + name.upper(), getattr(s, name)))
     if env.get("FLOWSCOPE_ACK_WAIT_S"):
         s.ack_wait_s = float(env["FLOWSCOPE_ACK_WAIT_S"])

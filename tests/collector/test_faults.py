@@ -250,9 +250,9 @@ def test_kill_9_right_after_acknowledging(tmp_path: Path) -> None:
 
     t0 = time.monotonic()
     c.start()
-    # A liveness bound, not a speed goal: the replay inserts 40-span batches (the test's setting),
-    # which take ~0.5 s each when other suites share the 2 cores.
-    wait_drained(c, timeout_s=max(60.0, pending / 20))
+    # A liveness bound, not a speed goal: over a hundred 40-span inserts, each also looking up its
+    # runs' stored spans (a span counts once), ~0.5 s each when other suites share the 2 cores.
+    wait_drained(c, timeout_s=max(240.0, pending / 20))
     print(f"restart + replay took {time.monotonic() - t0:.1f}s")
     c.stop()
     assert_exactly_once(data, "kill9", acked_now, inflight)
@@ -332,9 +332,29 @@ def test_data_clickhouse_refuses_is_set_aside_and_the_rest_delivered(faulty: Fau
     quarantine = faulty.data_dir / "flowscope-wal" / "quarantine"
     assert len(list(quarantine.glob("*.pb"))) == 1  # kept for inspection, not lost
     assert "poison-svc" in next(quarantine.glob("*.pb")).read_text("latin-1")
-    assert faulty.get("/readyz").status_code == 200  # the store is fine; the data was not
+    ready = faulty.get("/readyz")
+    assert ready.status_code == 200  # the store is fine; the data was not
+    # ... but ten acknowledged spans are not stored, and every place an operator looks says so
+    assert (ready.json()["quarantined_requests"], ready.json()["quarantined_spans"]) == (1, 10)
+    assert "quarantine" in ready.json()["detail"]
+    assert metric(faulty, "flowscope_quarantine_spans") == 10
+    assert metric(faulty, "flowscope_spans_quarantined_total") == 10
+    wal_dir = str(faulty.data_dir / "flowscope-wal")
+    cli = [sys.executable, "-m", "flowscope_collector", "quarantine"]
+    listed = subprocess.run([*cli, "list", "--wal-dir", wal_dir], capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert "spans=10" in listed.stdout and "1 requests, 10 spans" in listed.stderr
+    # ClickHouse takes it now: replaying sends it through the live collector and clears the quarantine
+    faulty.clear("refuse")
+    replay = subprocess.run([*cli, "replay", "--wal-dir", wal_dir, "--url", faulty.url], capture_output=True,
+                            text=True, timeout=120)
+    assert replay.returncode == 0, replay.stderr
+    wait_drained(faulty, 60)
+    assert faulty.get("/readyz").json()["quarantined_spans"] == 0
+    assert metric(faulty, "flowscope_quarantine_requests") == 0
     faulty.stop()
     assert_exactly_once(faulty.data_dir, "good-svc", span_ids(bodies[0]) | span_ids(bodies[2]))
+    assert_exactly_once(faulty.data_dir, "poison-svc", span_ids(bodies[1]))
 
 
 def test_overload_gets_429_and_the_otel_exporter_delivers_everything(faulty: FaultyCollector) -> None:

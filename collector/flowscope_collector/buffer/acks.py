@@ -42,10 +42,17 @@ class RecentRequests:
         self._lock = threading.Lock()
 
     def claim(self, digest: bytes) -> tuple[bool, Ack]:
-        """Return (is_new, ack). A repeat gets the first request's ack."""
+        """Return (is_new, ack). A repeat gets the first request's ack.
+
+        Not when the first one failed: neither one the log refused nor one
+        ClickHouse refused (set aside in quarantine) is stored, so the same
+        body sent again (a retry, ``flowscope-collector quarantine replay``)
+        must be written, not answered "already have it".
+        """
         with self._lock:
             ack = self._items.get(digest)
-            if ack is not None and not (ack.done() and ack.exception() is not None):
+            if ack is not None and not (ack.done() and ack.exception() is not None) \
+                    and not (ack.stored.done() and ack.stored.exception() is not None):
                 self._items.move_to_end(digest)
                 return False, ack
             ack = Ack()

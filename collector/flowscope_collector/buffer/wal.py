@@ -43,6 +43,8 @@ _SUFFIX = ".wal"
 _CHECKPOINT = "checkpoint.json"
 _LOCK = "LOCK"
 MAX_RECORD_BYTES = 1 << 30
+# How many records past a damaged one recovery looks for the next intact one.
+_RESYNC_SEQS = 64
 
 
 class WALError(Exception):
@@ -82,6 +84,20 @@ class Recovery:
     truncated_bytes: int  # torn tail cut off
 
 
+def _ranges(seqs: list[int]) -> str:
+    """``1-3, 7`` for [1, 2, 3, 7]: lost records named compactly in one log line."""
+    out: list[str] = []
+    start = prev = seqs[0]
+    for seq in [*seqs[1:], None]:
+        if seq is not None and seq == prev + 1:
+            prev = seq
+            continue
+        out.append(f"{start}-{prev}" if prev != start else str(start))
+        if seq is not None:
+            start = prev = seq
+    return ", ".join(out)
+
+
 def _segment_name(first_seq: int) -> str:
     return f"{first_seq:020d}{_SUFFIX}"
 
@@ -115,6 +131,8 @@ class WAL:
         self._flusher: threading.Thread | None = None
         self.fsyncs = 0
         self.disk_bytes = 0  # bytes of records not yet committed
+        self.corruptions = 0  # damaged regions found on opening (not torn tails)
+        self.lost: list[int] = []  # acknowledged, not committed, unreadable or missing on disk
 
     # --- opening and recovery -----------------------------------------------------
 
@@ -135,17 +153,26 @@ class WAL:
         truncated = 0
         segments = sorted(self.dir.glob("*" + _SUFFIX))
         last_seq = committed
+        seen: set[int] = set()
         for i, seg in enumerate(segments):
-            records, good_end = self._scan(seg)
+            records, good_end, damaged = self._scan(seg)
             size = seg.stat().st_size
+            if damaged:
+                # Intact records follow a bad one: not a torn write (only the end of the
+                # newest segment is ever half-written), so every record after the damage
+                # is kept and the file is not cut.
+                self.corruptions += len(damaged)
+                for at, length in damaged:
+                    logger.error("write-ahead log segment %s is damaged at byte %d (%d bytes unreadable); "
+                                 "the intact records after it are kept", seg, at, length)
             if good_end < size:
                 if i != len(segments) - 1:
-                    # A bad record in a sealed segment cannot be a torn write (we only
-                    # append to the newest): keep the file for inspection.
+                    self.corruptions += 1
                     logger.error("write-ahead log segment %s is damaged at byte %d; %d bytes unreadable",
                                  seg, good_end, size - good_end)
                 else:
-                    logger.warning("cutting a torn record (%d bytes) off the end of %s", size - good_end, seg)
+                    logger.warning("cutting a torn record (%d bytes, never acknowledged: no intact record "
+                                   "follows it) off the end of %s", size - good_end, seg)
                     with open(seg, "r+b") as f:
                         f.truncate(good_end)
                         f.flush()
@@ -154,37 +181,115 @@ class WAL:
             for rec in records:
                 rec.durable.set_result(None)
                 last_seq = max(last_seq, rec.seq)
+                seen.add(rec.seq)
                 (pending if rec.seq > committed else done).append(rec)
             self._segments[seg] = records[-1].seq if records else committed
+        # Sequence numbers are dense: one missing between the checkpoint and the newest
+        # record was acknowledged (a later record's fsync covered it) and is gone from
+        # the disk (a damaged record, a truncated or deleted segment). Say which.
+        # Records before the oldest segment were deleted because they were stored
+        # (its name is its first seq), whatever a missing checkpoint says.
+        base = committed
+        if segments and segments[0].name[: -len(_SUFFIX)].isdigit():
+            base = max(base, int(segments[0].name[: -len(_SUFFIX)]) - 1)
+        self.lost = [seq for seq in range(base + 1, last_seq + 1) if seq not in seen]
+        if self.lost:
+            logger.error("write-ahead log: %d acknowledged requests not yet in ClickHouse are unreadable "
+                         "or missing on disk and are lost: seq %s", len(self.lost), _ranges(self.lost))
+        on_disk = [r for r in done + pending]
+        if on_disk and committed > max(r.seq for r in on_disk):
+            # The newest segment is never deleted, so the log always holds the last
+            # record written: a checkpoint past it was not written by this log (copied,
+            # restored, hand-edited). Trusting it would drop every record on disk;
+            # replaying them is safe instead (flowscope_spans keeps a span once,
+            # migration 008), so the log, not the checkpoint, decides.
+            logger.error("write-ahead log checkpoint says %d requests are stored, but the log ends at %d: "
+                         "not trusted; replaying the %d requests on disk", committed,
+                         max(r.seq for r in on_disk), len(on_disk))
+            self.corruptions += 1
+            committed = self._committed = min(r.seq for r in on_disk) - 1
+            pending = sorted(on_disk, key=lambda r: r.seq)
+            done = []
+            intent = None
+            last_seq = max(r.seq for r in on_disk)
         self._next_seq = last_seq + 1
         self.disk_bytes = sum(r.disk_bytes for r in pending)
         if intent is not None and intent.last <= committed:
+            intent = None
+        if intent is not None and not any(intent.first <= r.seq <= intent.last for r in pending):
+            # Every record of the interrupted insert is lost (see above): nothing to
+            # repeat, and a writer waiting to regroup them would wait forever.
             intent = None
         self._delete_committed_segments()
         self._flusher = threading.Thread(target=self._flush_loop, name="flowscope-wal-fsync", daemon=True)
         self._flusher.start()
         return Recovery(pending, done, intent, truncated)
 
-    def _scan(self, seg: Path) -> tuple[list[Record], int]:
+    def _scan(self, seg: Path) -> tuple[list[Record], int, list[tuple[int, int]]]:
+        """The intact records of ``seg``, where the last one ends, and the damaged regions before it.
+
+        At a record that does not check out, the next intact record is looked
+        for (its frame and CRC checking out, its seq one of the next few): found,
+        the bytes between are a damaged region and scanning goes on; not found,
+        the scan ends there (a torn tail, for the newest segment).
+        """
         records: list[Record] = []
+        damaged: list[tuple[int, int]] = []
         offset = 0
         with open(seg, "rb") as f:
             data = f.read()
         while offset + _FRAME.size <= len(data):
-            length, crc = _FRAME.unpack_from(data, offset)
-            start = offset + _FRAME.size
-            end = start + length
-            if length < _HEAD.size or length > MAX_RECORD_BYTES or end > len(data):
-                break
-            body = memoryview(data)[start:end]
-            if zlib.crc32(body) != crc:
-                break
-            seq, spans, plen, digest = _HEAD.unpack_from(body, 0)
-            project = bytes(body[_HEAD.size:_HEAD.size + plen]).decode("utf-8", "replace")
-            payload_off = start + _HEAD.size + plen
-            records.append(Record(seq, project, digest, spans, seg, payload_off, end - payload_off, end - offset))
-            offset = end
-        return records, offset
+            rec = self._record_at(seg, data, offset)
+            if rec is None:
+                after = records[-1].seq + 1 if records else None
+                resync = self._resync(seg, data, offset + 1, after)
+                if resync is None:
+                    break
+                damaged.append((offset, resync - offset))
+                offset = resync
+                continue
+            records.append(rec)
+            offset += rec.disk_bytes
+        return records, offset, damaged
+
+    @staticmethod
+    def _record_at(seg: Path, data: bytes, offset: int) -> Record | None:
+        if offset + _FRAME.size > len(data):
+            return None
+        length, crc = _FRAME.unpack_from(data, offset)
+        start = offset + _FRAME.size
+        end = start + length
+        if length < _HEAD.size or length > MAX_RECORD_BYTES or end > len(data):
+            return None
+        body = memoryview(data)[start:end]
+        if zlib.crc32(body) != crc:
+            return None
+        seq, spans, plen, digest = _HEAD.unpack_from(body, 0)
+        if _HEAD.size + plen > length:
+            return None
+        project = bytes(body[_HEAD.size:_HEAD.size + plen]).decode("utf-8", "replace")
+        payload_off = start + _HEAD.size + plen
+        return Record(seq, project, digest, spans, seg, payload_off, end - payload_off, end - offset)
+
+    def _resync(self, seg: Path, data: bytes, pos: int, next_seq: int | None) -> int | None:
+        """Offset of the first intact record at or after ``pos`` whose seq is among the next few."""
+        if next_seq is None:  # damage before the segment's first record: its name says the first seq
+            try:
+                next_seq = int(seg.name[: -len(_SUFFIX)])
+            except ValueError:
+                return None
+        best: int | None = None
+        for seq in range(next_seq, next_seq + _RESYNC_SEQS):
+            needle = struct.pack("<Q", seq)
+            at = data.find(needle, pos + _FRAME.size)
+            while at != -1 and (best is None or at - _FRAME.size < best):
+                start = at - _FRAME.size
+                rec = self._record_at(seg, data, start)
+                if rec is not None and rec.seq == seq:
+                    best = start
+                    break
+                at = data.find(needle, at + 1)
+        return best
 
     def _read_checkpoint(self) -> tuple[int, Intent | None]:
         path = self.dir / _CHECKPOINT

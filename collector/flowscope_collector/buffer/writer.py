@@ -31,7 +31,6 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from clickhouse_connect.driver.client import Client
@@ -40,6 +39,7 @@ from ..ingest.batch import Batch
 from ..ingest.records import as_otlp_request, batch_from_wal
 from ..ingest.rows import RowBuilder
 from ..store.insert import insert_rows
+from . import quarantine
 from .acks import Ack
 from .wal import WAL, Intent, Record, Recovery, WALError
 
@@ -118,6 +118,25 @@ class Writer:
     @property
     def pending_bytes(self) -> int:
         return self.wal.disk_bytes
+
+    @property
+    def wal_corruptions(self) -> int:
+        """Damaged regions in the log found at start-up (torn tails, never acknowledged, are not counted)."""
+        return self.wal.corruptions
+
+    @property
+    def wal_lost_requests(self) -> int:
+        """Acknowledged requests the log could not give back at start-up: lost, named in the log by seq."""
+        return len(self.wal.lost)
+
+    @property
+    def quarantined_requests(self) -> int:
+        """Requests in quarantine on disk now (also those of earlier processes): acknowledged, not stored."""
+        return quarantine.totals(self.wal.dir)[0]
+
+    @property
+    def quarantined_spans(self) -> int:
+        return quarantine.totals(self.wal.dir)[1]
 
     @property
     def queued(self) -> bool:
@@ -364,6 +383,15 @@ class Writer:
         settings = {
             "insert_deduplication_token": token,
             "deduplicate_blocks_in_dependent_materialized_views": 1,
+            # A batch is acknowledged already, and spans on more than 100 days (a
+            # backfill, a request whose clocks disagree, several such requests in
+            # one group commit) are valid data: ClickHouse's default limit of 100
+            # partitions per insert would refuse them and send them to quarantine.
+            # The limit guards against accidental partition explosions; here
+            # each partition still gets its own part and its own deduplication
+            # block id (the token is hashed per partition), so lifting it keeps
+            # a retried insert exactly-once.
+            "max_partitions_per_insert_block": 0,
         }
         insert_rows(client, self.database, batch.body(), settings)
 
@@ -382,7 +410,7 @@ class Writer:
     def _quarantine(self, entry: _Entry, exc: BaseException) -> None:
         """Keep a request ClickHouse will not take, so it neither blocks the rest nor vanishes."""
         rec = entry.rec
-        qdir = Path(self.wal.dir) / "quarantine"
+        qdir = quarantine.directory(self.wal.dir)
         try:
             qdir.mkdir(exist_ok=True)
             (qdir / f"{rec.seq:020d}.pb").write_bytes(as_otlp_request(self.wal.read(rec)))

@@ -168,6 +168,9 @@ class Ready(BaseModel):
     schema_version: int | None
     expected_schema_version: int
     detail: str | None = None
+    quarantined_requests: int = 0
+    quarantined_spans: int = 0
+    wal_lost_requests: int = 0
 
 
 class Version(BaseModel):

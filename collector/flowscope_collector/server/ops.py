@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from flowscope._version import __version__ as sdk_version
 from flowscope.core.pricing import get_catalog
 
+from ..buffer import quarantine
 from ..store.schema import latest_version
 from . import models
 from .deps import get_collector
@@ -33,6 +34,19 @@ def readyz(request: Request) -> Any:
         "expected_schema_version": latest_version(),
         "detail": detail,
     }
+    # Ready or not, acknowledged spans in quarantine are lost until replayed: say so here.
+    requests, spans = quarantine.totals(col.wal_dir)
+    body["quarantined_requests"], body["quarantined_spans"] = requests, spans
+    lost = col.writer.wal_lost_requests if col.writer is not None else 0
+    body["wal_lost_requests"] = lost
+    if lost:
+        note = (f"{lost} acknowledged requests were damaged or missing in the write-ahead log at start-up "
+                "and are lost (the log names their seq)")
+        body["detail"] = f"{body['detail']}; {note}" if body["detail"] else note
+    if requests:
+        note = (f"{spans} acknowledged spans in {requests} requests are in quarantine, not stored; "
+                f"see `flowscope-collector quarantine list`")
+        body["detail"] = f"{body['detail']}; {note}" if body["detail"] else note
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
@@ -74,6 +88,15 @@ _SERIES: tuple[tuple[str, str, str, str], ...] = (
     ("flowscope_requests_quarantined_total", "counter", "Requests ClickHouse refused, set aside on disk",
      "writer.requests_quarantined"),
     ("flowscope_spans_quarantined_total", "counter", "Spans in quarantined requests", "writer.spans_quarantined"),
+    ("flowscope_wal_corruptions", "gauge", "Damaged regions found in the write-ahead log at start-up",
+     "writer:wal_corruptions"),
+    ("flowscope_wal_lost_requests", "gauge",
+     "Acknowledged requests unreadable or missing in the write-ahead log at start-up: lost", "writer:wal_lost_requests"),
+    ("flowscope_quarantine_requests", "gauge",
+     "Acknowledged requests in quarantine on disk, not stored (flowscope-collector quarantine replay)",
+     "writer:quarantined_requests"),
+    ("flowscope_quarantine_spans", "gauge", "Acknowledged spans in quarantine on disk, not stored",
+     "writer:quarantined_spans"),
     ("flowscope_overloaded_total", "counter", "Requests answered 429 because the buffer was full",
      "admission.overloaded"),
     ("flowscope_queue_spans", "gauge", "Spans accepted but not yet in ClickHouse", "writer:pending_spans"),

@@ -67,7 +67,7 @@ def list_runs(
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> Any:
     try:
-        cur = Cursor.decode(cursor) if cursor else None
+        cur = Cursor.decode(cursor, sort) if cursor else None
         start, end = time_range(since, until)
         attrs = [_attr_filter(a) for a in attr or ()]
     except ValueError as exc:

@@ -124,42 +124,88 @@ SORTS = {
 
 @dataclass(frozen=True)
 class Cursor:
-    """Where the previous page stopped: the sort value and run id of its last run."""
+    """Where the previous page stopped: the sort it was issued for, that sort's value and the run id of its last run.
+
+    A cursor comes back from a client, so it is checked like any input: the
+    value must fit the sort's ClickHouse type (a NaN, an Infinity or a number
+    past Int64 / Decimal(38, 18) made the query fail with a 500 or compare
+    wrongly) and the sort must be the one it was issued for (a cost cursor
+    read as a start time failed the same way). Cursors of earlier versions
+    carry no sort; their value is still checked against the sort asked for.
+    """
 
     value: str
     run_id: str
+    sort: str | None = None
 
     def encode(self) -> str:
-        return base64.urlsafe_b64encode(f"{self.value}|{self.run_id}".encode()).decode().rstrip("=")
+        raw = f"{self.sort}|{self.value}|{self.run_id}" if self.sort else f"{self.value}|{self.run_id}"
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
     @classmethod
-    def decode(cls, text: str) -> Cursor:
+    def decode(cls, text: str, sort: str = "start") -> Cursor:
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
-            value, run_id = raw.split("|", 1)
-            Decimal(value)
-            return cls(value, run_id)
+            first, rest = raw.split("|", 1)
+            issued_for: str | None = None
+            if first in SORTS:
+                issued_for = first
+                value, run_id = rest.split("|", 1)
+            else:
+                value, run_id = first, rest
         except Exception:
             raise ValueError("cursor is not one this API returned; start again without it") from None
+        if issued_for is not None and issued_for != sort:
+            raise ValueError(f"cursor was issued for sort={issued_for}, not sort={sort}; "
+                             f"reuse it with sort={issued_for} or start again without it")
+        try:
+            number = Decimal(value)
+        except ArithmeticError:
+            number = Decimal("NaN")
+        if not number.is_finite():
+            raise ValueError(f"cursor value {value[:40]!r} is not a finite number; start again without it")
+        if SORTS[sort][1] == "Int64":
+            if number != number.to_integral_value() or not -(2**63) <= number < 2**63:
+                raise ValueError(f"cursor value {value[:40]!r} is not a sort={sort} position "
+                                 "(a 64-bit integer); start again without it")
+            value = str(int(number))
+        elif abs(number) >= Decimal(10) ** 20:
+            raise ValueError(f"cursor value {value[:40]!r} is out of range for sort={sort}; start again without it")
+        return cls(value, run_id, issued_for)
 
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# DateTime64(9)'s range, with a day's margin so a bound never lands on an edge that wraps.
+_EARLIEST = datetime(1677, 9, 22, tzinfo=timezone.utc)
+_LATEST = datetime(2262, 4, 10, tzinfo=timezone.utc)
 
 
 def parse_when(text: str, name: str = "time") -> datetime:
     """An ISO 8601 time, or a span back from now (``90m``, ``24h``, ``7d``); UTC when no zone is given."""
     text = text.strip()
     m = _RELATIVE.match(text)
+    dt: datetime | None = None
     if m:
-        return datetime.now(timezone.utc) - timedelta(seconds=float(m.group(1)) * _UNIT_S[m.group(2)])
+        try:
+            dt = datetime.now(timezone.utc) - timedelta(seconds=float(m.group(1)) * _UNIT_S[m.group(2)])
+        except OverflowError:  # 99999999999d: before year 1, a 500 until this was caught
+            dt = None
+        if dt is None or not _EARLIEST <= dt <= _LATEST:
+            raise ValueError(f"{name}={text!r} reaches back beyond {_EARLIEST:%Y-%m-%d}, the earliest time stored "
+                             "(ClickHouse DateTime64(9) holds 1677-09-22 to 2262-04-11)")
+        return dt
     try:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(
             f"{name}={text!r} is neither an ISO 8601 time (2026-11-21T12:00:00Z) nor a span like 90m, 24h, 7d"
         ) from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    dt = dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    # Outside DateTime64(9)'s range ClickHouse wraps the value around, and the list is silently wrong.
+    if not _EARLIEST <= dt <= _LATEST:
+        raise ValueError(f"{name}={text!r} is outside the times ClickHouse stores (1677-09-22 to 2262-04-11)")
+    return dt
 
 
 def _ch_time(dt: datetime) -> str:
@@ -385,7 +431,7 @@ class Store:
         if more and rows:
             last = rows[-1]
             value = {"start": last[1], "duration": last[3], "cost": last[19]}[sort]
-            next_cursor = Cursor(str(value), last[0])
+            next_cursor = Cursor(str(value), last[0], sort)
         return runs, next_cursor
 
     def _runs_in_window(self, having: list[str], order_by: str, direction: str, params: dict[str, Any],

@@ -460,3 +460,57 @@ AS SELECT
     sumIf(CacheSavedUsd, Kind = 'llm') AS CacheSavedUsd
 FROM flowscope.flowscope_spans_local
 GROUP BY Project, RunId;
+
+
+-- migration 008_spans_once
+ALTER TABLE flowscope.flowscope_spans_mv ON CLUSTER flowscope MODIFY QUERY
+SELECT
+    if(ResourceAttributes['flowscope.project'] = '', 'default', ResourceAttributes['flowscope.project']) AS Project,
+    if(SpanAttributes['flowscope.run.id'] = '', TraceId, SpanAttributes['flowscope.run.id']) AS RunId,
+    Timestamp,
+    Duration,
+    TraceId,
+    SpanId,
+    ParentSpanId,
+    SpanName,
+    ServiceName,
+    SpanAttributes['flowscope.span.kind'] AS Kind,
+    SpanAttributes['gen_ai.workflow.name'] AS FlowName,
+    SpanAttributes['flowscope.node.name'] AS NodeName,
+    SpanAttributes['flowscope.node.type'] AS NodeType,
+    ifNull(toInt32OrNull(SpanAttributes['flowscope.node.step']), -1) AS NodeStep,
+    toUInt16OrZero(SpanAttributes['flowscope.node.attempt']) AS NodeAttempt,
+    SpanAttributes['flowscope.router.branch'] AS Branch,
+    StatusCode,
+    StatusMessage,
+    SpanAttributes['error.type'] AS ErrorType,
+    if(SpanAttributes['gen_ai.provider.name'] != '', SpanAttributes['gen_ai.provider.name'], SpanAttributes['gen_ai.system']) AS Provider,
+    if(SpanAttributes['gen_ai.response.model'] != '', SpanAttributes['gen_ai.response.model'], SpanAttributes['gen_ai.request.model']) AS Model,
+    toUInt64OrZero(SpanAttributes['gen_ai.usage.input_tokens']) AS InputTokens,
+    toUInt64OrZero(SpanAttributes['gen_ai.usage.output_tokens']) AS OutputTokens,
+    toUInt64OrZero(SpanAttributes['gen_ai.usage.cache_read.input_tokens']) AS CachedInputTokens,
+    toUInt64OrZero(SpanAttributes['gen_ai.usage.cache_creation.input_tokens']) AS CacheWriteTokens,
+    toUInt64OrZero(SpanAttributes['gen_ai.usage.reasoning.output_tokens']) AS ReasoningTokens,
+    toDecimal128OrZero(SpanAttributes['flowscope.cost.usd'], 18) AS CostUsd,
+    toDecimal128OrZero(SpanAttributes['flowscope.cost.input_usd'], 18) AS CostInputUsd,
+    toDecimal128OrZero(SpanAttributes['flowscope.cost.cached_input_usd'], 18) AS CostCachedInputUsd,
+    toDecimal128OrZero(SpanAttributes['flowscope.cost.cache_write_usd'], 18) AS CostCacheWriteUsd,
+    toDecimal128OrZero(SpanAttributes['flowscope.cost.output_usd'], 18) AS CostOutputUsd,
+    SpanAttributes['flowscope.cost.source'] AS CostSource,
+    SpanAttributes['flowscope.pricing.version'] AS PricingVersion,
+    SpanAttributes['flowscope.usage.estimated'] = 'true' AS UsageEstimated,
+    SpanAttributes['flowscope.cache.hit'] = 'true' AS CacheHit,
+    toDecimal128OrZero(SpanAttributes['flowscope.cache.saved_usd'], 18) AS CacheSavedUsd,
+    toUInt16OrZero(SpanAttributes['flowscope.retry.count']) AS RetryCount,
+    SpanAttributes['flowscope.fallback.from'] AS FallbackFrom,
+    SpanAttributes['flowscope.fallback.to'] AS FallbackTo,
+    SpanAttributes['flowscope.budget.exceeded'] = 'true' AS BudgetExceeded,
+    toFloat64OrZero(SpanAttributes['gen_ai.response.time_to_first_chunk']) AS TimeToFirstChunk
+FROM flowscope.otel_traces_local
+WHERE (Project, TraceId, SpanId) NOT IN (
+    SELECT Project, TraceId, SpanId FROM flowscope.flowscope_spans_local
+    WHERE (Project, RunId) IN (
+        SELECT if(ResourceAttributes['flowscope.project'] = '', 'default', ResourceAttributes['flowscope.project']),
+               if(SpanAttributes['flowscope.run.id'] = '', TraceId, SpanAttributes['flowscope.run.id'])
+        FROM flowscope.otel_traces_local))
+LIMIT 1 BY Project, TraceId, SpanId;
