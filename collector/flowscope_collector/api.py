@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from flowscope._version import __version__ as sdk_version
 
-from . import routes_costs, routes_ops, routes_otlp, routes_runs, routes_stream
+from . import routes_costs, routes_ops, routes_otlp, routes_runs, routes_stream, ui
 from .deps import error_body
 from .service import Collector
 from .settings import CollectorSettings
@@ -54,6 +54,7 @@ def create_app(settings: CollectorSettings | None = None, collector: Collector |
         version=sdk_version,
         description="OTLP/HTTP receiver and run, cost and state API for LLM and agent flows.",
         lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # /docs is served offline by the run explorer (ui.mount)
         **kwargs,
     )
     app.state.collector = col
@@ -63,6 +64,7 @@ def create_app(settings: CollectorSettings | None = None, collector: Collector |
 
     app.state.keys = KeyStore.load(getattr(settings, "api_keys", None), getattr(settings, "api_keys_file", None))
     app.add_middleware(AuthMiddleware, keys=app.state.keys)
+    ui.mount(app)  # the run explorer at / and the API docs at /docs: static files, outside the key check
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
