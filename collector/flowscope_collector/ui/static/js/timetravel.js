@@ -34,17 +34,20 @@ export function stateTree(value, marks, path = [], depth = 0) {
   }));
 }
 
+const byPath = (obj) => Object.entries(obj || {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+
+/** Diff lines, added then removed then changed, each in path order. */
 export function diffLines(diff) {
   const lines = [];
-  for (const [p, v] of Object.entries(diff.added || {})) {
+  for (const [p, v] of byPath(diff.added)) {
     lines.push(h("li", { class: "diff-add" }, h("span", { class: "sign", "aria-label": "added" }, "+"), " ",
       h("code", null, p), " = ", jsonLine(v)));
   }
-  for (const [p, v] of Object.entries(diff.removed || {})) {
+  for (const [p, v] of byPath(diff.removed)) {
     lines.push(h("li", { class: "diff-del" }, h("span", { class: "sign", "aria-label": "removed" }, "−"), " ",
       h("code", null, p), " (was ", jsonLine(v), ")"));
   }
-  for (const [p, v] of Object.entries(diff.changed || {})) {
+  for (const [p, v] of byPath(diff.changed)) {
     lines.push(h("li", { class: "diff-chg" }, h("span", { class: "sign", "aria-label": "changed" }, "~"), " ",
       h("code", null, p), ": ", jsonLine(v.from), " → ", jsonLine(v.to)));
   }
@@ -55,7 +58,7 @@ export function diffLines(diff) {
  * Render the time-travel view of step `at` into `container`.
  * steps: every step of the run (-1 = the input); names: Map step -> node name.
  */
-export async function renderTimeTravel(container, { runId, at, steps, names, go, signal }) {
+export async function renderTimeTravel(container, { runId, at, steps, names, go, signal, current }) {
   const rid = encodeURIComponent(runId);
   const idx = Math.max(0, steps.indexOf(at));
   const prev = idx > 0 ? steps[idx - 1] : null;
@@ -63,6 +66,7 @@ export async function renderTimeTravel(container, { runId, at, steps, names, go,
     api.get(`/api/v1/runs/${rid}/state`, { at }, { signal }),
     prev === null ? Promise.resolve(null) : api.get(`/api/v1/runs/${rid}/state/diff`, { from: prev, to: at }, { signal }),
   ]);
+  if (current && !current()) return null; // a later step was asked for while this one loaded
   const stateHref = (k) => `#/runs/${rid}/state/${k}`;
   const label = (k) => (k === -1 ? "input" : `${k}. ${names.get(k) || "?"}`);
   const slider = h("input", {
@@ -99,5 +103,5 @@ export async function renderTimeTravel(container, { runId, at, steps, names, go,
             prev === null ? h("p", { class: "muted" }, "The run's input: nothing before it.")
               : lines.length ? h("ul", { class: "diff-lines" }, lines) : h("p", { class: "muted" }, "No change at this step.")),
           h("section", { class: "state" }, h("h3", null, "State"), h("div", { class: "tree-wrap" }, stateTree(state.state, marks)))))));
-  return { prev: idx > 0 ? steps[idx - 1] : null, next: idx < steps.length - 1 ? steps[idx + 1] : null };
+  return true;
 }

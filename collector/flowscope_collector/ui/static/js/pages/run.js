@@ -234,16 +234,21 @@ function drawAside(v) {
   }
 }
 
-async function drawState(v, ctx, signal) {
-  const d = v.data;
-  const names = new Map(d.nodes.map((n) => [n.step, n.name]));
-  const first = await api.get(`/api/v1/runs/${encodeURIComponent(v.id)}/state`, { at: -1 }, { signal });
-  const steps = [...new Set([-1, ...first.steps, ...d.nodes.map((n) => n.step)])].sort((a, b) => a - b);
-  const hadFocus = document.activeElement && document.activeElement.id === "tt-slider";
+async function stepsOf(v, signal) {
+  if (!v.steps || v.data.summary.status === "running") {
+    const first = await api.get(`/api/v1/runs/${encodeURIComponent(v.id)}/state`, { at: -1 }, { signal });
+    v.steps = [...new Set([-1, ...first.steps, ...v.data.nodes.map((n) => n.step)])].sort((a, b) => a - b);
+  }
+  return v.steps;
+}
+
+async function drawState(v, ctx, signal, hadFocus) {
+  const names = new Map(v.data.nodes.map((n) => [n.step, n.name]));
+  const steps = await stepsOf(v, signal);
   const at = steps.includes(v.sub.step) ? v.sub.step : steps[0];
-  const nav = await renderTimeTravel(v.tt, { runId: v.id, at, steps, names, go: ctx.go, signal });
-  v.ttNav = nav;
-  if (hadFocus) document.getElementById("tt-slider")?.focus();
+  const drawn = await renderTimeTravel(v.tt, { runId: v.id, at, steps, names, go: ctx.go, signal,
+    current: () => v.sub.kind === "state" && v.sub.step === at });
+  if (drawn && hadFocus) document.getElementById("tt-slider")?.focus();
 }
 
 function subOf(parts) {
@@ -279,13 +284,16 @@ export async function renderRun(ctx) {
       drawAside(v);
     };
     v.keyHandler = (ev) => {
-      if (!v.sub || v.sub.kind !== "state" || !v.ttNav) return;
+      // ← / → step through the states (the slider handles its own keys)
+      if (!v.sub || v.sub.kind !== "state" || !v.steps) return;
       const t = ev.target;
       if (t && (t.tagName === "INPUT" || t.tagName === "SELECT" || t.tagName === "TEXTAREA")) return;
-      if (ev.altKey || ev.ctrlKey || ev.metaKey) return;
-      const rid = encodeURIComponent(v.id);
-      if (ev.key === "ArrowRight" && v.ttNav.next !== null) { ev.preventDefault(); ctx.go(`#/runs/${rid}/state/${v.ttNav.next}`); }
-      if (ev.key === "ArrowLeft" && v.ttNav.prev !== null) { ev.preventDefault(); ctx.go(`#/runs/${rid}/state/${v.ttNav.prev}`); }
+      if (ev.altKey || ev.ctrlKey || ev.metaKey || (ev.key !== "ArrowRight" && ev.key !== "ArrowLeft")) return;
+      const i = v.steps.indexOf(v.sub.step) + (ev.key === "ArrowRight" ? 1 : -1);
+      if (i < 0 || i >= v.steps.length) return;
+      ev.preventDefault();
+      v.sub = { kind: "state", step: v.steps[i] };
+      ctx.go(`#/runs/${encodeURIComponent(v.id)}/state/${v.steps[i]}`);
     };
     document.addEventListener("keydown", v.keyHandler);
     if (v.data.summary.status === "running") v.stopLive = startLive(v);
@@ -297,11 +305,12 @@ export async function renderRun(ctx) {
     });
   }
   const before = v.sub ? v.sub.kind : null;
+  const hadFocus = document.activeElement && document.activeElement.id === "tt-slider";
   v.sub = subOf(parts);
   if (v.sub.kind === "state") {
     drawOverview(v);
-    replace(v.body, v.tt);
-    await drawState(v, ctx, controller.signal);
+    if (v.body.firstChild !== v.tt) replace(v.body, v.tt);
+    await drawState(v, ctx, controller.signal, hadFocus);
     if (before !== "state") document.getElementById("tt-title")?.focus();
   } else {
     drawOverview(v);
