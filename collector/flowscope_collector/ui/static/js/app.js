@@ -101,6 +101,8 @@ function keyPrompt(err) {
 }
 
 async function route(force) {
+  performance.mark("flowscope:route-start");
+  document.documentElement.dataset.ready = "0";
   const r = parseHash(window.location.hash);
   const page = pageOf(r.parts);
   const same = current && current.page === page && page === "run" && current.parts[1] === r.parts[1] && !force;
@@ -127,6 +129,13 @@ async function route(force) {
     else if (err && err.name === "AbortError") { /* navigated away */ }
     else replace(main, errorBox(err));
   }
+  // how long the view took, from the route change (and from navigation start) to its last paint of data;
+  // read by benchmarks/bench_ui.py
+  performance.mark("flowscope:route-done");
+  const took = performance.measure("flowscope:route", "flowscope:route-start", "flowscope:route-done");
+  document.documentElement.dataset.routeMs = took.duration.toFixed(1);
+  document.documentElement.dataset.sinceNavigationMs = performance.now().toFixed(1);
+  document.documentElement.dataset.routes = String(Number(document.documentElement.dataset.routes || 0) + 1);
   document.documentElement.dataset.ready = "1";
 }
 

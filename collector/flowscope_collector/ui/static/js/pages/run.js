@@ -195,7 +195,27 @@ function buildView(ctx, id) {
   return v;
 }
 
+/** Mark the selected step or span in the drawn graph, node table and waterfall. */
+function select(v) {
+  const sub = v.sub || {};
+  const selStep = sub.kind === "step" ? sub.step : null;
+  const nodeSpan = selStep === null ? null : v.data.nodes.find((n) => n.step === selStep)?.span_id;
+  const selSpan = sub.kind === "span" ? sub.spanId : nodeSpan;
+  for (const el of v.overview.querySelectorAll(".selected")) el.classList.remove("selected");
+  if (selStep !== null) {
+    for (const el of v.overview.querySelectorAll(`.gnode[data-step="${selStep}"], #nodes-table tr[data-step="${selStep}"]`)) {
+      el.classList.add("selected");
+    }
+  }
+  if (selSpan) v.overview.querySelector(`.wf-row[data-span="${CSS.escape(selSpan)}"]`)?.classList.add("selected");
+}
+
 function drawOverview(v) {
+  if (v.drawn === v.data) {
+    select(v);
+    return;
+  }
+  v.drawn = v.data;
   const rid = encodeURIComponent(v.id);
   const d = v.data;
   const sub = v.sub || {};
@@ -212,6 +232,7 @@ function drawOverview(v) {
   replace(v.wfBox, drawWaterfall({
     roots: d.spans.roots, href: (sp) => `#/runs/${rid}/span/${sp.span_id}`, selected: selSpan || nodeSpan,
   }));
+  select(v);
 }
 
 function drawAside(v) {

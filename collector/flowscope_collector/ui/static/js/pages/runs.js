@@ -120,10 +120,10 @@ function rowOf(run, selected, onSelect, budget) {
     h("td", null, run.service),
     h("td", null, h("span", { class: "badges" }, statusPill(run.status), runBadges(run, budget))),
     h("td", { title: run.start }, fmtTime(run.start), h("div", { class: "muted small" }, ago(run.start))),
-    h("td", { class: "num" }, fmtMs(run.duration_ms)),
-    h("td", { class: "num" }, fmtInt(run.llm_calls)),
-    h("td", { class: "num" }, `${fmtInt(run.input_tokens)} / ${fmtInt(run.output_tokens)}`),
-    h("td", { class: "num cost" }, costCell(run)));
+    h("td", { class: "num", dataset: { label: "duration" } }, fmtMs(run.duration_ms)),
+    h("td", { class: "num", dataset: { label: "LLM calls" } }, fmtInt(run.llm_calls)),
+    h("td", { class: "num", dataset: { label: "tokens in / out" } }, `${fmtInt(run.input_tokens)} / ${fmtInt(run.output_tokens)}`),
+    h("td", { class: "num cost", dataset: { label: "cost" } }, costCell(run)));
 }
 
 export async function renderRuns(ctx) {
@@ -183,8 +183,11 @@ export async function renderRuns(ctx) {
   const page = await load();
   shown = page.runs;
   draw(shown);
-  await enrich(shown);
-  draw(shown);
+  // the budget badges come a moment later: the rows do not wait for them
+  enrich(shown).then(() => {
+    const focused = document.activeElement && tbody.contains(document.activeElement);
+    if (!controller.signal.aborted && budget.size && !focused) draw(shown);
+  });
   status.textContent = `${shown.length} run${shown.length === 1 ? "" : "s"} on this page` +
     (query.cursor ? "" : " · new runs appear as they arrive");
 
