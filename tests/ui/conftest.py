@@ -2,8 +2,10 @@
 
 Nothing downloads a browser: Playwright is pointed at ``/usr/bin/chromium`` (the
 ``chromium`` Debian package, which ``.ci/run`` installs); without it the tests
-skip and say why. One browser per test session (per xdist worker), one
-collector per test module, a fresh browser context per test. Every page a test
+skip and say why. One browser and one collector per test module, a fresh browser
+context per test. (Not one browser per session: while Playwright's sync API is open
+it keeps an asyncio loop marked running on the thread, and every later test in the
+same worker that calls ``asyncio.run`` would fail. Launching takes well under a second.) Every page a test
 opens is watched: a request to anywhere but the collector, an uncaught script
 error or a CSP violation fails the test.
 """
@@ -38,7 +40,7 @@ def launch(playwright: Any) -> Any:
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     reason = chromium_missing()
     if reason:
