@@ -160,7 +160,8 @@ def main(dsn: str | None = None, port: int | None = None, serve: bool = False, o
         nodes = httpx.get(f"{collector.url}/api/v1/runs/{run_id}/nodes", timeout=10).json()["nodes"]
         print_summary(summary, nodes, out)
         if serve:
-            print(f"\nserving {collector.url} — Ctrl-C to stop", file=out)
+            print(f"\nrun explorer  {collector.url}/#/runs/{run_id}", file=out)
+            print(f"API docs      {collector.url}/docs\nserving until Ctrl-C", file=out, flush=True)
             try:
                 while True:
                     time.sleep(3600)

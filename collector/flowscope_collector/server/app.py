@@ -23,7 +23,7 @@ from flowscope._version import __version__ as sdk_version
 
 from ..service import Collector
 from ..settings import CollectorSettings
-from . import costs, ops, otlp_http, runs, stream
+from . import costs, ops, otlp_http, runs, stream, ui
 from .auth import AuthMiddleware, KeyStore
 from .deps import error_body
 
@@ -88,6 +88,7 @@ def create_app(settings: CollectorSettings | None = None, collector: Collector |
         version=sdk_version,
         description="OTLP/HTTP receiver and run, cost and state API for LLM and agent flows.",
         lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # /docs is served offline by the run explorer (ui.mount)
         **kwargs,
     )
     app.state.collector = col
@@ -95,6 +96,7 @@ def create_app(settings: CollectorSettings | None = None, collector: Collector |
     # project scopes every read and write (server/auth.py).
     app.state.keys = KeyStore.load(settings.api_keys, settings.api_keys_file)
     app.add_middleware(AuthMiddleware, keys=app.state.keys)
+    ui.mount(app)  # the run explorer at / and the API docs at /docs: static files, outside the key check
     app.add_middleware(HeadAsGet)  # outermost: a HEAD is checked for its key as the GET would be
 
     # Starlette's HTTPException, not only FastAPI's subclass: an unknown route (404) or method

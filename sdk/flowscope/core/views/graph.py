@@ -34,8 +34,10 @@ def path_edges(spans_in: Iterable[SpanRecord]) -> tuple[list[SpanRecord], list[t
         if not done:
             edges.append((-1, i))
             continue
-        # the frontier: finished nodes that no other finished node came after
-        edges.extend((j, i) for j in done if not any(nodes[k].start_ns >= nodes[j].end_ns for k in done))
+        # the frontier: finished nodes that no other finished node came after, i.e. those
+        # that ended after the latest start among them (linear, not cubic: 250 nodes took 0.5 s)
+        latest_start = max(nodes[k].start_ns for k in done)
+        edges.extend((j, i) for j in done if nodes[j].end_ns > latest_start)
     return nodes, edges
 
 
