@@ -19,9 +19,36 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, TextIO
 
+from .core.pricing.usage import format_usd
+
 
 def _print_json(value: Any, out: TextIO) -> None:
-    out.write(json.dumps(value, indent=2, default=str, ensure_ascii=False) + "\n")
+    out.write(json.dumps(value, indent=2, default=_json_default, ensure_ascii=False) + "\n")
+
+
+def _json_default(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return _plain(value)
+    return str(value)
+
+
+def _plain(value: Any) -> str:
+    """Money as plain decimal text ("0.00000004", never "4E-8")."""
+    if not isinstance(value, Decimal):
+        try:
+            value = Decimal(str(value))
+        except ArithmeticError:
+            return str(value)
+    return format_usd(value) or "0"
+
+
+def _usd(value: Any, unpriced: int = 0, calls: int | None = None) -> str:
+    """A cost for people: ``unpriced`` when nothing in it has a price, never ``$0``; a sum that
+    leaves unpriced calls out says so (``$0.0012 + 2 unpriced``)."""
+    if value is None or (unpriced and calls is not None and unpriced >= calls):
+        return "unpriced"
+    text = f"${_plain(value)}"
+    return f"{text} + {unpriced} unpriced" if unpriced else text
 
 
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], out: TextIO) -> None:
@@ -29,7 +56,7 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], ou
     if not rows:
         out.write("(none)\n")
         return
-    cells = [[_cell(r.get(key), key) for key, _ in columns] for r in rows]
+    cells = [[_row_cell(r, key) for key, _ in columns] for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, (_, h) in enumerate(columns)]
     numeric = [all(_is_num(r.get(key)) for r in rows) for key, _ in columns]
     out.write("  ".join(h.rjust(w) if n else h.ljust(w) for (_, h), w, n in zip(columns, widths, numeric)).rstrip()
@@ -43,11 +70,17 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float, Decimal)) and not isinstance(v, bool)
 
 
+def _row_cell(row: dict[str, Any], key: str) -> str:
+    if key == "cost_usd" and "unpriced_calls" in row:
+        return _usd(row.get(key), int(row.get("unpriced_calls") or 0), row.get("llm_calls"))
+    return _cell(row.get(key), key)
+
+
 def _cell(v: Any, key: str) -> str:
+    if key.endswith("_usd"):
+        return _usd(v)
     if v is None:
         return "-"
-    if key.endswith("_usd"):
-        return f"${v}"
     if key == "start" and isinstance(v, str):
         return v.replace("T", " ")[:23]
     if isinstance(v, float):
@@ -142,7 +175,9 @@ def _run(args: argparse.Namespace, client: Any, out: TextIO) -> int:
             _print_json({**rows.meta, "groups": list(rows)}, out)
             return 0
         table(rows, COST_COLUMNS if args.by == "model" else [c for c in COST_COLUMNS if c[0] != "provider"], out)
-        out.write(f"\ntotal ${rows.total_usd} over {rows.llm_calls} LLM calls\n")
+        unpriced = int(rows.meta.get("unpriced_calls", sum(int(r.get("unpriced_calls") or 0) for r in rows)))
+        note = f" ({unpriced} unpriced, not in the total)" if unpriced else ""
+        out.write(f"\ntotal {_usd(rows.total_usd)} over {rows.llm_calls} LLM calls{note}\n")
         return 0
     cmd = args.runs_command
     if cmd == "list":
@@ -167,7 +202,8 @@ def _run(args: argparse.Namespace, client: Any, out: TextIO) -> int:
         out.write(f"  started {s['start']}, {s['duration_ms']:,.1f} ms, {s['spans']} spans\n")
         out.write(f"  {s['llm_calls']} LLM calls, {s['input_tokens']} in ({s['cached_input_tokens']} cached) / "
                   f"{s['output_tokens']} out ({s['reasoning_tokens']} reasoning) tokens\n")
-        out.write(f"  cost ${s['cost_usd']}  (cache saved ${s['cache_saved_usd']}; {s['unpriced_calls']} unpriced, "
+        out.write(f"  cost {_usd(s['cost_usd'], s['unpriced_calls'], s['llm_calls'] or None)}  "
+                  f"(cache saved {_usd(s['cache_saved_usd'])}; {s['unpriced_calls']} unpriced, "
                   f"{s['errors']} errors, {s['retries']} retries, {s['fallbacks']} fallbacks)\n\n")
         table(nodes, NODE_COLUMNS, out)
         if s.get("by_model"):
@@ -191,9 +227,9 @@ def _run(args: argparse.Namespace, client: Any, out: TextIO) -> int:
             return 0
         for side in ("a", "b"):
             r = c[side]
-            out.write(f"{side}: {r['run_id']}  {r['status']}  ${r['cost_usd']}  {r['duration_ms']:,.1f} ms  "
+            out.write(f"{side}: {r['run_id']}  {r['status']}  {_usd(r['cost_usd'])}  {r['duration_ms']:,.1f} ms  "
                       f"{' > '.join(r['path'])}\n")
-        out.write(f"cost b-a: ${c['cost_delta_usd']}   latency b-a: {c['duration_delta_ms']:,.1f} ms   "
+        out.write(f"cost b-a: {_usd(c['cost_delta_usd'])}   latency b-a: {c['duration_delta_ms']:,.1f} ms   "
                   f"same path: {'yes' if c['same_path'] else 'no'}\n")
         div = c["first_state_divergence"]
         if div is None:
@@ -223,7 +259,7 @@ def _event_line(ev: dict[str, Any]) -> str:
         err = f"  {ev['error']}" if ev.get("error") else ""
         return f"{mark} {ev['step']:>3} {ev['name']}  {ev['duration_ms']:,.1f} ms{extra}{err}"
     if kind == "llm_call":
-        return (f"    llm {ev['model']}  {ev['input_tokens']} in / {ev['output_tokens']} out  ${ev['cost_usd']}  "
+        return (f"    llm {ev['model']}  {ev['input_tokens']} in / {ev['output_tokens']} out  {_usd(ev['cost_usd'])}  "
                 f"{ev['duration_ms']:,.1f} ms")
     if kind == "tool_call":
         return f"    tool {ev['name']}  {ev['duration_ms']:,.1f} ms"
@@ -232,7 +268,7 @@ def _event_line(ev: dict[str, Any]) -> str:
         return f"    state {ev['op']} {ev['path'] or '(all)'} = {value[:80]}"
     if kind == "summary":
         return (f"■ {ev['status'].upper()}  {ev['duration_ms']:,.1f} ms  {ev['llm_calls']} LLM calls  "
-                f"${ev['cost_usd']}")
+                f"{_usd(ev['cost_usd'], ev.get('unpriced_calls') or 0)}")
     return f"  {kind}: {ev.get('message', '')}"
 
 

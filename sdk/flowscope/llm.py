@@ -23,7 +23,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from . import _otel, config, metrics
 from .context import BudgetExceeded, current_run
 from .core import semconv
-from .core.pricing import Cost, Usage, format_usd, get_catalog
+from .core.pricing import Cost, PricingFileError, Usage, format_usd, get_catalog
 from .fallbacks import current_scope as _fallback_scope
 
 logger = logging.getLogger("flowscope")
@@ -248,6 +248,9 @@ class LLMCall:
         if model:
             try:
                 cost, cost_attrs = get_catalog().price_attributes(model, self.provider, usage)
+            except PricingFileError as exc:  # FLOWSCOPE_PRICING_FILE bad and init() never ran to refuse it
+                _pricing_file_error(exc)
+                attrs[semconv.PRICING_ERROR] = str(exc)
             except ValueError:  # usage the pricing engine rejects (cache > input): unpriced, not fatal
                 logger.debug("flowscope: usage for %s could not be priced", model, exc_info=True)
         self.cost = cost
@@ -351,12 +354,20 @@ class InFlight:
             _otel.detach(self.token)
 
 
+def _pricing_file_error(exc: PricingFileError) -> None:
+    """Said at ERROR level on every call (the calls go unpriced, visibly): never a quiet $0."""
+    logger.error("flowscope: LLM calls are UNPRICED because the pricing file is unusable: %s", exc)
+
+
 def _safe_price(model: str | None, provider: str, usage: Usage) -> Cost | None:
     """Price a call; usage the pricing engine rejects (cache > input) is unpriced, not fatal."""
     if not model:
         return None
     try:
         cost = get_catalog().price(model, provider, usage)
+    except PricingFileError as exc:
+        _pricing_file_error(exc)
+        return None
     except ValueError:
         logger.debug("flowscope: usage for %s could not be priced", model, exc_info=True)
         return None

@@ -52,7 +52,7 @@ from collections.abc import MutableMapping
 from decimal import Decimal, InvalidOperation
 
 from . import semconv
-from .pricing import Usage, format_usd, price
+from .pricing import PricingFileError, Usage, format_usd, price
 
 logger = logging.getLogger("flowscope")
 
@@ -343,6 +343,11 @@ def _price_span(attrs: MutableMapping[str, str]) -> None:
         return
     try:
         cost = price(model, provider, usage_of(attrs))
+    except PricingFileError as exc:  # the pricing file is bad (the collector refuses to start on one)
+        logger.error("flowscope: span unpriced, the pricing file is unusable: %s", exc)
+        attrs[semconv.COST_SOURCE] = semconv.COST_SOURCE_UNPRICED
+        attrs[semconv.PRICING_ERROR] = str(exc)
+        return
     except ValueError:  # self-contradicting usage (cache > input): unpriced, not guessed
         attrs[semconv.COST_SOURCE] = semconv.COST_SOURCE_UNPRICED
         return

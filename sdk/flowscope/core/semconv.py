@@ -62,6 +62,8 @@ COST_CACHE_WRITE_USD = "flowscope.cost.cache_write_usd"
 COST_OUTPUT_USD = "flowscope.cost.output_usd"
 COST_SOURCE = "flowscope.cost.source"
 PRICING_VERSION = "flowscope.pricing.version"
+# why a call is unpriced when the pricing file itself is unusable (the file and the reason)
+PRICING_ERROR = "flowscope.pricing.error"
 USAGE_ESTIMATED = "flowscope.usage.estimated"
 REQUEST_STREAM = "flowscope.request.stream"
 

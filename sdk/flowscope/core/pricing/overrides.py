@@ -46,6 +46,14 @@ from .providers import _canonical_provider
 
 _UTC = _dt.timezone.utc
 
+
+class PricingFileError(ValueError):
+    """The pricing file (``FLOWSCOPE_PRICING_FILE`` or ``init(pricing=...)``) is missing, unreadable or invalid.
+
+    Never turned into "unpriced": a bad file must stop ``flowscope.init`` and the
+    collector's start, naming the file and the reason, or every call would look free.
+    """
+
 _PRICE_FIELDS: dict[str, str] = {
     # override key -> genai-prices price key
     "input_mtok": "input_mtok",
@@ -88,12 +96,12 @@ def _load_override_source(overrides: str | os.PathLike[str] | Mapping[str, Any])
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise ValueError(f"pricing override file {label}: cannot read: {exc.strerror or exc}") from exc
+        raise PricingFileError(f"pricing override file {label}: cannot read: {exc.strerror or exc}") from exc
     digest = hashlib.sha256(raw).hexdigest()[:12]
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"pricing override file {label}: not UTF-8: {exc}") from exc
+        raise PricingFileError(f"pricing override file {label}: not UTF-8: {exc}") from exc
     if path.suffix.lower() == ".toml":
         try:
             import tomllib
@@ -101,18 +109,18 @@ def _load_override_source(overrides: str | os.PathLike[str] | Mapping[str, Any])
             try:
                 import tomli as tomllib  # type: ignore[no-redef]
             except ImportError as exc:
-                raise ValueError(
+                raise PricingFileError(
                     f"pricing override file {label}: TOML needs Python 3.11+ or the tomli package; use JSON"
                 ) from exc
         try:
             data = tomllib.loads(text, parse_float=Decimal)
         except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"pricing override file {label}: invalid TOML: {exc}") from exc
+            raise PricingFileError(f"pricing override file {label}: invalid TOML: {exc}") from exc
     else:
         try:
             data = json.loads(text, parse_float=Decimal)
         except json.JSONDecodeError as exc:
-            raise ValueError(
+            raise PricingFileError(
                 f"pricing override file {label}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
             ) from exc
     return data, f"pricing override file {label}", digest
@@ -171,8 +179,13 @@ def _as_utc(when: _dt.datetime) -> _dt.datetime:
 def _parse_overrides(data: Any, label: str) -> tuple[_OverrideGroup, ...]:
     """Every entry checked, then grouped by (provider, model) into price histories."""
     groups: dict[tuple[str | None, str], dict[str, Any]] = {}
-    for index, entry in enumerate(_models(data, label)):
-        _add_entry(groups, entry, f"{label}: models[{index}]")
+    try:
+        for index, entry in enumerate(_models(data, label)):
+            _add_entry(groups, entry, f"{label}: models[{index}]")
+    except PricingFileError:
+        raise
+    except ValueError as exc:  # every check names the file (label) and the entry: same message, loud type
+        raise PricingFileError(str(exc)) from None
     return tuple(_override_group(group) for group in groups.values())
 
 
