@@ -239,6 +239,12 @@ class LLMCall:
             attrs[semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read_tokens
         if usage.cache_write_tokens:
             attrs[semconv.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.cache_write_tokens
+            attrs[semconv.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] = usage.cache_write_tokens
+            if usage.cache_write_1h_tokens:
+                attrs[semconv.USAGE_CACHE_WRITE_1H_INPUT_TOKENS] = usage.cache_write_1h_tokens
+                attrs[semconv.USAGE_CACHE_WRITE_5M_INPUT_TOKENS] = (
+                    usage.cache_write_tokens - usage.cache_write_1h_tokens
+                )
         if usage.reasoning_tokens:
             attrs[semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
         if estimated:

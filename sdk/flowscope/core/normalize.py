@@ -99,7 +99,8 @@ _CACHE_READ_KEYS = (
     "gen_ai.usage.cached_tokens",
 )
 _CACHE_WRITE_KEYS = (
-    semconv.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+    semconv.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS,  # the current OTel name
+    semconv.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,  # its former name, which storage reads
     "gen_ai.usage.cache_creation_input_tokens",
     "llm.token_count.prompt_details.cache_write",
     "gen_ai.usage.details.cache_write_tokens",
@@ -289,6 +290,7 @@ def _canonical_usage(attrs: MutableMapping[str, str]) -> None:
         attrs[semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = str(cache_read)
     if cw_raw is not None:
         attrs[semconv.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = str(cache_write)
+        attrs[semconv.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] = str(cache_write)
     if rs_raw is not None:
         attrs[semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = str(reasoning)
 
@@ -332,6 +334,7 @@ def usage_of(attrs: MutableMapping[str, str]) -> Usage:
         cache_read_tokens=_int(attrs.get(semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS)),
         cache_write_tokens=_int(attrs.get(semconv.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS)),
         reasoning_tokens=_int(attrs.get(semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS)),
+        cache_write_1h_tokens=_int(attrs.get(semconv.USAGE_CACHE_WRITE_1H_INPUT_TOKENS)),
     )
 
 

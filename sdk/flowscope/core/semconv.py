@@ -25,6 +25,13 @@ GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
 GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
 GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
+# The current OTel name of cache writes (semconv renamed ``cache_creation``): both are recorded,
+# the collector's storage reads ``cache_creation`` and ingest fills either from the other.
+GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS = "gen_ai.usage.cache_write.input_tokens"
+# Cache writes by lifetime (Anthropic ``cache_creation.ephemeral_5m/1h_input_tokens``), parts of
+# the cache writes above: 5 min at the cache-write price (1.25x input), 1 h at its own (2x input).
+USAGE_CACHE_WRITE_5M_INPUT_TOKENS = "flowscope.usage.cache_write_5m.input_tokens"
+USAGE_CACHE_WRITE_1H_INPUT_TOKENS = "flowscope.usage.cache_write_1h.input_tokens"
 GEN_AI_USAGE_REASONING_OUTPUT_TOKENS = "gen_ai.usage.reasoning.output_tokens"
 GEN_AI_WORKFLOW_NAME = "gen_ai.workflow.name"
 GEN_AI_TOOL_NAME = "gen_ai.tool.name"

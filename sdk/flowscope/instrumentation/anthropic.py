@@ -44,6 +44,11 @@ def usage_from_anthropic(usage: Any) -> Usage | None:
     uncached = int(get(usage, "input_tokens") or 0)
     cache_read = int(get(usage, "cache_read_input_tokens") or 0)
     cache_write = int(get(usage, "cache_creation_input_tokens") or 0)
+    # By lifetime (``cache_creation``): 5-minute writes at 1.25x input, 1-hour writes at 2x.
+    by_ttl = get(usage, "cache_creation")
+    write_5m = int(get(by_ttl, "ephemeral_5m_input_tokens") or 0)
+    write_1h = int(get(by_ttl, "ephemeral_1h_input_tokens") or 0)
+    cache_write = max(cache_write, write_5m + write_1h)
     output = int(get(usage, "output_tokens") or 0)
     thinking = int(get(get(usage, "output_tokens_details"), "thinking_tokens") or 0)
     return Usage(
@@ -52,6 +57,7 @@ def usage_from_anthropic(usage: Any) -> Usage | None:
         cache_read_tokens=cache_read,
         cache_write_tokens=cache_write,
         reasoning_tokens=min(thinking, output),
+        cache_write_1h_tokens=write_1h,
     )
 
 
@@ -124,6 +130,11 @@ class MessageStreamObserver(StreamObserver):
         details = get(usage, "output_tokens_details")
         if details is not None:
             merged["output_tokens_details"] = {"thinking_tokens": get(details, "thinking_tokens")}
+        by_ttl = get(usage, "cache_creation")  # message_start, and message_delta where it repeats it
+        if by_ttl is not None:
+            merged["cache_creation"] = {
+                key: get(by_ttl, key) for key in ("ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")
+            }
         self.usage = merged
 
     def on_chunk(self, event: Any) -> None:

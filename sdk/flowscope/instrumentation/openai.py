@@ -48,6 +48,8 @@ def usage_from_openai(usage: Any) -> Usage | None:
         input_tokens=int(prompt or 0),
         output_tokens=int(completion or 0),
         cache_read_tokens=int(get(in_details, "cached_tokens") or 0),
+        # newer models: prompt_tokens_details / input_tokens_details.cache_write_tokens
+        cache_write_tokens=int(get(in_details, "cache_write_tokens") or 0),
         reasoning_tokens=int(get(out_details, "reasoning_tokens") or 0),
     )
 

@@ -80,8 +80,8 @@ def _usage(reply: Reply, request: RecordedRequest, output_tokens: int) -> dict[s
         "cache_creation_input_tokens": reply.cache_write_tokens,
         "cache_read_input_tokens": reply.cached_tokens,
         "cache_creation": {
-            "ephemeral_5m_input_tokens": reply.cache_write_tokens,
-            "ephemeral_1h_input_tokens": 0,
+            "ephemeral_5m_input_tokens": reply.cache_write_tokens - reply.cache_write_1h_tokens,
+            "ephemeral_1h_input_tokens": reply.cache_write_1h_tokens,
         },
         "output_tokens": output_tokens,
         "service_tier": "standard",
@@ -169,6 +169,7 @@ def render_messages(request: RecordedRequest, reply: Reply) -> FakeResponse:
         "input_tokens": final_usage["input_tokens"],
         "cache_creation_input_tokens": final_usage["cache_creation_input_tokens"],
         "cache_read_input_tokens": final_usage["cache_read_input_tokens"],
+        "cache_creation": final_usage["cache_creation"],
         "output_tokens": output_tokens,
     }
     if "output_tokens_details" in final_usage:

@@ -13,7 +13,9 @@ Per-token-type rules, mirroring genai-prices' unit hierarchy so that our total
 always equals ``genai_prices.calc_price`` for the same usage:
 
 * uncached input = input - cache_read - cache_write, at the input price;
-* cache reads at the cache-read price, cache writes at the cache-write price.
+* cache reads at the cache-read price, cache writes at the cache-write price, except
+  the 1-hour writes (``cache_write_1h_tokens``) at the 1-hour cache-write price
+  (``cache_write_1h_mtok``, Anthropic's 2x input) where the catalog has one.
   A model without a cache-read or cache-write price bills those tokens at the
   input price: that is what the provider does when it has no caching discount
   or surcharge, and what genai-prices does, so totals stay comparable;
@@ -305,9 +307,17 @@ class PricingCatalog:
         cached_usd = _per_million(
             mul(input_rate if cache_read_rate is None else cache_read_rate, usage.cache_read_tokens)
         )
-        write_usd = _per_million(
-            mul(input_rate if cache_write_rate is None else cache_write_rate, usage.cache_write_tokens)
-        )
+        write_rate = input_rate if cache_write_rate is None else cache_write_rate
+        if usage.cache_write_1h_tokens:
+            write_1h_rate = rate("cache_write_1h_mtok")
+            write_usd = _per_million(
+                _CTX.add(
+                    mul(write_rate, usage.cache_write_tokens - usage.cache_write_1h_tokens),
+                    mul(write_rate if write_1h_rate is None else write_1h_rate, usage.cache_write_1h_tokens),
+                )
+            )
+        else:
+            write_usd = _per_million(mul(write_rate, usage.cache_write_tokens))
         if reasoning_rate is None:
             output_usd = _per_million(mul(output_rate, usage.output_tokens))
         else:
@@ -362,6 +372,11 @@ def _checked_usage(usage: Usage | Mapping[str, Any]) -> Usage:
             f"inconsistent usage: cache_read_tokens ({usage.cache_read_tokens}) + cache_write_tokens "
             f"({usage.cache_write_tokens}) exceed input_tokens ({usage.input_tokens}); input_tokens must "
             "include cached tokens (add Anthropic's cache counts to its input_tokens)"
+        )
+    if usage.cache_write_1h_tokens > usage.cache_write_tokens:
+        raise ValueError(
+            f"inconsistent usage: cache_write_1h_tokens ({usage.cache_write_1h_tokens}) exceed "
+            f"cache_write_tokens ({usage.cache_write_tokens}); cache writes must include the 1-hour ones"
         )
     if usage.reasoning_tokens > usage.output_tokens:
         raise ValueError(

@@ -17,6 +17,7 @@ per million tokens as decimal strings (JSON/TOML numbers are read exactly)::
        "output_mtok": "1.20",            # required
        "cached_input_mtok": "0.15",      # optional (alias cache_read_mtok)
        "cache_write_mtok": "0.375",      # optional
+       "cache_write_1h_mtok": "0.60",    # optional: 1-hour cache writes (else cache_write_mtok)
        "reasoning_mtok": null,           # optional
        "tiers": [{"above_input_tokens": 200000, "input_mtok": "0.60", "output_mtok": "2.40"}],
        "effective_from": "2026-01-01"}   # optional ISO date/datetime (UTC)
@@ -59,6 +60,7 @@ _PRICE_FIELDS: dict[str, str] = {
     "input_mtok": "input_mtok",
     "cached_input_mtok": "cache_read_mtok",
     "cache_write_mtok": "cache_write_mtok",
+    "cache_write_1h_mtok": "cache_write_1h_mtok",
     "output_mtok": "output_mtok",
     "reasoning_mtok": "output_reasoning_mtok",
 }

@@ -11,6 +11,8 @@ Token conventions (callers normalise before pricing):
 * ``input_tokens`` INCLUDES ``cache_read_tokens`` and ``cache_write_tokens``
   (OpenAI convention; Anthropic reports them separately, add them back).
 * ``output_tokens`` INCLUDES ``reasoning_tokens``.
+* ``cache_write_tokens`` INCLUDES ``cache_write_1h_tokens`` (writes kept for an hour,
+  Anthropic's ``ephemeral_1h_input_tokens``); the rest are 5-minute writes.
 """
 
 from __future__ import annotations
@@ -32,11 +34,14 @@ _USAGE_KEYS: dict[str, str] = {
     "cache_read_tokens": "cache_read_tokens",
     "cache_write_tokens": "cache_write_tokens",
     "reasoning_tokens": "reasoning_tokens",
+    "cache_write_1h_tokens": "cache_write_1h_tokens",
+    semconv.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: "cache_write_tokens",
     semconv.GEN_AI_USAGE_INPUT_TOKENS: "input_tokens",
     semconv.GEN_AI_USAGE_OUTPUT_TOKENS: "output_tokens",
     semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: "cache_read_tokens",
     semconv.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: "cache_write_tokens",
     semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: "reasoning_tokens",
+    semconv.USAGE_CACHE_WRITE_1H_INPUT_TOKENS: "cache_write_1h_tokens",
 }
 
 
@@ -54,15 +59,16 @@ class Usage:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
     def __post_init__(self) -> None:
-        i, o, cr, cw, r = (
+        i, o, cr, cw, r, w1 = (
             self.input_tokens, self.output_tokens, self.cache_read_tokens, self.cache_write_tokens,
-            self.reasoning_tokens,
+            self.reasoning_tokens, self.cache_write_1h_tokens,
         )
-        if (  # the common case, five plain non-negative ints: nothing to convert or report
+        if (  # the common case, six plain non-negative ints: nothing to convert or report
             type(i) is int and type(o) is int and type(cr) is int and type(cw) is int and type(r) is int
-            and i >= 0 and o >= 0 and cr >= 0 and cw >= 0 and r >= 0
+            and type(w1) is int and i >= 0 and o >= 0 and cr >= 0 and cw >= 0 and r >= 0 and w1 >= 0
         ):
             return
         for name in (
@@ -71,6 +77,7 @@ class Usage:
             "cache_read_tokens",
             "cache_write_tokens",
             "reasoning_tokens",
+            "cache_write_1h_tokens",
         ):
             value = getattr(self, name)
             if type(value) is not int:
