@@ -202,7 +202,9 @@ def _run(args: argparse.Namespace, client: Any, out: TextIO) -> int:
         out.write(f"  started {s['start']}, {s['duration_ms']:,.1f} ms, {s['spans']} spans\n")
         out.write(f"  {s['llm_calls']} LLM calls, {s['input_tokens']} in ({s['cached_input_tokens']} cached) / "
                   f"{s['output_tokens']} out ({s['reasoning_tokens']} reasoning) tokens\n")
-        out.write(f"  cost {_usd(s['cost_usd'], s['unpriced_calls'], s['llm_calls'] or None)}  "
+        partial = int(s.get("partially_priced_calls") or 0)
+        out.write(f"  cost {_usd(s['cost_usd'], s['unpriced_calls'], s['llm_calls'] or None)}"
+                  f"{f' ({partial} partially priced: a lower bound)' if partial else ''}  "
                   f"(cache saved {_usd(s['cache_saved_usd'])}; {s['unpriced_calls']} unpriced, "
                   f"{s['errors']} errors, {s['retries']} retries, {s['fallbacks']} fallbacks)\n\n")
         table(nodes, NODE_COLUMNS, out)

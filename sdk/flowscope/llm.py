@@ -191,8 +191,12 @@ class LLMCall:
         output_messages: Any = None,
         provider_cost_usd: Any = None,
         cache_hit: bool = False,
+        service_tier: str | None = None,
     ) -> None:
-        """Record the outcome and end the span. Never raises."""
+        """Record the outcome and end the span. Never raises.
+
+        ``service_tier`` is the tier the provider says it served; it selects the price.
+        """
         if self._ended:
             return
         self._ended = True
@@ -214,7 +218,9 @@ class LLMCall:
                 span.set_attributes(attrs)
                 self._record_cache_hit(response_model, usage)
             else:
-                self._record_usage_and_cost(response_model, usage, estimated, attrs)
+                if service_tier:
+                    attrs[semconv.RESPONSE_SERVICE_TIER] = service_tier
+                self._record_usage_and_cost(response_model, usage, estimated, attrs, service_tier)
                 _otel.set_attributes(span, attrs)
             if self.fallback_scope is not None:
                 self.fallback_scope.served(self)
@@ -225,7 +231,8 @@ class LLMCall:
             self._record_metrics(usage if not cache_hit else None, None)
 
     def _record_usage_and_cost(
-        self, response_model: str | None, usage: Usage | None, estimated: bool, attrs: dict[str, Any]
+        self, response_model: str | None, usage: Usage | None, estimated: bool, attrs: dict[str, Any],
+        service_tier: str | None = None,
     ) -> None:
         run = current_run()
         if usage is None:
@@ -253,7 +260,7 @@ class LLMCall:
         cost = None
         if model:
             try:
-                cost, cost_attrs = get_catalog().price_attributes(model, self.provider, usage)
+                cost, cost_attrs = get_catalog().price_attributes(model, self.provider, usage, service_tier)
             except PricingFileError as exc:  # FLOWSCOPE_PRICING_FILE bad and init() never ran to refuse it
                 _pricing_file_error(exc)
                 attrs[semconv.PRICING_ERROR] = str(exc)

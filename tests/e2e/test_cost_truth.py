@@ -220,3 +220,21 @@ def test_api_marks_totals_with_unpriced_calls_incomplete(traced, fake_provider) 
     row = df[df["key"] == "acme-never-priced-model"].iloc[0]
     assert not bool(row["cost_complete"]) and int(row["unpriced_calls"]) >= 1
     del GPT_4O_MINI
+
+
+def test_run_summary_counts_partially_priced_calls(traced, fake_provider) -> None:
+    import anthropic
+
+    from tests._llm_kit import ANTHROPIC_MODEL, MSGS
+
+    ant = anthropic.Anthropic(base_url=fake_provider.anthropic_base_url, api_key="k")
+    with flowscope.run("partial-flow") as run:
+        fake_provider.script(Reply(text="a", input_tokens=1000, output_tokens=100, service_tier="priority"))
+        ant.messages.create(model=ANTHROPIC_MODEL, max_tokens=200, messages=MSGS)
+    assert flowscope.force_flush()
+    summary = traced.wait_for_run(run.id, spans=2)
+    assert summary["partially_priced_calls"] == 1 and summary["unpriced_calls"] == 0
+    assert summary["cost_complete"] is False
+    assert summary["by_model"][0]["partially_priced_calls"] == 1 and summary["by_model"][0]["cost_complete"] is False
+    # the part that has a price is there: Claude 3.5 Haiku at $0.80 / $4 per million
+    assert Decimal(summary["cost_usd"]) == (1000 * Decimal("0.80") + 100 * Decimal("4")) / 1_000_000

@@ -150,3 +150,97 @@ def test_ingest_accepts_both_cache_write_names_and_prices_lifetimes(name: str) -
     assert span["gen_ai.usage.cache_write.input_tokens"] == "3000"
     assert span[semconv.COST_SOURCE] == "computed"
     assert Decimal(span[semconv.COST_USD]) == ANTHROPIC_EXPECTED
+
+
+# --- service tiers: the tier served selects the price; a tier the catalog cannot price is partial --
+
+# platform.openai.com/docs/pricing, gpt-5 per million tokens: (input, cached input, output)
+GPT5 = {"default": (Decimal("1.25"), Decimal("0.125"), Decimal("10")),
+        "flex": (Decimal("0.625"), Decimal("0.0625"), Decimal("5")),
+        "priority": (Decimal("2.50"), Decimal("0.25"), Decimal("20"))}
+TIER_REPLY = dict(text="ok", input_tokens=2_000, cached_tokens=500, output_tokens=300)
+
+
+def _gpt5(tier: str) -> Decimal:
+    inp, cached, out = GPT5[tier]
+    return (1_500 * inp + 500 * cached + 300 * out) / M
+
+
+@pytest.mark.parametrize("tier", ["default", "flex", "priority"])
+def test_openai_service_tier_selects_the_price(cap: Capture, fake_provider: FakeProvider, tier: str) -> None:
+    client = openai.OpenAI(base_url=fake_provider.openai_base_url, api_key="k")
+    aclient = openai.AsyncOpenAI(base_url=fake_provider.openai_base_url, api_key="k")
+    for _ in range(5):
+        fake_provider.script(Reply(**TIER_REPLY, service_tier=tier))
+    client.chat.completions.create(model="gpt-5", messages=MSGS, service_tier=tier)
+    for _ in client.chat.completions.create(model="gpt-5", messages=MSGS, service_tier=tier, stream=True,
+                                            stream_options={"include_usage": True}):
+        pass
+    client.responses.create(model="gpt-5", input="hi", service_tier=tier)
+    for _ in client.responses.create(model="gpt-5", input="hi", service_tier=tier, stream=True):
+        pass
+
+    async def go() -> None:
+        await aclient.chat.completions.create(model="gpt-5", messages=MSGS, service_tier=tier)
+
+    asyncio.run(go())
+    spans = cap.llm()
+    assert len(spans) == 5
+    for span in spans:
+        a = attrs(span)
+        assert a["flowscope.response.service_tier"] == tier, span.name
+        assert a[semconv.COST_SOURCE] == "computed"
+        assert cost_of(span) == _gpt5(tier), span.name
+
+
+def test_openai_tier_without_a_catalog_price_is_partial(cap: Capture, fake_provider: FakeProvider) -> None:
+    fake_provider.script(Reply(**TIER_REPLY, service_tier="scale"))
+    openai.OpenAI(base_url=fake_provider.openai_base_url, api_key="k").chat.completions.create(
+        model="gpt-5", messages=MSGS)
+    a = attrs(cap.one_llm())
+    assert a["flowscope.response.service_tier"] == "scale"
+    assert a[semconv.COST_SOURCE] == "partial"
+    assert a["flowscope.cost.unpriced_parts"] == "service_tier:scale"
+    assert Decimal(a[semconv.COST_USD]) == _gpt5("default")  # the part we know: a lower bound
+
+
+def test_anthropic_priority_tier_is_partial_not_guessed(cap: Capture, fake_provider: FakeProvider) -> None:
+    reply = dict(text="ok", input_tokens=1_000, output_tokens=100, service_tier="priority")
+    fake_provider.script(Reply(**reply))
+    _ant(fake_provider).messages.create(model=ANTHROPIC_MODEL, max_tokens=200, messages=MSGS)
+    fake_provider.script(Reply(**reply))
+    with _ant(fake_provider).messages.stream(model=ANTHROPIC_MODEL, max_tokens=200, messages=MSGS) as s:
+        s.until_done()
+    for span in cap.llm():
+        a = attrs(span)
+        assert a["flowscope.response.service_tier"] == "priority"
+        assert a[semconv.COST_SOURCE] == "partial"
+        assert a["flowscope.cost.unpriced_parts"] == "service_tier:priority"
+        assert Decimal(a[semconv.COST_USD]) == (1_000 * HAIKU_IN + 100 * HAIKU_OUT) / M
+
+
+def test_anthropic_batch_tier_priced_at_the_batch_rate(cap: Capture, fake_provider: FakeProvider) -> None:
+    # Claude Sonnet 4.5 batch: half of $3 / $15 per million tokens
+    fake_provider.script(Reply(text="ok", input_tokens=1_000, output_tokens=100, service_tier="batch"))
+    _ant(fake_provider).messages.create(model="claude-sonnet-4-5", max_tokens=200, messages=MSGS)
+    a = attrs(cap.one_llm())
+    assert a["flowscope.response.service_tier"] == "batch" and a[semconv.COST_SOURCE] == "computed"
+    assert Decimal(a[semconv.COST_USD]) == (1_000 * Decimal("1.50") + 100 * Decimal("7.50")) / M
+
+
+def test_standard_tier_is_the_list_price(cap: Capture, fake_provider: FakeProvider) -> None:
+    fake_provider.script(Reply(text="ok", input_tokens=1_000, output_tokens=100))  # "standard"
+    _ant(fake_provider).messages.create(model=ANTHROPIC_MODEL, max_tokens=200, messages=MSGS)
+    a = attrs(cap.one_llm())
+    assert a["flowscope.response.service_tier"] == "standard" and a[semconv.COST_SOURCE] == "computed"
+    assert Decimal(a[semconv.COST_USD]) == (1_000 * HAIKU_IN + 100 * HAIKU_OUT) / M
+
+
+@pytest.mark.parametrize("key", ["flowscope.response.service_tier", "openai.response.service_tier"])
+def test_ingest_prices_a_foreign_span_at_its_service_tier(key: str) -> None:
+    span = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-5",
+            "gen_ai.usage.input_tokens": "2000", "gen_ai.usage.cache_read.input_tokens": "500",
+            "gen_ai.usage.output_tokens": "300", key: "flex"}
+    normalize_attributes(span)
+    assert span[semconv.COST_SOURCE] == "computed"
+    assert Decimal(span[semconv.COST_USD]) == _gpt5("flex")

@@ -13,8 +13,8 @@ from pydantic import BaseModel, Field, computed_field
 Money = str
 
 _COMPLETE = (
-    "False when an LLM call included in this cost has no price (see unpriced_calls): the figure is "
-    "then a lower bound, never a silent $0"
+    "False when an LLM call included in this cost has no price, or lacks the price of a part "
+    "(unpriced_calls, partially_priced_calls): the figure is then a lower bound, never a silent $0"
 )
 
 
@@ -22,11 +22,14 @@ class _Completeness(BaseModel):
     """``cost_complete`` next to every cost that sums LLM calls, derived from the counts beside it."""
 
     unpriced_calls: int = 0
+    partially_priced_calls: int = Field(
+        0, description="LLM calls priced except for a part the catalog has no price for "
+                       "(flowscope.cost.source=partial; counted per run, by_model and run summary)")
 
     @computed_field(description=_COMPLETE)  # type: ignore[prop-decorator]
     @property
     def cost_complete(self) -> bool:
-        return self.unpriced_calls == 0
+        return self.unpriced_calls == 0 and self.partially_priced_calls == 0
 
 
 class ErrorBody(BaseModel):

@@ -52,7 +52,7 @@ from collections.abc import MutableMapping
 from decimal import Decimal, InvalidOperation
 
 from . import semconv
-from .pricing import PricingFileError, Usage, format_usd, price
+from .pricing import PricingFileError, Usage, format_usd, get_catalog, price
 
 logger = logging.getLogger("flowscope")
 
@@ -98,6 +98,7 @@ _CACHE_READ_KEYS = (
     "gen_ai.usage.details.cached_tokens",
     "gen_ai.usage.cached_tokens",
 )
+OPENAI_RESPONSE_SERVICE_TIER = "openai.response.service_tier"  # OTel's OpenAI conventions
 _CACHE_WRITE_KEYS = (
     semconv.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS,  # the current OTel name
     semconv.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,  # its former name, which storage reads
@@ -344,8 +345,12 @@ def _price_span(attrs: MutableMapping[str, str]) -> None:
     if not model:
         attrs[semconv.COST_SOURCE] = semconv.COST_SOURCE_UNPRICED
         return
+    tier = attrs.get(semconv.RESPONSE_SERVICE_TIER) or attrs.get(OPENAI_RESPONSE_SERVICE_TIER)
     try:
-        cost = price(model, provider, usage_of(attrs))
+        if tier:
+            cost = get_catalog().price_tier(model, provider, usage_of(attrs), tier)
+        else:
+            cost = price(model, provider, usage_of(attrs))
     except PricingFileError as exc:  # the pricing file is bad (the collector refuses to start on one)
         logger.error("flowscope: span unpriced, the pricing file is unusable: %s", exc)
         attrs[semconv.COST_SOURCE] = semconv.COST_SOURCE_UNPRICED

@@ -87,6 +87,12 @@ BUDGET_EXCEEDED = "flowscope.budget.exceeded"
 COST_SOURCE_PROVIDER = "provider"
 COST_SOURCE_COMPUTED = "computed"
 COST_SOURCE_UNPRICED = "unpriced"
+# computed, but a part of the bill had no price (named in COST_UNPRICED_PARTS): a lower bound
+COST_SOURCE_PARTIAL = "partial"
+COST_UNPRICED_PARTS = "flowscope.cost.unpriced_parts"
+# The service tier the provider says it served (OpenAI ``service_tier``: default, flex,
+# priority, scale; Anthropic ``usage.service_tier``: standard, priority, batch); it selects the price.
+RESPONSE_SERVICE_TIER = "flowscope.response.service_tier"
 
 # flowscope.span.kind values
 KIND_RUN = "run"

@@ -102,7 +102,14 @@ def _finish(call: LLMCall, message: Any, cache_hit: bool) -> None:
         response_id=get(message, "id"),
         output_messages=[{"role": "assistant", "content": _text_of(get(message, "content"))}],
         cache_hit=cache_hit,
+        service_tier=_tier(get(message, "usage")),
     )
+
+
+def _tier(usage: Any) -> str | None:
+    """``usage.service_tier``: standard, priority or batch."""
+    tier = get(usage, "service_tier")
+    return tier if isinstance(tier, str) and tier else None
 
 
 class MessageStreamObserver(StreamObserver):
@@ -130,6 +137,9 @@ class MessageStreamObserver(StreamObserver):
         details = get(usage, "output_tokens_details")
         if details is not None:
             merged["output_tokens_details"] = {"thinking_tokens": get(details, "thinking_tokens")}
+        tier = get(usage, "service_tier")
+        if tier is not None:
+            merged["service_tier"] = tier
         by_ttl = get(usage, "cache_creation")  # message_start, and message_delta where it repeats it
         if by_ttl is not None:
             merged["cache_creation"] = {
@@ -167,6 +177,7 @@ class MessageStreamObserver(StreamObserver):
         self.call.finish(
             response_model=self.model,
             usage=usage,
+            service_tier=_tier(self.usage),
             finish_reasons=[self.stop_reason] if self.stop_reason else None,
             response_id=self.response_id,
             estimated=estimated,

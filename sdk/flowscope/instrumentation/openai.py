@@ -54,6 +54,11 @@ def usage_from_openai(usage: Any) -> Usage | None:
     )
 
 
+def _tier(value: Any) -> str | None:
+    """The served ``service_tier`` (chat, its stream chunks, Responses), or None."""
+    return value if isinstance(value, str) and value else None
+
+
 def _messages_for_estimate(kwargs: dict[str, Any]) -> list[Any]:
     """Chat ``messages``, or the Responses API's ``instructions`` + ``input`` as messages."""
     messages = kwargs.get("messages")
@@ -109,6 +114,7 @@ def _chat_finish(call: LLMCall, response: Any, cache_hit: bool) -> None:
         # only read when content is captured
         output_messages=[get(c, "message") for c in choices] if choices and config.current.capture_content else None,
         cache_hit=cache_hit,
+        service_tier=_tier(get(response, "service_tier")),
     )
 
 
@@ -121,6 +127,7 @@ class ChatStreamObserver(StreamObserver):
         self.model: str | None = None
         self.response_id: str | None = None
         self.usage: Any = None
+        self.service_tier: str | None = None
         self.finish_reasons: list[str] = []
         self.text: list[str] = []
 
@@ -128,6 +135,7 @@ class ChatStreamObserver(StreamObserver):
         self.call.first_chunk()
         self.model = get(chunk, "model") or self.model
         self.response_id = get(chunk, "id") or self.response_id
+        self.service_tier = _tier(get(chunk, "service_tier")) or self.service_tier
         usage = get(chunk, "usage")
         if usage is not None:
             self.usage = usage
@@ -152,6 +160,7 @@ class ChatStreamObserver(StreamObserver):
             finish_reasons=self.finish_reasons,
             response_id=self.response_id,
             estimated=estimated,
+            service_tier=self.service_tier,
             output_messages=[{"role": "assistant", "content": text}],
         )
 
@@ -208,6 +217,7 @@ def _responses_finish(call: LLMCall, response: Any, cache_hit: bool) -> None:
         response_id=get(response, "id"),
         output_messages=_output_text(response),
         cache_hit=cache_hit,
+        service_tier=_tier(get(response, "service_tier")),
     )
 
 
@@ -251,6 +261,7 @@ class ResponsesStreamObserver(StreamObserver):
             estimated = usage is not None
         status = get(response, "status")
         self.call.finish(
+            service_tier=_tier(get(response, "service_tier")),
             response_model=get(response, "model") or self.model,
             usage=usage,
             finish_reasons=[status] if isinstance(status, str) else None,

@@ -84,7 +84,7 @@ def _usage(reply: Reply, request: RecordedRequest, output_tokens: int) -> dict[s
             "ephemeral_1h_input_tokens": reply.cache_write_1h_tokens,
         },
         "output_tokens": output_tokens,
-        "service_tier": "standard",
+        "service_tier": reply.service_tier or "standard",
     }
     if reply.reasoning_tokens:
         usage["output_tokens_details"] = {"thinking_tokens": reply.reasoning_tokens}

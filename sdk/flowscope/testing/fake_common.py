@@ -97,6 +97,7 @@ class Reply:
     output_tokens: int | None = None
     reasoning_tokens: int = 0
     model: str | None = None
+    service_tier: str | None = None  # served tier in the reply (default: "default" / Anthropic "standard")
     tool_calls: Sequence[ToolCall | Mapping[str, Any]] = ()
     finish_reason: str | None = None
     latency_s: float = 0.0

@@ -148,7 +148,7 @@ def render_chat(request: RecordedRequest, reply: Reply) -> FakeResponse:
             "created": created,
             "model": model,
             "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
-            "service_tier": "default",
+            "service_tier": reply.service_tier or "default",
             "system_fingerprint": _FINGERPRINT,
         }
         if reply.include_usage:
@@ -164,7 +164,7 @@ def render_chat(request: RecordedRequest, reply: Reply) -> FakeResponse:
             "object": "chat.completion.chunk",
             "created": created,
             "model": model,
-            "service_tier": "default",
+            "service_tier": reply.service_tier or "default",
             "system_fingerprint": _FINGERPRINT,
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
         }
@@ -193,7 +193,7 @@ def render_chat(request: RecordedRequest, reply: Reply) -> FakeResponse:
                     "object": "chat.completion.chunk",
                     "created": created,
                     "model": model,
-                    "service_tier": "default",
+                    "service_tier": reply.service_tier or "default",
                     "system_fingerprint": _FINGERPRINT,
                     "choices": [],
                     "usage": _chat_usage(reply, request),
@@ -231,6 +231,7 @@ def _response_object(
     output: list[dict[str, Any]],
     usage: dict[str, Any] | None,
     incomplete: dict[str, Any] | None = None,
+    service_tier: str | None = None,
 ) -> dict[str, Any]:
     body = request.body if isinstance(request.body, dict) else {}
     return {
@@ -249,7 +250,7 @@ def _response_object(
         "parallel_tool_calls": body.get("parallel_tool_calls", True),
         "previous_response_id": body.get("previous_response_id"),
         "reasoning": {"effort": None, "summary": None},
-        "service_tier": "default",
+        "service_tier": service_tier or "default",
         "store": body.get("store", True),
         "temperature": body.get("temperature", 1.0),
         "text": {"format": {"type": "text"}},
@@ -309,7 +310,8 @@ def render_responses(request: RecordedRequest, reply: Reply) -> FakeResponse:
     if not request.stream:
         return json_response(
             200,
-            _response_object(request, rid, created, model, final_status, items, usage, incomplete),
+            _response_object(request, rid, created, model, final_status, items, usage, incomplete,
+                             reply.service_tier),
             headers,
             reply,
         )
@@ -322,7 +324,7 @@ def render_responses(request: RecordedRequest, reply: Reply) -> FakeResponse:
         chunks.append(sse({"type": event_type, "sequence_number": seq, **payload}, event=event_type))
         seq += 1
 
-    start = _response_object(request, rid, created, model, "in_progress", [], None)
+    start = _response_object(request, rid, created, model, "in_progress", [], None, None, reply.service_tier)
     emit("response.created", response=start)
     emit("response.in_progress", response=start)
     for index, item in enumerate(items):
@@ -387,7 +389,8 @@ def render_responses(request: RecordedRequest, reply: Reply) -> FakeResponse:
         else:
             emit("response.output_item.added", output_index=index, item=item)
         emit("response.output_item.done", output_index=index, item=item)
-    final = _response_object(request, rid, created, model, final_status, items, usage, incomplete)
+    final = _response_object(request, rid, created, model, final_status, items, usage, incomplete,
+                             reply.service_tier)
     emit("response.incomplete" if truncated else "response.completed", response=final)
     return sse_response(chunks, headers, reply)
 

@@ -31,6 +31,7 @@ always equals ``genai_prices.calc_price`` for the same usage:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import functools
 import os
@@ -181,15 +182,60 @@ class PricingCatalog:
                 return self._priced(sheet, usage)[0]
         return self._price_at(model, provider, usage, at, price_context)
 
+    def price_tier(
+        self,
+        model: str,
+        provider: str | None,
+        usage: Usage | Mapping[str, Any],
+        service_tier: str | None,
+        *,
+        at: _dt.datetime | None = None,
+    ) -> Cost:
+        """``price`` for the service tier the provider served.
+
+        The standard tiers (``default``, ``standard``, ``auto`` or none) are the list price.
+        ``batch`` selects the catalog's batch price, any other tier (``flex``, ``priority``,
+        ``scale``) the catalog's price for that tier. Where the catalog has no price for the
+        tier (or the model is priced by an override), the call is priced at the standard
+        rates and marked ``partial`` with ``service_tier:<tier>`` unpriced: never a guess.
+        """
+        tier = (service_tier or "").strip().lower()
+        if tier in _STANDARD_TIERS:
+            return self.price(model, provider, usage, at=at)
+        usage = _checked_usage(usage)
+        if provider is not None and not provider.strip():
+            provider = None
+        if not model or not model.strip():
+            return self._unpriced(provider and _canonical_provider(provider))
+        context = {"processing": "batch"} if tier == "batch" else {"service_tier": tier}
+        resolved = self._resolve(provider, model)
+        when = _now() if at is None else _as_utc(at)
+        info = resolved.catalog_model
+        if resolved.override is None and info is not None and resolved.native and any(
+            variant.when == context and (variant.constraint is None or variant.constraint.active(when))
+            for variant in info.price_variants or ()
+        ):
+            return self._price_at(model, provider, usage, when, context)
+        base = self.price(model, provider, usage, at=at)
+        if not base.priced:
+            return base
+        return dataclasses.replace(
+            base, source=semconv.COST_SOURCE_PARTIAL, unpriced_parts=(*base.unpriced_parts, f"service_tier:{tier}")
+        )
+
     def price_attributes(
-        self, model: str, provider: str | None, usage: Usage | Mapping[str, Any]
+        self, model: str, provider: str | None, usage: Usage | Mapping[str, Any], service_tier: str | None = None
     ) -> tuple[Cost, Mapping[str, str]]:
         """``price`` as of now and the cost's span attributes (``Cost.as_attributes``).
 
         The per-call path of the SDK: for a model whose price does not depend on
         the time, the arithmetic and formatting are done once per distinct usage.
-        The attributes mapping is shared: read it, do not change it.
+        The attributes mapping is shared: read it, do not change it. A non-standard
+        ``service_tier`` takes the uncached path (:meth:`price_tier`).
         """
+        if service_tier and service_tier.strip().lower() not in _STANDARD_TIERS:
+            cost = self.price_tier(model, provider, usage, service_tier)
+            return cost, cost.as_attributes()
         usage = _checked_usage(usage)
         if provider is not None and not provider.strip():
             provider = None
@@ -345,6 +391,8 @@ class PricingCatalog:
 
 
 _MAX_SHEETS = 4096
+# Service tiers billed at the list price.
+_STANDARD_TIERS = frozenset({"", "default", "standard", "auto"})
 _MAX_MEMO = 4096
 
 
@@ -458,6 +506,8 @@ def price(
     return get_catalog().price(model, provider, usage, at=at, price_context=price_context)
 
 
-def price_attributes(model: str, provider: str | None, usage: Usage | Mapping[str, Any]) -> tuple[Cost, Mapping[str, str]]:
+def price_attributes(
+    model: str, provider: str | None, usage: Usage | Mapping[str, Any], service_tier: str | None = None
+) -> tuple[Cost, Mapping[str, str]]:
     """``price`` now with the shared catalog, and the cost's span attributes (read-only)."""
-    return get_catalog().price_attributes(model, provider, usage)
+    return get_catalog().price_attributes(model, provider, usage, service_tier)

@@ -139,10 +139,18 @@ class Cost:
     pricing_version: str
     provider: str | None = None
     model: str | None = None
+    # parts of the bill the catalog had no price for ("service_tier:priority"): the total is
+    # then a lower bound and ``source`` is ``partial``
+    unpriced_parts: tuple[str, ...] = ()
 
     @property
     def priced(self) -> bool:
         return self.total_usd is not None
+
+    @property
+    def complete(self) -> bool:
+        """Priced, every part of it."""
+        return self.total_usd is not None and not self.unpriced_parts
 
     def as_attributes(self) -> dict[str, str]:
         """Span attributes; decimal strings because OTel has no decimal type and floats round."""
@@ -160,6 +168,8 @@ class Cost:
                     attrs[key] = text
         attrs[semconv.COST_SOURCE] = self.source
         attrs[semconv.PRICING_VERSION] = self.pricing_version
+        if self.unpriced_parts:
+            attrs[semconv.COST_UNPRICED_PARTS] = ",".join(self.unpriced_parts)
         return attrs
 
 
