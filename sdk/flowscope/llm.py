@@ -254,6 +254,16 @@ class LLMCall:
                 )
         if usage.reasoning_tokens:
             attrs[semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
+        if usage.input_audio_tokens or usage.input_image_tokens or usage.output_audio_tokens \
+                or usage.output_image_tokens:
+            for key, count in (
+                (semconv.USAGE_AUDIO_INPUT_TOKENS, usage.input_audio_tokens),
+                (semconv.USAGE_IMAGE_INPUT_TOKENS, usage.input_image_tokens),
+                (semconv.USAGE_AUDIO_OUTPUT_TOKENS, usage.output_audio_tokens),
+                (semconv.USAGE_IMAGE_OUTPUT_TOKENS, usage.output_image_tokens),
+            ):
+                if count:
+                    attrs[key] = count
         if estimated:
             attrs[semconv.USAGE_ESTIMATED] = True
         model = response_model or self.request_model

@@ -244,3 +244,58 @@ def test_ingest_prices_a_foreign_span_at_its_service_tier(key: str) -> None:
     normalize_attributes(span)
     assert span[semconv.COST_SOURCE] == "computed"
     assert Decimal(span[semconv.COST_USD]) == _gpt5("flex")
+
+
+# --- modalities: audio and image tokens at their own rates; no rate = partial, part named ------
+
+# platform.openai.com/docs/pricing, per million tokens. gpt-audio: text $2.50 in / $10 out,
+# audio $32 in / $64 out. gpt-image-1: text $5 in, image $10 in, $40 out.
+AUDIO_REPLY = dict(text="ok", input_tokens=1_000, audio_input_tokens=400, output_tokens=500,
+                   audio_output_tokens=300)
+
+
+def test_openai_audio_tokens_at_audio_rates(cap: Capture, fake_provider: FakeProvider) -> None:
+    client = openai.OpenAI(base_url=fake_provider.openai_base_url, api_key="k")
+    aclient = openai.AsyncOpenAI(base_url=fake_provider.openai_base_url, api_key="k")
+    for _ in range(3):
+        fake_provider.script(Reply(**AUDIO_REPLY))
+    client.chat.completions.create(model="gpt-audio", messages=MSGS)
+    for _ in client.chat.completions.create(model="gpt-audio", messages=MSGS, stream=True,
+                                            stream_options={"include_usage": True}):
+        pass
+
+    async def go() -> None:
+        await aclient.chat.completions.create(model="gpt-audio", messages=MSGS)
+
+    asyncio.run(go())
+    expected = (600 * Decimal("2.50") + 400 * Decimal("32") + 200 * Decimal("10") + 300 * Decimal("64")) / M
+    spans = cap.llm()
+    assert len(spans) == 3
+    for span in spans:
+        a = attrs(span)
+        assert a["flowscope.usage.audio.input_tokens"] == 400
+        assert a["flowscope.usage.audio.output_tokens"] == 300
+        assert a[semconv.COST_SOURCE] == "computed"
+        assert cost_of(span) == expected
+
+
+def test_audio_without_a_catalog_rate_is_partial_with_the_part_named(cap: Capture,
+                                                                     fake_provider: FakeProvider) -> None:
+    fake_provider.script(Reply(**AUDIO_REPLY))
+    openai.OpenAI(base_url=fake_provider.openai_base_url, api_key="k").chat.completions.create(
+        model="gpt-4o-audio-preview", messages=MSGS)
+    a = attrs(cap.one_llm())
+    assert a[semconv.COST_SOURCE] == "partial"
+    assert a["flowscope.cost.unpriced_parts"] == "input_audio_tokens,output_audio_tokens"
+    # the text-rate figure is kept, marked: gpt-4o-audio-preview text $2.50 / $10
+    assert Decimal(a[semconv.COST_USD]) == (1_000 * Decimal("2.50") + 500 * Decimal("10")) / M
+
+
+def test_openai_image_input_tokens_at_the_image_rate_responses(cap: Capture, fake_provider: FakeProvider) -> None:
+    fake_provider.script(Reply(text="ok", input_tokens=1_000, image_input_tokens=600, output_tokens=100))
+    openai.OpenAI(base_url=fake_provider.openai_base_url, api_key="k").responses.create(
+        model="gpt-image-1", input="draw")
+    a = attrs(cap.one_llm())
+    assert a["flowscope.usage.image.input_tokens"] == 600
+    assert a[semconv.COST_SOURCE] == "computed"
+    assert Decimal(a[semconv.COST_USD]) == (400 * Decimal("5") + 600 * Decimal("10") + 100 * Decimal("40")) / M

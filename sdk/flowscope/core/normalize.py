@@ -336,6 +336,10 @@ def usage_of(attrs: MutableMapping[str, str]) -> Usage:
         cache_write_tokens=_int(attrs.get(semconv.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS)),
         reasoning_tokens=_int(attrs.get(semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS)),
         cache_write_1h_tokens=_int(attrs.get(semconv.USAGE_CACHE_WRITE_1H_INPUT_TOKENS)),
+        input_audio_tokens=_int(attrs.get(semconv.USAGE_AUDIO_INPUT_TOKENS)),
+        input_image_tokens=_int(attrs.get(semconv.USAGE_IMAGE_INPUT_TOKENS)),
+        output_audio_tokens=_int(attrs.get(semconv.USAGE_AUDIO_OUTPUT_TOKENS)),
+        output_image_tokens=_int(attrs.get(semconv.USAGE_IMAGE_OUTPUT_TOKENS)),
     )
 
 

@@ -32,6 +32,11 @@ GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS = "gen_ai.usage.cache_write.input_tokens"
 # the cache writes above: 5 min at the cache-write price (1.25x input), 1 h at its own (2x input).
 USAGE_CACHE_WRITE_5M_INPUT_TOKENS = "flowscope.usage.cache_write_5m.input_tokens"
 USAGE_CACHE_WRITE_1H_INPUT_TOKENS = "flowscope.usage.cache_write_1h.input_tokens"
+# Modalities: audio / image tokens, parts of gen_ai.usage.input_tokens / output_tokens.
+USAGE_AUDIO_INPUT_TOKENS = "flowscope.usage.audio.input_tokens"
+USAGE_IMAGE_INPUT_TOKENS = "flowscope.usage.image.input_tokens"
+USAGE_AUDIO_OUTPUT_TOKENS = "flowscope.usage.audio.output_tokens"
+USAGE_IMAGE_OUTPUT_TOKENS = "flowscope.usage.image.output_tokens"
 GEN_AI_USAGE_REASONING_OUTPUT_TOKENS = "gen_ai.usage.reasoning.output_tokens"
 GEN_AI_WORKFLOW_NAME = "gen_ai.workflow.name"
 GEN_AI_TOOL_NAME = "gen_ai.tool.name"

@@ -51,6 +51,10 @@ def usage_from_openai(usage: Any) -> Usage | None:
         # newer models: prompt_tokens_details / input_tokens_details.cache_write_tokens
         cache_write_tokens=int(get(in_details, "cache_write_tokens") or 0),
         reasoning_tokens=int(get(out_details, "reasoning_tokens") or 0),
+        input_audio_tokens=int(get(in_details, "audio_tokens") or 0),
+        input_image_tokens=int(get(in_details, "image_tokens") or 0),
+        output_audio_tokens=int(get(out_details, "audio_tokens") or 0),
+        output_image_tokens=int(get(out_details, "image_tokens") or 0),
     )
 
 

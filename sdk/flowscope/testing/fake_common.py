@@ -94,6 +94,11 @@ class Reply:
     cached_tokens: int = 0
     cache_write_tokens: int = 0
     cache_write_1h_tokens: int = 0
+    # modalities (OpenAI prompt/input and completion/output ``*_tokens_details``), parts of the totals
+    audio_input_tokens: int = 0
+    image_input_tokens: int = 0
+    audio_output_tokens: int = 0
+    image_output_tokens: int = 0
     output_tokens: int | None = None
     reasoning_tokens: int = 0
     model: str | None = None

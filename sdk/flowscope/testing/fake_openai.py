@@ -96,11 +96,13 @@ def _chat_usage(reply: Reply, request: RecordedRequest) -> dict[str, Any]:
         "prompt_tokens_details": {
             "cached_tokens": reply.cached_tokens,
             "cache_write_tokens": reply.cache_write_tokens,
-            "audio_tokens": 0,
+            "audio_tokens": reply.audio_input_tokens,
+            **({"image_tokens": reply.image_input_tokens} if reply.image_input_tokens else {}),
         },
         "completion_tokens_details": {
             "reasoning_tokens": reply.reasoning_tokens,
-            "audio_tokens": 0,
+            "audio_tokens": reply.audio_output_tokens,
+            **({"image_tokens": reply.image_output_tokens} if reply.image_output_tokens else {}),
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,
         },
@@ -215,9 +217,15 @@ def _responses_usage(reply: Reply, request: RecordedRequest) -> dict[str, Any]:
         "input_tokens_details": {
             "cached_tokens": reply.cached_tokens,
             "cache_write_tokens": reply.cache_write_tokens,
+            **({"audio_tokens": reply.audio_input_tokens} if reply.audio_input_tokens else {}),
+            **({"image_tokens": reply.image_input_tokens} if reply.image_input_tokens else {}),
         },
         "output_tokens": out,
-        "output_tokens_details": {"reasoning_tokens": reply.reasoning_tokens},
+        "output_tokens_details": {
+            "reasoning_tokens": reply.reasoning_tokens,
+            **({"audio_tokens": reply.audio_output_tokens} if reply.audio_output_tokens else {}),
+            **({"image_tokens": reply.image_output_tokens} if reply.image_output_tokens else {}),
+        },
         "total_tokens": inp + out,
     }
 

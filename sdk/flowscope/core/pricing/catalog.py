@@ -19,6 +19,10 @@ always equals ``genai_prices.calc_price`` for the same usage:
   A model without a cache-read or cache-write price bills those tokens at the
   input price: that is what the provider does when it has no caching discount
   or surcharge, and what genai-prices does, so totals stay comparable;
+* audio and image tokens (parts of input and output) at their own rates
+  (``input_audio_mtok``, ``output_image_mtok`` ...); where the catalog has no rate for one,
+  they stay at the text rate and the cost is ``partial``, naming the part
+  (``unpriced_parts``), never silently text-priced;
 * output at the output price; reasoning tokens only get their own price when
   the catalog has one (a couple of Perplexity models), otherwise they are
   ordinary output tokens. Either way they land in ``output_usd``;
@@ -349,7 +353,29 @@ class PricingCatalog:
         reasoning_rate = rate("output_reasoning_mtok")
 
         uncached = total_input - usage.cache_read_tokens - usage.cache_write_tokens
-        input_usd = _per_million(mul(input_rate, uncached))
+        unpriced_parts: list[str] = []
+        modal_in = modal_out = _ZERO  # audio / image tokens at their own rates, per million
+        output_text = usage.output_tokens  # output at the output (or reasoning) rate
+        if usage.input_audio_tokens or usage.input_image_tokens or usage.output_audio_tokens \
+                or usage.output_image_tokens:
+            for part, tokens, key, is_input in (
+                ("input_audio_tokens", usage.input_audio_tokens, "input_audio_mtok", True),
+                ("input_image_tokens", usage.input_image_tokens, "input_image_mtok", True),
+                ("output_audio_tokens", usage.output_audio_tokens, "output_audio_mtok", False),
+                ("output_image_tokens", usage.output_image_tokens, "output_image_mtok", False),
+            ):
+                if not tokens:
+                    continue
+                part_rate = rate(key)
+                if part_rate is None:  # no rate for the modality: left at the text rate, and said so
+                    unpriced_parts.append(part)
+                elif is_input:
+                    uncached -= tokens
+                    modal_in = _CTX.add(modal_in, mul(part_rate, tokens))
+                else:
+                    output_text -= tokens
+                    modal_out = _CTX.add(modal_out, mul(part_rate, tokens))
+        input_usd = _per_million(_CTX.add(mul(input_rate, uncached), modal_in))
         cached_usd = _per_million(
             mul(input_rate if cache_read_rate is None else cache_read_rate, usage.cache_read_tokens)
         )
@@ -365,11 +391,11 @@ class PricingCatalog:
         else:
             write_usd = _per_million(mul(write_rate, usage.cache_write_tokens))
         if reasoning_rate is None:
-            output_usd = _per_million(mul(output_rate, usage.output_tokens))
+            output_usd = _per_million(_CTX.add(mul(output_rate, output_text), modal_out))
         else:
             output_usd = _per_million(
                 _CTX.add(
-                    mul(output_rate, usage.output_tokens - usage.reasoning_tokens),
+                    _CTX.add(mul(output_rate, output_text - usage.reasoning_tokens), modal_out),
                     mul(reasoning_rate, usage.reasoning_tokens),
                 )
             )
@@ -383,10 +409,11 @@ class PricingCatalog:
             cached_input_usd=cached_usd,
             cache_write_usd=write_usd,
             output_usd=output_usd,
-            source=semconv.COST_SOURCE_COMPUTED,
+            source=semconv.COST_SOURCE_PARTIAL if unpriced_parts else semconv.COST_SOURCE_COMPUTED,
             pricing_version=self.version,
             provider=provider,
             model=model,
+            unpriced_parts=tuple(unpriced_parts),
         )
 
 
@@ -425,6 +452,17 @@ def _checked_usage(usage: Usage | Mapping[str, Any]) -> Usage:
         raise ValueError(
             f"inconsistent usage: cache_write_1h_tokens ({usage.cache_write_1h_tokens}) exceed "
             f"cache_write_tokens ({usage.cache_write_tokens}); cache writes must include the 1-hour ones"
+        )
+    if usage.input_audio_tokens + usage.input_image_tokens > usage.input_tokens - usage.cache_read_tokens \
+            - usage.cache_write_tokens:
+        raise ValueError(
+            f"inconsistent usage: audio ({usage.input_audio_tokens}) + image ({usage.input_image_tokens}) input "
+            f"tokens exceed the uncached input tokens; input_tokens must include them"
+        )
+    if usage.output_audio_tokens + usage.output_image_tokens + usage.reasoning_tokens > usage.output_tokens:
+        raise ValueError(
+            f"inconsistent usage: audio ({usage.output_audio_tokens}), image ({usage.output_image_tokens}) and "
+            f"reasoning ({usage.reasoning_tokens}) output tokens exceed output_tokens ({usage.output_tokens})"
         )
     if usage.reasoning_tokens > usage.output_tokens:
         raise ValueError(

@@ -42,6 +42,14 @@ _USAGE_KEYS: dict[str, str] = {
     semconv.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: "cache_write_tokens",
     semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: "reasoning_tokens",
     semconv.USAGE_CACHE_WRITE_1H_INPUT_TOKENS: "cache_write_1h_tokens",
+    "input_audio_tokens": "input_audio_tokens",
+    "input_image_tokens": "input_image_tokens",
+    "output_audio_tokens": "output_audio_tokens",
+    "output_image_tokens": "output_image_tokens",
+    semconv.USAGE_AUDIO_INPUT_TOKENS: "input_audio_tokens",
+    semconv.USAGE_IMAGE_INPUT_TOKENS: "input_image_tokens",
+    semconv.USAGE_AUDIO_OUTPUT_TOKENS: "output_audio_tokens",
+    semconv.USAGE_IMAGE_OUTPUT_TOKENS: "output_image_tokens",
 }
 
 
@@ -60,15 +68,24 @@ class Usage:
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
     cache_write_1h_tokens: int = 0
+    # modalities, parts of the (uncached) input and of the output, each at its own rate
+    input_audio_tokens: int = 0
+    input_image_tokens: int = 0
+    output_audio_tokens: int = 0
+    output_image_tokens: int = 0
 
     def __post_init__(self) -> None:
         i, o, cr, cw, r, w1 = (
             self.input_tokens, self.output_tokens, self.cache_read_tokens, self.cache_write_tokens,
             self.reasoning_tokens, self.cache_write_1h_tokens,
         )
-        if (  # the common case, six plain non-negative ints: nothing to convert or report
+        ai, ii, ao, io = self.input_audio_tokens, self.input_image_tokens, self.output_audio_tokens, \
+            self.output_image_tokens
+        if (  # the common case, plain non-negative ints: nothing to convert or report
             type(i) is int and type(o) is int and type(cr) is int and type(cw) is int and type(r) is int
             and type(w1) is int and i >= 0 and o >= 0 and cr >= 0 and cw >= 0 and r >= 0 and w1 >= 0
+            and type(ai) is int and type(ii) is int and type(ao) is int and type(io) is int
+            and ai >= 0 and ii >= 0 and ao >= 0 and io >= 0
         ):
             return
         for name in (
@@ -78,6 +95,10 @@ class Usage:
             "cache_write_tokens",
             "reasoning_tokens",
             "cache_write_1h_tokens",
+            "input_audio_tokens",
+            "input_image_tokens",
+            "output_audio_tokens",
+            "output_image_tokens",
         ):
             value = getattr(self, name)
             if type(value) is not int:
