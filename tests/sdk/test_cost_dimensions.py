@@ -299,3 +299,37 @@ def test_openai_image_input_tokens_at_the_image_rate_responses(cap: Capture, fak
     assert a["flowscope.usage.image.input_tokens"] == 600
     assert a[semconv.COST_SOURCE] == "computed"
     assert Decimal(a[semconv.COST_USD]) == (400 * Decimal("5") + 600 * Decimal("10") + 100 * Decimal("40")) / M
+
+
+# --- model ids with provider prefixes and routing decoration resolve to the catalog model ------
+
+HAIKU_1K_100 = (1_000 * HAIKU_IN + 100 * HAIKU_OUT) / M
+MINI_1K_100 = (1_000 * Decimal("0.15") + 100 * Decimal("0.60")) / M  # gpt-4o-mini $0.15 / $0.60
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "expected"),
+    [
+        ("anthropic", "anthropic/claude-3-5-haiku-20241022", HAIKU_1K_100),
+        ("openai", "openai/gpt-4o-mini", MINI_1K_100),
+        ("openai", "gpt-4o-mini:nitro", MINI_1K_100),
+        (None, "openai/gpt-4o-mini:floor", MINI_1K_100),
+        ("aws.bedrock", "us.anthropic.claude-3-5-haiku-20241022-v1:0", HAIKU_1K_100),
+        (None, "arn:aws:bedrock:us-east-1:123456789012:inference-profile/"
+               "us.anthropic.claude-3-5-haiku-20241022-v1:0", HAIKU_1K_100),
+    ],
+)
+def test_decorated_model_ids_resolve(provider: str | None, model: str, expected: Decimal) -> None:
+    cost = pricing.PricingCatalog().price(model, provider, pricing.Usage(input_tokens=1_000, output_tokens=100))
+    assert cost.total_usd == expected, (cost.provider, cost.model)
+
+
+# --- context tiers: over the threshold every token pays the tier rate, at the boundary not yet ---
+
+# Claude Sonnet 4.5: $3 / $15 per million up to 200K prompt tokens; above, $6 / $22.50.
+@pytest.mark.parametrize(("prompt", "rates"), [(200_000, ("3", "15")), (200_001, ("6", "22.50"))])
+def test_long_context_tier_at_the_boundary(cap: Capture, fake_provider: FakeProvider, prompt: int,
+                                           rates: tuple[str, str]) -> None:
+    fake_provider.script(Reply(text="ok", input_tokens=prompt, output_tokens=1_000))
+    _ant(fake_provider).messages.create(model="claude-sonnet-4-5", max_tokens=2_000, messages=MSGS)
+    assert cost_of(cap.one_llm()) == (prompt * Decimal(rates[0]) + 1_000 * Decimal(rates[1])) / M

@@ -131,14 +131,25 @@ class PricingCatalog:
         self, caller: str | None, raw_provider: str | None, model: str
     ) -> tuple[str | None, Any, bool]:
         snapshot = self._snapshot
-        attempts: list[tuple[str | None, str]] = [(caller, model)]
-        if "/" in model:
-            # "openai/gpt-4o" (LiteLLM, OpenRouter-style routers): try the bare
-            # name with the caller's provider, then with the prefix as provider.
-            prefix, bare = model.split("/", 1)
-            attempts.append((caller, bare))
-            if prefix:
-                attempts.append((_canonical_provider(prefix), bare))
+        attempts: list[tuple[str | None, str]] = []
+        names = [model]
+        head, _, suffix = model.rpartition(":")
+        if head and suffix.lower() in _ROUTING_SUFFIXES:
+            # OpenRouter's routing variants ("openai/gpt-4o-mini:nitro") bill the model's price;
+            # ":free" is not stripped: it is a model of its own, priced (at 0) in the catalog.
+            names.append(head)
+        for name in names:
+            attempts.append((caller, name))
+            if "/" in name:
+                # "openai/gpt-4o" (LiteLLM, OpenRouter-style routers), Bedrock ARNs
+                # ("arn:aws:bedrock:...:inference-profile/us.anthropic.claude-..."): try the
+                # bare name with the caller's provider, then with the prefix as provider.
+                prefix, bare = name.rsplit("/", 1) if name.startswith("arn:") else name.split("/", 1)
+                attempts.append((caller, bare))
+                if name.startswith("arn:aws:bedrock:"):
+                    attempts.append(("aws", bare))
+                elif prefix and not name.startswith("arn:"):
+                    attempts.append((_canonical_provider(prefix), bare))
         if raw_provider and raw_provider.strip().lower() == "litellm":
             attempts.insert(0, ("litellm", model))
         for provider_id, model_ref in attempts:
@@ -418,6 +429,8 @@ class PricingCatalog:
 
 
 _MAX_SHEETS = 4096
+# OpenRouter model variants that route, not re-price: stripped when the decorated id is unknown.
+_ROUTING_SUFFIXES = frozenset({"nitro", "floor", "online", "exacto"})
 # Service tiers billed at the list price.
 _STANDARD_TIERS = frozenset({"", "default", "standard", "auto"})
 _MAX_MEMO = 4096
