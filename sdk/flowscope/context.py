@@ -71,6 +71,15 @@ class Run:
             else:
                 self.cost_usd += cost
 
+    def replace_cost(self, counted: Decimal | None, actual: Decimal) -> None:
+        """A call already counted at ``counted`` (None: as unpriced) really cost ``actual``."""
+        with self._lock:
+            if counted is None:
+                self.unpriced_calls = max(0, self.unpriced_calls - 1)
+                self.cost_usd += actual
+            else:
+                self.cost_usd += actual - counted
+
     def check_budget(self) -> None:
         """Refuse to start a call once the budget is spent (spent >= budget)."""
         if self.budget_usd is None:

@@ -221,6 +221,8 @@ class LLMCall:
                 if service_tier:
                     attrs[semconv.RESPONSE_SERVICE_TIER] = service_tier
                 self._record_usage_and_cost(response_model, usage, estimated, attrs, service_tier)
+                if provider_cost_usd is not None:
+                    self._record_provider_cost(provider_cost_usd, attrs)
                 _otel.set_attributes(span, attrs)
             if self.fallback_scope is not None:
                 self.fallback_scope.served(self)
@@ -283,6 +285,22 @@ class LLMCall:
             attrs.update(cost_attrs)
         if run is not None:
             run.add_cost(cost.total_usd if cost is not None else None)
+
+    def _record_provider_cost(self, reported: Any, attrs: dict[str, Any]) -> None:
+        """What a router or proxy says it billed (OpenRouter's ``usage.cost``) is the cost
+        (``source=provider``); the catalog's figure stays beside it (``cost.computed_usd``)."""
+        amount = _decimal_or_none(reported)
+        if amount is None:
+            return
+        computed = self.cost.total_usd if self.cost is not None else None
+        if computed is not None:
+            attrs[semconv.COST_COMPUTED_USD] = format_usd(computed)
+        attrs[semconv.COST_USD] = format_usd(amount)
+        attrs[semconv.COST_SOURCE] = semconv.COST_SOURCE_PROVIDER
+        attrs.pop(semconv.COST_UNPRICED_PARTS, None)  # the bill is complete, whatever the catalog knew
+        run = current_run()
+        if run is not None:  # the run counted the computed figure (or an unpriced call): correct it
+            run.replace_cost(computed, amount)
 
     def _record_cache_hit(self, response_model: str | None, usage: Usage | None) -> None:
         """Served from the response cache: nothing was sent, so nothing was spent.
@@ -375,6 +393,17 @@ class InFlight:
                 self.call.fail(exc)
         finally:
             _otel.detach(self.token)
+
+
+def _decimal_or_none(value: Any) -> Decimal | None:
+    """A finite, non-negative amount from a number or a decimal string, else None."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value).strip())
+    except ArithmeticError:
+        return None
+    return amount if amount.is_finite() and amount >= 0 else None
 
 
 def _pricing_file_error(exc: PricingFileError) -> None:

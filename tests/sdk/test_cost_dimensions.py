@@ -333,3 +333,42 @@ def test_long_context_tier_at_the_boundary(cap: Capture, fake_provider: FakeProv
     fake_provider.script(Reply(text="ok", input_tokens=prompt, output_tokens=1_000))
     _ant(fake_provider).messages.create(model="claude-sonnet-4-5", max_tokens=2_000, messages=MSGS)
     assert cost_of(cap.one_llm()) == (prompt * Decimal(rates[0]) + 1_000 * Decimal(rates[1])) / M
+
+
+# --- provider-reported cost (OpenRouter / LiteLLM proxy usage.cost) kept beside the computed one --
+
+
+def test_router_reported_cost_is_the_cost_with_the_computed_beside(cap: Capture,
+                                                                   fake_provider: FakeProvider) -> None:
+    import flowscope
+
+    client = openai.OpenAI(base_url=fake_provider.openai_base_url, api_key="k")
+    with flowscope.run("router-billed") as run:
+        fake_provider.script(Reply(text="ok", input_tokens=1_000, output_tokens=100, provider_cost="0.000321"))
+        client.chat.completions.create(model="openai/gpt-4o-mini", messages=MSGS)
+        fake_provider.script(Reply(text="ok", input_tokens=1_000, output_tokens=100, provider_cost="0.000321"))
+        for _ in client.chat.completions.create(model="openai/gpt-4o-mini", messages=MSGS, stream=True,
+                                                stream_options={"include_usage": True}):
+            pass
+        fake_provider.script(Reply(text="ok", input_tokens=1_000, output_tokens=100, provider_cost="0.0005"))
+        client.chat.completions.create(model="acme/unknown-routed-model", messages=MSGS)
+    spans = cap.llm()
+    assert len(spans) == 3
+    for span in spans[:2]:
+        a = attrs(span)
+        assert a[semconv.COST_SOURCE] == "provider"
+        assert Decimal(a[semconv.COST_USD]) == Decimal("0.000321")
+        assert Decimal(a["flowscope.cost.computed_usd"]) == MINI_1K_100
+        assert "flowscope.pricing.version" in a
+    unknown = attrs(spans[2])
+    assert unknown[semconv.COST_SOURCE] == "provider" and Decimal(unknown[semconv.COST_USD]) == Decimal("0.0005")
+    assert "flowscope.cost.computed_usd" not in unknown
+    assert run.cost_usd == Decimal("0.000321") * 2 + Decimal("0.0005") and run.unpriced_calls == 0
+
+
+def test_ingest_keeps_a_reported_cost_and_computes_beside_it() -> None:
+    span = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini",
+            "gen_ai.usage.input_tokens": "1000", "gen_ai.usage.output_tokens": "100", "gen_ai.usage.cost": "0.0009"}
+    normalize_attributes(span)
+    assert span[semconv.COST_SOURCE] == "provider" and Decimal(span[semconv.COST_USD]) == Decimal("0.0009")
+    assert Decimal(span["flowscope.cost.computed_usd"]) == MINI_1K_100

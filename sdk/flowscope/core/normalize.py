@@ -242,6 +242,8 @@ def _normalize_llm(attrs: MutableMapping[str, str]) -> None:
         return
     if not _provider_cost(attrs):
         _price_span(attrs)
+    else:
+        _computed_beside(attrs)
 
 
 def _operation(attrs: MutableMapping[str, str]) -> str:
@@ -341,6 +343,20 @@ def usage_of(attrs: MutableMapping[str, str]) -> Usage:
         output_audio_tokens=_int(attrs.get(semconv.USAGE_AUDIO_OUTPUT_TOKENS)),
         output_image_tokens=_int(attrs.get(semconv.USAGE_IMAGE_OUTPUT_TOKENS)),
     )
+
+
+def _computed_beside(attrs: MutableMapping[str, str]) -> None:
+    """Beside a provider-reported cost, the catalog's figure (``flowscope.cost.computed_usd``)."""
+    model = attrs.get(semconv.GEN_AI_RESPONSE_MODEL) or attrs.get(semconv.GEN_AI_REQUEST_MODEL)
+    if not model:
+        return
+    try:
+        cost = price(model, attrs.get(semconv.GEN_AI_PROVIDER_NAME), usage_of(attrs))
+    except ValueError:  # a bad pricing file or self-contradicting usage: the provider's bill stands alone
+        return
+    text = format_usd(cost.total_usd)
+    if text is not None:
+        attrs[semconv.COST_COMPUTED_USD] = text
 
 
 def _price_span(attrs: MutableMapping[str, str]) -> None:

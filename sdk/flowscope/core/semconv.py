@@ -95,6 +95,8 @@ COST_SOURCE_UNPRICED = "unpriced"
 # computed, but a part of the bill had no price (named in COST_UNPRICED_PARTS): a lower bound
 COST_SOURCE_PARTIAL = "partial"
 COST_UNPRICED_PARTS = "flowscope.cost.unpriced_parts"
+# Where the provider reported what it billed (source=provider), the catalog's figure beside it.
+COST_COMPUTED_USD = "flowscope.cost.computed_usd"
 # The service tier the provider says it served (OpenAI ``service_tier``: default, flex,
 # priority, scale; Anthropic ``usage.service_tier``: standard, priority, batch); it selects the price.
 RESPONSE_SERVICE_TIER = "flowscope.response.service_tier"

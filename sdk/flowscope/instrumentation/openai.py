@@ -119,6 +119,7 @@ def _chat_finish(call: LLMCall, response: Any, cache_hit: bool) -> None:
         output_messages=[get(c, "message") for c in choices] if choices and config.current.capture_content else None,
         cache_hit=cache_hit,
         service_tier=_tier(get(response, "service_tier")),
+        provider_cost_usd=get(get(response, "usage"), "cost"),
     )
 
 
@@ -165,6 +166,7 @@ class ChatStreamObserver(StreamObserver):
             response_id=self.response_id,
             estimated=estimated,
             service_tier=self.service_tier,
+            provider_cost_usd=get(self.usage, "cost"),
             output_messages=[{"role": "assistant", "content": text}],
         )
 

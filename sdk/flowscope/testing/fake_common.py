@@ -102,6 +102,7 @@ class Reply:
     output_tokens: int | None = None
     reasoning_tokens: int = 0
     model: str | None = None
+    provider_cost: str | None = None  # a router's billed amount, emitted as usage.cost (OpenRouter)
     service_tier: str | None = None  # served tier in the reply (default: "default" / Anthropic "standard")
     tool_calls: Sequence[ToolCall | Mapping[str, Any]] = ()
     finish_reason: str | None = None

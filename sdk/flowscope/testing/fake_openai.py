@@ -90,6 +90,7 @@ def _chat_usage(reply: Reply, request: RecordedRequest) -> dict[str, Any]:
     prompt = reply.resolved_input_tokens(request)
     completion = reply.resolved_output_tokens(request)
     return {
+        **({"cost": float(reply.provider_cost)} if reply.provider_cost is not None else {}),
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
