@@ -266,6 +266,14 @@ class LLMCall:
             ):
                 if count:
                     attrs[key] = count
+        if usage.web_search_requests or usage.web_fetch_requests or usage.file_search_requests:
+            for key, count in (
+                (semconv.USAGE_WEB_SEARCH_REQUESTS, usage.web_search_requests),
+                (semconv.USAGE_WEB_FETCH_REQUESTS, usage.web_fetch_requests),
+                (semconv.USAGE_FILE_SEARCH_REQUESTS, usage.file_search_requests),
+            ):
+                if count:
+                    attrs[key] = count
         if estimated:
             attrs[semconv.USAGE_ESTIMATED] = True
         model = response_model or self.request_model

@@ -372,3 +372,43 @@ def test_ingest_keeps_a_reported_cost_and_computes_beside_it() -> None:
     normalize_attributes(span)
     assert span[semconv.COST_SOURCE] == "provider" and Decimal(span[semconv.COST_USD]) == Decimal("0.0009")
     assert Decimal(span["flowscope.cost.computed_usd"]) == MINI_1K_100
+
+
+# --- server-side tool fees, per request -----------------------------------------------------
+
+# Anthropic web search: $10 per 1,000 searches; web fetch: no fee beyond its tokens.
+# OpenAI Responses tools: web search $10 per 1,000 calls, file search $2.50 per 1,000 calls.
+THOUSAND = Decimal(1_000)
+
+
+def test_anthropic_server_tool_use_priced_per_request(cap: Capture, fake_provider: FakeProvider) -> None:
+    reply = dict(text="ok", input_tokens=1_000, output_tokens=100, web_search_requests=3, web_fetch_requests=2)
+    fake_provider.script(Reply(**reply))
+    _ant(fake_provider).messages.create(model=ANTHROPIC_MODEL, max_tokens=200, messages=MSGS)
+    fake_provider.script(Reply(**reply))
+    with _ant(fake_provider).messages.stream(model=ANTHROPIC_MODEL, max_tokens=200, messages=MSGS) as s:
+        s.until_done()
+    spans = cap.llm()
+    assert len(spans) == 2
+    for span in spans:
+        a = attrs(span)
+        assert a["flowscope.usage.web_search.requests"] == 3 and a["flowscope.usage.web_fetch.requests"] == 2
+        assert Decimal(a["flowscope.cost.tool_usd"]) == 3 * Decimal("10") / THOUSAND
+        assert cost_of(span) == HAIKU_1K_100 + 3 * Decimal("10") / THOUSAND
+
+
+def test_openai_responses_search_calls_priced_per_request(cap: Capture, fake_provider: FakeProvider) -> None:
+    client = openai.OpenAI(base_url=fake_provider.openai_base_url, api_key="k")
+    for _ in range(2):
+        fake_provider.script(Reply(text="ok", input_tokens=1_000, output_tokens=100, web_search_requests=2,
+                                   file_search_requests=1))
+    client.responses.create(model="gpt-4o-mini", input="search")
+    for _ in client.responses.create(model="gpt-4o-mini", input="search", stream=True):
+        pass
+    fees = 2 * Decimal("10") / THOUSAND + 1 * Decimal("2.50") / THOUSAND
+    spans = cap.llm()
+    assert len(spans) == 2
+    for span in spans:
+        a = attrs(span)
+        assert a["flowscope.usage.web_search.requests"] == 2 and a["flowscope.usage.file_search.requests"] == 1
+        assert cost_of(span) == MINI_1K_100 + fees

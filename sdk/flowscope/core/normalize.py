@@ -342,6 +342,9 @@ def usage_of(attrs: MutableMapping[str, str]) -> Usage:
         input_image_tokens=_int(attrs.get(semconv.USAGE_IMAGE_INPUT_TOKENS)),
         output_audio_tokens=_int(attrs.get(semconv.USAGE_AUDIO_OUTPUT_TOKENS)),
         output_image_tokens=_int(attrs.get(semconv.USAGE_IMAGE_OUTPUT_TOKENS)),
+        web_search_requests=_int(attrs.get(semconv.USAGE_WEB_SEARCH_REQUESTS)),
+        web_fetch_requests=_int(attrs.get(semconv.USAGE_WEB_FETCH_REQUESTS)),
+        file_search_requests=_int(attrs.get(semconv.USAGE_FILE_SEARCH_REQUESTS)),
     )
 
 

@@ -37,6 +37,11 @@ USAGE_AUDIO_INPUT_TOKENS = "flowscope.usage.audio.input_tokens"
 USAGE_IMAGE_INPUT_TOKENS = "flowscope.usage.image.input_tokens"
 USAGE_AUDIO_OUTPUT_TOKENS = "flowscope.usage.audio.output_tokens"
 USAGE_IMAGE_OUTPUT_TOKENS = "flowscope.usage.image.output_tokens"
+# Server-side tool requests, billed per request (Anthropic usage.server_tool_use; OpenAI
+# Responses web_search_call / file_search_call output items).
+USAGE_WEB_SEARCH_REQUESTS = "flowscope.usage.web_search.requests"
+USAGE_WEB_FETCH_REQUESTS = "flowscope.usage.web_fetch.requests"
+USAGE_FILE_SEARCH_REQUESTS = "flowscope.usage.file_search.requests"
 GEN_AI_USAGE_REASONING_OUTPUT_TOKENS = "gen_ai.usage.reasoning.output_tokens"
 GEN_AI_WORKFLOW_NAME = "gen_ai.workflow.name"
 GEN_AI_TOOL_NAME = "gen_ai.tool.name"
@@ -97,6 +102,8 @@ COST_SOURCE_PARTIAL = "partial"
 COST_UNPRICED_PARTS = "flowscope.cost.unpriced_parts"
 # Where the provider reported what it billed (source=provider), the catalog's figure beside it.
 COST_COMPUTED_USD = "flowscope.cost.computed_usd"
+# the per-request fees of server-side tools (in flowscope.cost.usd, beside the token parts)
+COST_TOOL_USD = "flowscope.cost.tool_usd"
 # The service tier the provider says it served (OpenAI ``service_tier``: default, flex,
 # priority, scale; Anthropic ``usage.service_tier``: standard, priority, batch); it selects the price.
 RESPONSE_SERVICE_TIER = "flowscope.response.service_tier"

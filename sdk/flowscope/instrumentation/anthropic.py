@@ -49,6 +49,7 @@ def usage_from_anthropic(usage: Any) -> Usage | None:
     write_5m = int(get(by_ttl, "ephemeral_5m_input_tokens") or 0)
     write_1h = int(get(by_ttl, "ephemeral_1h_input_tokens") or 0)
     cache_write = max(cache_write, write_5m + write_1h)
+    tools = get(usage, "server_tool_use")  # server-side tools, billed per request
     output = int(get(usage, "output_tokens") or 0)
     thinking = int(get(get(usage, "output_tokens_details"), "thinking_tokens") or 0)
     return Usage(
@@ -58,6 +59,8 @@ def usage_from_anthropic(usage: Any) -> Usage | None:
         cache_write_tokens=cache_write,
         reasoning_tokens=min(thinking, output),
         cache_write_1h_tokens=write_1h,
+        web_search_requests=int(get(tools, "web_search_requests") or 0),
+        web_fetch_requests=int(get(tools, "web_fetch_requests") or 0),
     )
 
 
@@ -137,6 +140,11 @@ class MessageStreamObserver(StreamObserver):
         details = get(usage, "output_tokens_details")
         if details is not None:
             merged["output_tokens_details"] = {"thinking_tokens": get(details, "thinking_tokens")}
+        tools = get(usage, "server_tool_use")
+        if tools is not None:
+            merged["server_tool_use"] = {
+                key: get(tools, key) for key in ("web_search_requests", "web_fetch_requests")
+            }
         tier = get(usage, "service_tier")
         if tier is not None:
             merged["service_tier"] = tier

@@ -11,6 +11,7 @@ hook their ``close()``, which closes the HTTP response behind our proxy's back.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Collection
 from typing import Any
@@ -214,11 +215,27 @@ def _responses_start(instance: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _with_tool_calls(usage: Usage | None, response: Any) -> Usage | None:
+    """Responses' server-side tool calls (``web_search_call``, ``file_search_call`` output items)."""
+    if usage is None:
+        return None
+    web = files = 0
+    for item in get(response, "output") or ():
+        kind = get(item, "type")
+        if kind == "web_search_call":
+            web += 1
+        elif kind == "file_search_call":
+            files += 1
+    if not web and not files:
+        return usage
+    return dataclasses.replace(usage, web_search_requests=web, file_search_requests=files)
+
+
 def _responses_finish(call: LLMCall, response: Any, cache_hit: bool) -> None:
     status = get(response, "status")
     call.finish(
         response_model=get(response, "model"),
-        usage=usage_from_openai(get(response, "usage")),
+        usage=_with_tool_calls(usage_from_openai(get(response, "usage")), response),
         finish_reasons=[status] if isinstance(status, str) else None,
         response_id=get(response, "id"),
         output_messages=_output_text(response),
@@ -260,7 +277,7 @@ class ResponsesStreamObserver(StreamObserver):
 
     def on_end(self) -> None:
         response = self.response
-        usage = usage_from_openai(get(response, "usage"))
+        usage = _with_tool_calls(usage_from_openai(get(response, "usage")), response)
         estimated = False
         if usage is None:
             usage = _estimate(self.call, self.model, self.kwargs, "".join(self.text))

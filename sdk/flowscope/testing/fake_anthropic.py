@@ -88,6 +88,9 @@ def _usage(reply: Reply, request: RecordedRequest, output_tokens: int) -> dict[s
     }
     if reply.reasoning_tokens:
         usage["output_tokens_details"] = {"thinking_tokens": reply.reasoning_tokens}
+    if reply.web_search_requests or reply.web_fetch_requests:
+        usage["server_tool_use"] = {"web_search_requests": reply.web_search_requests,
+                                    "web_fetch_requests": reply.web_fetch_requests}
     return usage
 
 
@@ -174,6 +177,8 @@ def render_messages(request: RecordedRequest, reply: Reply) -> FakeResponse:
     }
     if "output_tokens_details" in final_usage:
         delta_usage["output_tokens_details"] = final_usage["output_tokens_details"]
+    if "server_tool_use" in final_usage:
+        delta_usage["server_tool_use"] = final_usage["server_tool_use"]
     emit("message_delta", delta={"stop_reason": stop_reason, "stop_sequence": None}, usage=delta_usage)
     emit("message_stop")
     return sse_response(chunks, headers, reply)

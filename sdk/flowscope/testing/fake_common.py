@@ -99,6 +99,10 @@ class Reply:
     image_input_tokens: int = 0
     audio_output_tokens: int = 0
     image_output_tokens: int = 0
+    # server-side tools: Anthropic usage.server_tool_use; OpenAI Responses *_call output items
+    web_search_requests: int = 0
+    web_fetch_requests: int = 0
+    file_search_requests: int = 0
     output_tokens: int | None = None
     reasoning_tokens: int = 0
     model: str | None = None

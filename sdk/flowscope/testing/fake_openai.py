@@ -293,6 +293,12 @@ def render_responses(request: RecordedRequest, reply: Reply) -> FakeResponse:
     items: list[dict[str, Any]] = []
     if reply.reasoning_tokens:
         items.append({"id": new_id("rs_", 32), "type": "reasoning", "summary": []})
+    for _ in range(reply.web_search_requests):
+        items.append({"id": new_id("ws_", 32), "type": "web_search_call", "status": "completed",
+                      "action": {"type": "search", "query": "flowscope"}})
+    for _ in range(reply.file_search_requests):
+        items.append({"id": new_id("fs_", 32), "type": "file_search_call", "status": "completed",
+                      "queries": ["flowscope"], "results": None})
     if text is not None:
         items.append(
             {

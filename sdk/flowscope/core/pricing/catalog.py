@@ -29,6 +29,10 @@ always equals ``genai_prices.calc_price`` for the same usage:
 * context-length tiers are "cliff" tiers chosen from the total input tokens
   (``input_tokens``, cache included): above the threshold every token of that
   call pays the tier price;
+* server-side tool requests at the catalog's per-thousand fee: web searches
+  (``web_searches_kcount``), file searches (``storage_searches_kcount``), in ``tool_usd``
+  and ``total_usd``; a tool used without a fee in the catalog makes the cost ``partial``.
+  Web fetch requests are recorded but carry no fee (Anthropic bills only their tokens);
 * a per-request fee (``requests_kcount``, some Perplexity models) is added to
   ``total_usd`` only, so there ``total_usd`` exceeds the sum of the parts.
 """
@@ -414,6 +418,22 @@ class PricingCatalog:
         request_fee = prices.get("requests_kcount")
         if request_fee is not None:
             total = _CTX.add(total, _CTX.scaleb(request_fee, -3))
+        tool_usd = None
+        if usage.web_search_requests or usage.file_search_requests:
+            tool_usd = _ZERO
+            for part, count, key in (
+                ("web_search_requests", usage.web_search_requests, "web_searches_kcount"),
+                ("file_search_requests", usage.file_search_requests, "storage_searches_kcount"),
+            ):
+                if not count:
+                    continue
+                fee = rate(key)
+                if fee is None:
+                    unpriced_parts.append(part)
+                else:
+                    tool_usd = _CTX.add(tool_usd, _CTX.scaleb(mul(fee, count), -3))
+            tool_usd = _tidy(tool_usd)
+            total = _CTX.add(total, tool_usd)
         return Cost(
             total_usd=_tidy(total),
             input_usd=input_usd,
@@ -425,6 +445,7 @@ class PricingCatalog:
             provider=provider,
             model=model,
             unpriced_parts=tuple(unpriced_parts),
+            tool_usd=tool_usd,
         )
 
 

@@ -50,6 +50,12 @@ _USAGE_KEYS: dict[str, str] = {
     semconv.USAGE_IMAGE_INPUT_TOKENS: "input_image_tokens",
     semconv.USAGE_AUDIO_OUTPUT_TOKENS: "output_audio_tokens",
     semconv.USAGE_IMAGE_OUTPUT_TOKENS: "output_image_tokens",
+    "web_search_requests": "web_search_requests",
+    "web_fetch_requests": "web_fetch_requests",
+    "file_search_requests": "file_search_requests",
+    semconv.USAGE_WEB_SEARCH_REQUESTS: "web_search_requests",
+    semconv.USAGE_WEB_FETCH_REQUESTS: "web_fetch_requests",
+    semconv.USAGE_FILE_SEARCH_REQUESTS: "file_search_requests",
 }
 
 
@@ -73,6 +79,10 @@ class Usage:
     input_image_tokens: int = 0
     output_audio_tokens: int = 0
     output_image_tokens: int = 0
+    # server-side tool requests (web search, web fetch, file search), priced per request
+    web_search_requests: int = 0
+    web_fetch_requests: int = 0
+    file_search_requests: int = 0
 
     def __post_init__(self) -> None:
         i, o, cr, cw, r, w1 = (
@@ -86,6 +96,9 @@ class Usage:
             and type(w1) is int and i >= 0 and o >= 0 and cr >= 0 and cw >= 0 and r >= 0 and w1 >= 0
             and type(ai) is int and type(ii) is int and type(ao) is int and type(io) is int
             and ai >= 0 and ii >= 0 and ao >= 0 and io >= 0
+            and type(self.web_search_requests) is int and self.web_search_requests >= 0
+            and type(self.web_fetch_requests) is int and self.web_fetch_requests >= 0
+            and type(self.file_search_requests) is int and self.file_search_requests >= 0
         ):
             return
         for name in (
@@ -99,6 +112,9 @@ class Usage:
             "input_image_tokens",
             "output_audio_tokens",
             "output_image_tokens",
+            "web_search_requests",
+            "web_fetch_requests",
+            "file_search_requests",
         ):
             value = getattr(self, name)
             if type(value) is not int:
@@ -163,6 +179,8 @@ class Cost:
     # parts of the bill the catalog had no price for ("service_tier:priority"): the total is
     # then a lower bound and ``source`` is ``partial``
     unpriced_parts: tuple[str, ...] = ()
+    # per-request fees of server-side tools (web search, file search); in total_usd
+    tool_usd: Decimal | None = None
 
     @property
     def priced(self) -> bool:
@@ -183,6 +201,7 @@ class Cost:
                 (semconv.COST_CACHED_INPUT_USD, self.cached_input_usd),
                 (semconv.COST_CACHE_WRITE_USD, self.cache_write_usd),
                 (semconv.COST_OUTPUT_USD, self.output_usd),
+                (semconv.COST_TOOL_USD, self.tool_usd),
             ):
                 text = format_usd(value)
                 if text is not None:
