@@ -88,7 +88,12 @@ class LLMCall:
     ) -> None:
         run = current_run()
         if run is not None and check_budget:
-            run.check_budget()  # raises BudgetExceeded before anything is sent
+            # raises BudgetExceeded before anything is sent, when what is spent plus what this
+            # call could cost at most (estimate_worst_case) would pass the budget
+            run.check_budget(
+                estimate_worst_case(provider, request_model, params, input_messages)
+                if run.budget_usd is not None else None
+            )
         self.operation = operation
         self.provider = provider
         self.request_model = request_model
@@ -401,6 +406,49 @@ class InFlight:
                 self.call.fail(exc)
         finally:
             _otel.detach(self.token)
+
+
+_MAX_OUTPUT_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+
+
+def estimate_worst_case(
+    provider: str, model: str | None, params: Mapping[str, Any] | None, input_messages: Any
+) -> Decimal | None:
+    """The most a call could cost, before it is sent (budgets refuse a call on it).
+
+    Input: the prompt's tokens counted locally (tiktoken-compatible counting of the
+    messages; a few tokens of framing may differ). Output: ``max_tokens`` /
+    ``max_completion_tokens`` / ``max_output_tokens`` when the request sets one, else the
+    rest of the model's context window (the worst case the model could write), at the
+    output price. Cache discounts are ignored (upper bound). None when it cannot be told
+    (no model, a model without a price, messages that cannot be counted): then only the
+    money already spent is checked.
+    """
+    if not model:
+        return None
+    from .instrumentation import _tokens
+
+    messages = input_messages if isinstance(input_messages, list) else []
+    prompt = _tokens.estimate_messages_tokens(messages, model) if messages else 0
+    if prompt is None:
+        return None
+    output = None
+    for key in _MAX_OUTPUT_KEYS:
+        value = (params or {}).get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            output = value
+            break
+    catalog = get_catalog()
+    if output is None:
+        window = catalog.context_window(model, provider)
+        if window is None:
+            return None
+        output = max(window - prompt, 0)
+    try:
+        cost = catalog.price(model, provider, Usage(input_tokens=prompt, output_tokens=output))
+    except ValueError:
+        return None
+    return cost.total_usd
 
 
 def _decimal_or_none(value: Any) -> Decimal | None:

@@ -201,6 +201,14 @@ class PricingCatalog:
                 return self._priced(sheet, usage)[0]
         return self._price_at(model, provider, usage, at, price_context)
 
+    def context_window(self, model: str, provider: str | None) -> int | None:
+        """The model's context window in tokens, where the catalog knows it."""
+        if not model or not model.strip():
+            return None
+        info = self._resolve(provider or None, model).catalog_model
+        window = getattr(info, "context_window", None) if info is not None else None
+        return window if isinstance(window, int) and window > 0 else None
+
     def price_tier(
         self,
         model: str,
