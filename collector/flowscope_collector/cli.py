@@ -11,6 +11,8 @@ import urllib.request
 
 import uvicorn
 
+from flowscope.core.pricing import PricingFileError, get_catalog
+
 from .buffer import quarantine
 from .server.app import create_app
 from .server.auth import KeyConfigError, KeyStore, check_bind
@@ -136,6 +138,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"schema at version {col.schema_version} in {col.target.redacted()}")
         return 0
 
+    try:
+        # The pricing file (FLOWSCOPE_PRICING_FILE) read now: a bad one stops the start, named, with the
+        # reason, instead of pricing nothing.
+        get_catalog()
+    except PricingFileError as exc:
+        print(f"flowscope-collector: {exc}", file=sys.stderr)
+        return 2
     try:
         keys = KeyStore.load(settings.api_keys, settings.api_keys_file)
         print(check_bind(settings.host, keys, settings.insecure), file=sys.stderr)

@@ -21,9 +21,36 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, TextIO
 
+from .core.pricing.usage import format_usd
+
 
 def _print_json(value: Any, out: TextIO) -> None:
-    out.write(json.dumps(value, indent=2, default=str, ensure_ascii=False) + "\n")
+    out.write(json.dumps(value, indent=2, default=_json_default, ensure_ascii=False) + "\n")
+
+
+def _json_default(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return _plain(value)
+    return str(value)
+
+
+def _plain(value: Any) -> str:
+    """Money as plain decimal text ("0.00000004", never "4E-8")."""
+    if not isinstance(value, Decimal):
+        try:
+            value = Decimal(str(value))
+        except ArithmeticError:
+            return str(value)
+    return format_usd(value) or "0"
+
+
+def _usd(value: Any, unpriced: int = 0, calls: int | None = None) -> str:
+    """A cost for people: ``unpriced`` when nothing in it has a price, never ``$0``; a sum that
+    leaves unpriced calls out says so (``$0.0012 + 2 unpriced``)."""
+    if value is None or (unpriced and calls is not None and unpriced >= calls):
+        return "unpriced"
+    text = f"${_plain(value)}"
+    return f"{text} + {unpriced} unpriced" if unpriced else text
 
 
 def plural(n: int, singular: str, plural_: str | None = None) -> str:
@@ -51,7 +78,7 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], ou
     if not rows:
         out.write("(none)\n")
         return
-    cells = [[_cell(r.get(key), key) for key, _ in columns] for r in rows]
+    cells = [[_row_cell(r, key) for key, _ in columns] for r in rows]
     widths = [max(display_width(h), *(display_width(c[i]) for c in cells)) for i, (_, h) in enumerate(columns)]
     numeric = [all(_is_num(r.get(key)) for r in rows) for key, _ in columns]
     out.write("  ".join(_pad(h, w, n) for (_, h), w, n in zip(columns, widths, numeric)).rstrip() + "\n")
@@ -63,11 +90,17 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float, Decimal)) and not isinstance(v, bool)
 
 
+def _row_cell(row: dict[str, Any], key: str) -> str:
+    if key == "cost_usd" and "unpriced_calls" in row:
+        return _usd(row.get(key), int(row.get("unpriced_calls") or 0), row.get("llm_calls"))
+    return _cell(row.get(key), key)
+
+
 def _cell(v: Any, key: str) -> str:
+    if key.endswith("_usd"):
+        return _usd(v)
     if v is None:
         return "-"
-    if key.endswith("_usd"):
-        return f"${v}"
     if key == "error_message" and isinstance(v, str):
         return v if len(v) <= 100 else v[:99] + "…"  # the whole message is in --json
     if key == "start" and isinstance(v, str):
@@ -196,7 +229,9 @@ def _run(args: argparse.Namespace, client: Any, out: TextIO) -> int:
             _print_json({**rows.meta, "groups": list(rows)}, out)
             return 0
         table(rows, COST_COLUMNS if args.by == "model" else [c for c in COST_COLUMNS if c[0] != "provider"], out)
-        out.write(f"\ntotal ${rows.total_usd} over {plural(rows.llm_calls, 'LLM call')}\n")
+        unpriced = int(rows.meta.get("unpriced_calls", sum(int(r.get("unpriced_calls") or 0) for r in rows)))
+        note = f" ({unpriced} unpriced, not in the total)" if unpriced else ""
+        out.write(f"\ntotal {_usd(rows.total_usd)} over {plural(rows.llm_calls, 'LLM call')}{note}\n")
         return 0
     cmd = args.runs_command
     if cmd == "list":
@@ -222,7 +257,10 @@ def _run(args: argparse.Namespace, client: Any, out: TextIO) -> int:
         out.write(f"  started {s['start']}, {s['duration_ms']:,.1f} ms, {plural(s['spans'], 'span')}\n")
         out.write(f"  {plural(s['llm_calls'], 'LLM call')}, {s['input_tokens']} in ({s['cached_input_tokens']} cached) / "
                   f"{s['output_tokens']} out ({s['reasoning_tokens']} reasoning) tokens\n")
-        out.write(f"  cost ${s['cost_usd']}  (cache saved ${s['cache_saved_usd']}; {s['unpriced_calls']} unpriced, "
+        partial = int(s.get("partially_priced_calls") or 0)
+        out.write(f"  cost {_usd(s['cost_usd'], s['unpriced_calls'], s['llm_calls'] or None)}"
+                  f"{f' ({partial} partially priced: a lower bound)' if partial else ''}  "
+                  f"(cache saved {_usd(s['cache_saved_usd'])}; {s['unpriced_calls']} unpriced, "
                   f"{plural(s['errors'], 'error')}, {plural(s['retries'], 'retry', 'retries')}, "
                   f"{plural(s['fallbacks'], 'fallback')})\n\n")
         table(nodes, NODE_COLUMNS, out)
@@ -266,9 +304,9 @@ def _run(args: argparse.Namespace, client: Any, out: TextIO) -> int:
             return 0
         for side in ("a", "b"):
             r = c[side]
-            out.write(f"{side}: {r['run_id']}  {r['status']}  ${r['cost_usd']}  {r['duration_ms']:,.1f} ms  "
+            out.write(f"{side}: {r['run_id']}  {r['status']}  {_usd(r['cost_usd'])}  {r['duration_ms']:,.1f} ms  "
                       f"{' > '.join(r['path'])}\n")
-        out.write(f"cost b-a: ${c['cost_delta_usd']}   latency b-a: {c['duration_delta_ms']:,.1f} ms   "
+        out.write(f"cost b-a: {_usd(c['cost_delta_usd'])}   latency b-a: {c['duration_delta_ms']:,.1f} ms   "
                   f"same path: {'yes' if c['same_path'] else 'no'}\n")
         div = c["first_state_divergence"]
         if div is None:
@@ -298,7 +336,7 @@ def _event_line(ev: dict[str, Any]) -> str:
         err = f"  {ev['error']}" if ev.get("error") else ""
         return f"{mark} {ev['step']:>3} {ev['name']}  {ev['duration_ms']:,.1f} ms{extra}{err}"
     if kind == "llm_call":
-        return (f"    llm {ev['model']}  {ev['input_tokens']} in / {ev['output_tokens']} out  ${ev['cost_usd']}  "
+        return (f"    llm {ev['model']}  {ev['input_tokens']} in / {ev['output_tokens']} out  {_usd(ev['cost_usd'])}  "
                 f"{ev['duration_ms']:,.1f} ms")
     if kind == "tool_call":
         return f"    tool {ev['name']}  {ev['duration_ms']:,.1f} ms"
@@ -307,7 +345,7 @@ def _event_line(ev: dict[str, Any]) -> str:
         return f"    state {ev['op']} {ev['path'] or '(all)'} = {value[:80]}"
     if kind == "summary":
         return (f"■ {ev['status'].upper()}  {ev['duration_ms']:,.1f} ms  {plural(ev['llm_calls'], 'LLM call')}  "
-                f"${ev['cost_usd']}")
+                f"{_usd(ev['cost_usd'], ev.get('unpriced_calls') or 0)}")
     return f"  {kind}: {ev.get('message', '')}"
 
 

@@ -29,15 +29,21 @@ NODE_KEY = otel_context.create_key("flowscope.node")
 
 
 class BudgetExceeded(RuntimeError):
-    """Raised before a call is sent when its run has already spent its budget."""
+    """Raised before a call is sent when its run has spent its budget, or when the call
+    could cost more than what is left (``estimate_usd``, its worst case)."""
 
-    def __init__(self, run_id: str, budget_usd: Decimal, spent_usd: Decimal) -> None:
+    def __init__(
+        self, run_id: str, budget_usd: Decimal, spent_usd: Decimal, estimate_usd: Decimal | None = None
+    ) -> None:
+        could = "" if estimate_usd is None else f" and the call could cost up to ${format(estimate_usd, 'f')}"
         super().__init__(
-            f"run {run_id} has spent ${spent_usd} of its ${budget_usd} budget; the call was not sent"
+            f"run {run_id} has spent ${format(spent_usd, 'f')} of its ${format(budget_usd, 'f')} budget{could}; "
+            "the call was not sent"
         )
         self.run_id = run_id
         self.budget_usd = budget_usd
         self.spent_usd = spent_usd
+        self.estimate_usd = estimate_usd
 
 
 class Run:
@@ -71,13 +77,23 @@ class Run:
             else:
                 self.cost_usd += cost
 
-    def check_budget(self) -> None:
-        """Refuse to start a call once the budget is spent (spent >= budget)."""
+    def replace_cost(self, counted: Decimal | None, actual: Decimal) -> None:
+        """A call already counted at ``counted`` (None: as unpriced) really cost ``actual``."""
+        with self._lock:
+            if counted is None:
+                self.unpriced_calls = max(0, self.unpriced_calls - 1)
+                self.cost_usd += actual
+            else:
+                self.cost_usd += actual - counted
+
+    def check_budget(self, estimate: Decimal | None = None) -> None:
+        """Refuse to start a call that could pass the budget: spent + its worst-case
+        ``estimate`` > budget (without an estimate: once the budget is spent, spent >= budget)."""
         if self.budget_usd is None:
             return
         with self._lock:
             spent = self.cost_usd
-        if spent >= self.budget_usd:
+        if spent >= self.budget_usd or (estimate is not None and spent + estimate > self.budget_usd):
             self.budget_exceeded = True
             if self.span is not None and self.span.is_recording():
                 self.span.set_attribute(semconv.BUDGET_EXCEEDED, True)
@@ -86,7 +102,7 @@ class Run:
                     semconv.BUDGET_EXCEEDED,
                     {semconv.BUDGET_USD: str(self.budget_usd), "flowscope.budget.spent_usd": format(spent, "f")},
                 )
-            raise BudgetExceeded(self.id, self.budget_usd, spent)
+            raise BudgetExceeded(self.id, self.budget_usd, spent, estimate)
 
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, flow={self.flow!r}, cost_usd={self.cost_usd})"

@@ -23,7 +23,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from . import _otel, config, metrics
 from .context import BudgetExceeded, current_run
 from .core import semconv
-from .core.pricing import Cost, Usage, format_usd, get_catalog
+from .core.pricing import Cost, PricingFileError, Usage, format_usd, get_catalog
 from .fallbacks import current_scope as _fallback_scope
 
 logger = logging.getLogger("flowscope")
@@ -88,7 +88,12 @@ class LLMCall:
     ) -> None:
         run = current_run()
         if run is not None and check_budget:
-            run.check_budget()  # raises BudgetExceeded before anything is sent
+            # raises BudgetExceeded before anything is sent, when what is spent plus what this
+            # call could cost at most (estimate_worst_case) would pass the budget
+            run.check_budget(
+                estimate_worst_case(provider, request_model, params, input_messages)
+                if run.budget_usd is not None else None
+            )
         self.operation = operation
         self.provider = provider
         self.request_model = request_model
@@ -191,8 +196,12 @@ class LLMCall:
         output_messages: Any = None,
         provider_cost_usd: Any = None,
         cache_hit: bool = False,
+        service_tier: str | None = None,
     ) -> None:
-        """Record the outcome and end the span. Never raises."""
+        """Record the outcome and end the span. Never raises.
+
+        ``service_tier`` is the tier the provider says it served; it selects the price.
+        """
         if self._ended:
             return
         self._ended = True
@@ -214,7 +223,11 @@ class LLMCall:
                 span.set_attributes(attrs)
                 self._record_cache_hit(response_model, usage)
             else:
-                self._record_usage_and_cost(response_model, usage, estimated, attrs)
+                if service_tier:
+                    attrs[semconv.RESPONSE_SERVICE_TIER] = service_tier
+                self._record_usage_and_cost(response_model, usage, estimated, attrs, service_tier)
+                if provider_cost_usd is not None:
+                    self._record_provider_cost(provider_cost_usd, attrs)
                 _otel.set_attributes(span, attrs)
             if self.fallback_scope is not None:
                 self.fallback_scope.served(self)
@@ -225,7 +238,8 @@ class LLMCall:
             self._record_metrics(usage if not cache_hit else None, None)
 
     def _record_usage_and_cost(
-        self, response_model: str | None, usage: Usage | None, estimated: bool, attrs: dict[str, Any]
+        self, response_model: str | None, usage: Usage | None, estimated: bool, attrs: dict[str, Any],
+        service_tier: str | None = None,
     ) -> None:
         run = current_run()
         if usage is None:
@@ -239,15 +253,42 @@ class LLMCall:
             attrs[semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read_tokens
         if usage.cache_write_tokens:
             attrs[semconv.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.cache_write_tokens
+            attrs[semconv.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] = usage.cache_write_tokens
+            if usage.cache_write_1h_tokens:
+                attrs[semconv.USAGE_CACHE_WRITE_1H_INPUT_TOKENS] = usage.cache_write_1h_tokens
+                attrs[semconv.USAGE_CACHE_WRITE_5M_INPUT_TOKENS] = (
+                    usage.cache_write_tokens - usage.cache_write_1h_tokens
+                )
         if usage.reasoning_tokens:
             attrs[semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
+        if usage.input_audio_tokens or usage.input_image_tokens or usage.output_audio_tokens \
+                or usage.output_image_tokens:
+            for key, count in (
+                (semconv.USAGE_AUDIO_INPUT_TOKENS, usage.input_audio_tokens),
+                (semconv.USAGE_IMAGE_INPUT_TOKENS, usage.input_image_tokens),
+                (semconv.USAGE_AUDIO_OUTPUT_TOKENS, usage.output_audio_tokens),
+                (semconv.USAGE_IMAGE_OUTPUT_TOKENS, usage.output_image_tokens),
+            ):
+                if count:
+                    attrs[key] = count
+        if usage.web_search_requests or usage.web_fetch_requests or usage.file_search_requests:
+            for key, count in (
+                (semconv.USAGE_WEB_SEARCH_REQUESTS, usage.web_search_requests),
+                (semconv.USAGE_WEB_FETCH_REQUESTS, usage.web_fetch_requests),
+                (semconv.USAGE_FILE_SEARCH_REQUESTS, usage.file_search_requests),
+            ):
+                if count:
+                    attrs[key] = count
         if estimated:
             attrs[semconv.USAGE_ESTIMATED] = True
         model = response_model or self.request_model
         cost = None
         if model:
             try:
-                cost, cost_attrs = get_catalog().price_attributes(model, self.provider, usage)
+                cost, cost_attrs = get_catalog().price_attributes(model, self.provider, usage, service_tier)
+            except PricingFileError as exc:  # FLOWSCOPE_PRICING_FILE bad and init() never ran to refuse it
+                _pricing_file_error(exc)
+                attrs[semconv.PRICING_ERROR] = str(exc)
             except ValueError:  # usage the pricing engine rejects (cache > input): unpriced, not fatal
                 logger.debug("flowscope: usage for %s could not be priced", model, exc_info=True)
         self.cost = cost
@@ -257,6 +298,22 @@ class LLMCall:
             attrs.update(cost_attrs)
         if run is not None:
             run.add_cost(cost.total_usd if cost is not None else None)
+
+    def _record_provider_cost(self, reported: Any, attrs: dict[str, Any]) -> None:
+        """What a router or proxy says it billed (OpenRouter's ``usage.cost``) is the cost
+        (``source=provider``); the catalog's figure stays beside it (``cost.computed_usd``)."""
+        amount = _decimal_or_none(reported)
+        if amount is None:
+            return
+        computed = self.cost.total_usd if self.cost is not None else None
+        if computed is not None:
+            attrs[semconv.COST_COMPUTED_USD] = format_usd(computed)
+        attrs[semconv.COST_USD] = format_usd(amount)
+        attrs[semconv.COST_SOURCE] = semconv.COST_SOURCE_PROVIDER
+        attrs.pop(semconv.COST_UNPRICED_PARTS, None)  # the bill is complete, whatever the catalog knew
+        run = current_run()
+        if run is not None:  # the run counted the computed figure (or an unpriced call): correct it
+            run.replace_cost(computed, amount)
 
     def _record_cache_hit(self, response_model: str | None, usage: Usage | None) -> None:
         """Served from the response cache: nothing was sent, so nothing was spent.
@@ -351,12 +408,74 @@ class InFlight:
             _otel.detach(self.token)
 
 
+_MAX_OUTPUT_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+
+
+def estimate_worst_case(
+    provider: str, model: str | None, params: Mapping[str, Any] | None, input_messages: Any
+) -> Decimal | None:
+    """The most a call could cost, before it is sent (budgets refuse a call on it).
+
+    Input: the prompt's tokens counted locally (tiktoken-compatible counting of the
+    messages; a few tokens of framing may differ). Output: ``max_tokens`` /
+    ``max_completion_tokens`` / ``max_output_tokens`` when the request sets one, else the
+    rest of the model's context window (the worst case the model could write), at the
+    output price. Cache discounts are ignored (upper bound). None when it cannot be told
+    (no model, a model without a price, messages that cannot be counted): then only the
+    money already spent is checked.
+    """
+    if not model:
+        return None
+    from .instrumentation import _tokens
+
+    messages = input_messages if isinstance(input_messages, list) else []
+    prompt = _tokens.estimate_messages_tokens(messages, model) if messages else 0
+    if prompt is None:
+        return None
+    output = None
+    for key in _MAX_OUTPUT_KEYS:
+        value = (params or {}).get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            output = value
+            break
+    catalog = get_catalog()
+    if output is None:
+        window = catalog.context_window(model, provider)
+        if window is None:
+            return None
+        output = max(window - prompt, 0)
+    try:
+        cost = catalog.price(model, provider, Usage(input_tokens=prompt, output_tokens=output))
+    except ValueError:
+        return None
+    return cost.total_usd
+
+
+def _decimal_or_none(value: Any) -> Decimal | None:
+    """A finite, non-negative amount from a number or a decimal string, else None."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value).strip())
+    except ArithmeticError:
+        return None
+    return amount if amount.is_finite() and amount >= 0 else None
+
+
+def _pricing_file_error(exc: PricingFileError) -> None:
+    """Said at ERROR level on every call (the calls go unpriced, visibly): never a quiet $0."""
+    logger.error("flowscope: LLM calls are UNPRICED because the pricing file is unusable: %s", exc)
+
+
 def _safe_price(model: str | None, provider: str, usage: Usage) -> Cost | None:
     """Price a call; usage the pricing engine rejects (cache > input) is unpriced, not fatal."""
     if not model:
         return None
     try:
         cost = get_catalog().price(model, provider, usage)
+    except PricingFileError as exc:
+        _pricing_file_error(exc)
+        return None
     except ValueError:
         logger.debug("flowscope: usage for %s could not be priced", model, exc_info=True)
         return None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -120,7 +121,9 @@ def init(
             metrics=metrics,
         )
         config.current = settings
-        if pricing is not None:
+        if pricing is not None or os.environ.get(pricing_mod.PRICING_FILE_ENV):
+            # Read and checked now: a missing or invalid pricing file stops init with the
+            # file and the reason (PricingFileError), instead of every call going unpriced.
             pricing_mod.configure(pricing)
 
         provider = _provider(service_name, resource_attributes)

@@ -281,9 +281,10 @@ def _populate(url: str, service: str) -> dict[str, Any]:
 
             fp.script(Reply(text="a", input_tokens=100000, output_tokens=1000, model=MODEL))
             try:
-                with flowscope.run("budgeted-flow", budget_usd="0.000001") as run, flowscope.node("ask"):
-                    client.chat.completions.create(model="gpt-4o-mini", messages=msgs)
-                    client.chat.completions.create(model="gpt-4o-mini", messages=msgs)
+                with flowscope.run("budgeted-flow", budget_usd="0.00001") as run, flowscope.node("ask"):
+                    # worst case (prompt + max_tokens=1) fits the budget; the second call's cannot
+                    client.chat.completions.create(model="gpt-4o-mini", messages=msgs, max_tokens=1)
+                    client.chat.completions.create(model="gpt-4o-mini", messages=msgs, max_tokens=1)
             except flowscope.BudgetExceeded:
                 pass
             runs["budget"] = run.id

@@ -138,10 +138,10 @@ def test_hits_are_served_over_budget(cap: Capture, fake_provider) -> None:
     fake_provider.set_default(Reply(text="pricey", input_tokens=50_000, output_tokens=5_000))
     client = oai(fake_provider)
     with flowscope.run("budget", budget_usd="0.001") as run:
-        ask(client)  # spends the budget
-        ask(client)  # free: served from the cache
+        ask(client, max_tokens=10)  # spends the budget (its worst case, 10 output tokens, fitted)
+        ask(client, max_tokens=10)  # free: served from the cache
         with pytest.raises(flowscope.BudgetExceeded):
-            ask(client, temperature=1)  # a miss would cost money: refused before sending
+            ask(client, max_tokens=10, temperature=1)  # a miss would cost money: refused before sending
     assert len(fake_provider.requests) == 1
     assert run.cost_usd == GPT_4O_MINI.cost(50_000, 5_000)
 

@@ -117,7 +117,7 @@ def test_budget_exceeded_never_falls_back(cap: Capture, fake_provider: FakeProvi
     oai, ant = clients
     fake_provider.script(Reply(text="spend", input_tokens=100_000, output_tokens=10_000))
     with flowscope.run("budget", budget_usd=Decimal("0.001")):
-        oai.chat.completions.create(model=OPENAI_MODEL, messages=MSGS)
+        oai.chat.completions.create(model=OPENAI_MODEL, messages=MSGS, max_tokens=10)  # worst case fits
         with pytest.raises(flowscope.BudgetExceeded):
             flowscope.fallback(
                 lambda: oai.chat.completions.create(model=OPENAI_MODEL, messages=MSGS),

@@ -42,5 +42,6 @@ def costs(
         "until": end.isoformat() if end else None,
         "total_usd": usd(total),
         "llm_calls": sum(g["llm_calls"] for g in groups),
+        "unpriced_calls": sum(g["unpriced_calls"] for g in groups),  # and so cost_complete
         "groups": groups,
     }

@@ -8,9 +8,28 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 Money = str
+
+_COMPLETE = (
+    "False when an LLM call included in this cost has no price, or lacks the price of a part "
+    "(unpriced_calls, partially_priced_calls): the figure is then a lower bound, never a silent $0"
+)
+
+
+class _Completeness(BaseModel):
+    """``cost_complete`` next to every cost that sums LLM calls, derived from the counts beside it."""
+
+    unpriced_calls: int = 0
+    partially_priced_calls: int = Field(
+        0, description="LLM calls priced except for a part the catalog has no price for "
+                       "(flowscope.cost.source=partial; counted per run, by_model and run summary)")
+
+    @computed_field(description=_COMPLETE)  # type: ignore[prop-decorator]
+    @property
+    def cost_complete(self) -> bool:
+        return self.unpriced_calls == 0 and self.partially_priced_calls == 0
 
 
 class ErrorBody(BaseModel):
@@ -18,7 +37,7 @@ class ErrorBody(BaseModel):
     status: int
 
 
-class ModelCost(BaseModel):
+class ModelCost(_Completeness):
     provider: str
     model: str
     llm_calls: int
@@ -26,7 +45,6 @@ class ModelCost(BaseModel):
     cached_input_tokens: int = 0
     output_tokens: int
     reasoning_tokens: int = 0
-    unpriced_calls: int = 0
     cost_usd: Money
 
 
@@ -47,7 +65,7 @@ class CostBreakdown(BaseModel):
     output_usd: Money
 
 
-class RunListItem(BaseModel):
+class RunListItem(_Completeness):
     run_id: str
     flow: str
     service: str
@@ -61,7 +79,6 @@ class RunListItem(BaseModel):
     retries: int
     fallbacks: int
     cache_hits: int
-    unpriced_calls: int
     input_tokens: int
     cached_input_tokens: int
     cache_write_input_tokens: int
@@ -180,7 +197,7 @@ class Version(BaseModel):
     clickhouse: str
 
 
-class CostGroup(BaseModel):
+class CostGroup(_Completeness):
     key: str = Field(description="The group's value: a model, provider, service, flow, node, day or attribute value")
     provider: str | None = Field(None, description="The model's provider (group_by=model only)")
     llm_calls: int
@@ -189,11 +206,10 @@ class CostGroup(BaseModel):
     cache_write_input_tokens: int
     output_tokens: int
     reasoning_tokens: int
-    unpriced_calls: int
     cost_usd: Money
 
 
-class CostReport(BaseModel):
+class CostReport(_Completeness):
     group_by: str
     since: str | None
     until: str | None

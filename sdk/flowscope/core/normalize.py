@@ -52,7 +52,7 @@ from collections.abc import MutableMapping
 from decimal import Decimal, InvalidOperation
 
 from . import semconv
-from .pricing import Usage, format_usd, price
+from .pricing import PricingFileError, Usage, format_usd, get_catalog, price
 
 logger = logging.getLogger("flowscope")
 
@@ -98,8 +98,10 @@ _CACHE_READ_KEYS = (
     "gen_ai.usage.details.cached_tokens",
     "gen_ai.usage.cached_tokens",
 )
+OPENAI_RESPONSE_SERVICE_TIER = "openai.response.service_tier"  # OTel's OpenAI conventions
 _CACHE_WRITE_KEYS = (
-    semconv.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+    semconv.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS,  # the current OTel name
+    semconv.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,  # its former name, which storage reads
     "gen_ai.usage.cache_creation_input_tokens",
     "llm.token_count.prompt_details.cache_write",
     "gen_ai.usage.details.cache_write_tokens",
@@ -240,6 +242,8 @@ def _normalize_llm(attrs: MutableMapping[str, str]) -> None:
         return
     if not _provider_cost(attrs):
         _price_span(attrs)
+    else:
+        _computed_beside(attrs)
 
 
 def _operation(attrs: MutableMapping[str, str]) -> str:
@@ -289,6 +293,7 @@ def _canonical_usage(attrs: MutableMapping[str, str]) -> None:
         attrs[semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = str(cache_read)
     if cw_raw is not None:
         attrs[semconv.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = str(cache_write)
+        attrs[semconv.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] = str(cache_write)
     if rs_raw is not None:
         attrs[semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = str(reasoning)
 
@@ -332,7 +337,29 @@ def usage_of(attrs: MutableMapping[str, str]) -> Usage:
         cache_read_tokens=_int(attrs.get(semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS)),
         cache_write_tokens=_int(attrs.get(semconv.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS)),
         reasoning_tokens=_int(attrs.get(semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS)),
+        cache_write_1h_tokens=_int(attrs.get(semconv.USAGE_CACHE_WRITE_1H_INPUT_TOKENS)),
+        input_audio_tokens=_int(attrs.get(semconv.USAGE_AUDIO_INPUT_TOKENS)),
+        input_image_tokens=_int(attrs.get(semconv.USAGE_IMAGE_INPUT_TOKENS)),
+        output_audio_tokens=_int(attrs.get(semconv.USAGE_AUDIO_OUTPUT_TOKENS)),
+        output_image_tokens=_int(attrs.get(semconv.USAGE_IMAGE_OUTPUT_TOKENS)),
+        web_search_requests=_int(attrs.get(semconv.USAGE_WEB_SEARCH_REQUESTS)),
+        web_fetch_requests=_int(attrs.get(semconv.USAGE_WEB_FETCH_REQUESTS)),
+        file_search_requests=_int(attrs.get(semconv.USAGE_FILE_SEARCH_REQUESTS)),
     )
+
+
+def _computed_beside(attrs: MutableMapping[str, str]) -> None:
+    """Beside a provider-reported cost, the catalog's figure (``flowscope.cost.computed_usd``)."""
+    model = attrs.get(semconv.GEN_AI_RESPONSE_MODEL) or attrs.get(semconv.GEN_AI_REQUEST_MODEL)
+    if not model:
+        return
+    try:
+        cost = price(model, attrs.get(semconv.GEN_AI_PROVIDER_NAME), usage_of(attrs))
+    except ValueError:  # a bad pricing file or self-contradicting usage: the provider's bill stands alone
+        return
+    text = format_usd(cost.total_usd)
+    if text is not None:
+        attrs[semconv.COST_COMPUTED_USD] = text
 
 
 def _price_span(attrs: MutableMapping[str, str]) -> None:
@@ -341,8 +368,17 @@ def _price_span(attrs: MutableMapping[str, str]) -> None:
     if not model:
         attrs[semconv.COST_SOURCE] = semconv.COST_SOURCE_UNPRICED
         return
+    tier = attrs.get(semconv.RESPONSE_SERVICE_TIER) or attrs.get(OPENAI_RESPONSE_SERVICE_TIER)
     try:
-        cost = price(model, provider, usage_of(attrs))
+        if tier:
+            cost = get_catalog().price_tier(model, provider, usage_of(attrs), tier)
+        else:
+            cost = price(model, provider, usage_of(attrs))
+    except PricingFileError as exc:  # the pricing file is bad (the collector refuses to start on one)
+        logger.error("flowscope: span unpriced, the pricing file is unusable: %s", exc)
+        attrs[semconv.COST_SOURCE] = semconv.COST_SOURCE_UNPRICED
+        attrs[semconv.PRICING_ERROR] = str(exc)
+        return
     except ValueError:  # self-contradicting usage (cache > input): unpriced, not guessed
         attrs[semconv.COST_SOURCE] = semconv.COST_SOURCE_UNPRICED
         return

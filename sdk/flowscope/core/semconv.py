@@ -25,6 +25,23 @@ GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
 GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
 GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
+# The current OTel name of cache writes (semconv renamed ``cache_creation``): both are recorded,
+# the collector's storage reads ``cache_creation`` and ingest fills either from the other.
+GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS = "gen_ai.usage.cache_write.input_tokens"
+# Cache writes by lifetime (Anthropic ``cache_creation.ephemeral_5m/1h_input_tokens``), parts of
+# the cache writes above: 5 min at the cache-write price (1.25x input), 1 h at its own (2x input).
+USAGE_CACHE_WRITE_5M_INPUT_TOKENS = "flowscope.usage.cache_write_5m.input_tokens"
+USAGE_CACHE_WRITE_1H_INPUT_TOKENS = "flowscope.usage.cache_write_1h.input_tokens"
+# Modalities: audio / image tokens, parts of gen_ai.usage.input_tokens / output_tokens.
+USAGE_AUDIO_INPUT_TOKENS = "flowscope.usage.audio.input_tokens"
+USAGE_IMAGE_INPUT_TOKENS = "flowscope.usage.image.input_tokens"
+USAGE_AUDIO_OUTPUT_TOKENS = "flowscope.usage.audio.output_tokens"
+USAGE_IMAGE_OUTPUT_TOKENS = "flowscope.usage.image.output_tokens"
+# Server-side tool requests, billed per request (Anthropic usage.server_tool_use; OpenAI
+# Responses web_search_call / file_search_call output items).
+USAGE_WEB_SEARCH_REQUESTS = "flowscope.usage.web_search.requests"
+USAGE_WEB_FETCH_REQUESTS = "flowscope.usage.web_fetch.requests"
+USAGE_FILE_SEARCH_REQUESTS = "flowscope.usage.file_search.requests"
 GEN_AI_USAGE_REASONING_OUTPUT_TOKENS = "gen_ai.usage.reasoning.output_tokens"
 GEN_AI_WORKFLOW_NAME = "gen_ai.workflow.name"
 GEN_AI_TOOL_NAME = "gen_ai.tool.name"
@@ -62,6 +79,8 @@ COST_CACHE_WRITE_USD = "flowscope.cost.cache_write_usd"
 COST_OUTPUT_USD = "flowscope.cost.output_usd"
 COST_SOURCE = "flowscope.cost.source"
 PRICING_VERSION = "flowscope.pricing.version"
+# why a call is unpriced when the pricing file itself is unusable (the file and the reason)
+PRICING_ERROR = "flowscope.pricing.error"
 USAGE_ESTIMATED = "flowscope.usage.estimated"
 REQUEST_STREAM = "flowscope.request.stream"
 
@@ -78,6 +97,16 @@ BUDGET_EXCEEDED = "flowscope.budget.exceeded"
 COST_SOURCE_PROVIDER = "provider"
 COST_SOURCE_COMPUTED = "computed"
 COST_SOURCE_UNPRICED = "unpriced"
+# computed, but a part of the bill had no price (named in COST_UNPRICED_PARTS): a lower bound
+COST_SOURCE_PARTIAL = "partial"
+COST_UNPRICED_PARTS = "flowscope.cost.unpriced_parts"
+# Where the provider reported what it billed (source=provider), the catalog's figure beside it.
+COST_COMPUTED_USD = "flowscope.cost.computed_usd"
+# the per-request fees of server-side tools (in flowscope.cost.usd, beside the token parts)
+COST_TOOL_USD = "flowscope.cost.tool_usd"
+# The service tier the provider says it served (OpenAI ``service_tier``: default, flex,
+# priority, scale; Anthropic ``usage.service_tier``: standard, priority, batch); it selects the price.
+RESPONSE_SERVICE_TIER = "flowscope.response.service_tier"
 
 # flowscope.span.kind values
 KIND_RUN = "run"

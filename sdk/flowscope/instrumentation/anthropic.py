@@ -44,6 +44,12 @@ def usage_from_anthropic(usage: Any) -> Usage | None:
     uncached = int(get(usage, "input_tokens") or 0)
     cache_read = int(get(usage, "cache_read_input_tokens") or 0)
     cache_write = int(get(usage, "cache_creation_input_tokens") or 0)
+    # By lifetime (``cache_creation``): 5-minute writes at 1.25x input, 1-hour writes at 2x.
+    by_ttl = get(usage, "cache_creation")
+    write_5m = int(get(by_ttl, "ephemeral_5m_input_tokens") or 0)
+    write_1h = int(get(by_ttl, "ephemeral_1h_input_tokens") or 0)
+    cache_write = max(cache_write, write_5m + write_1h)
+    tools = get(usage, "server_tool_use")  # server-side tools, billed per request
     output = int(get(usage, "output_tokens") or 0)
     thinking = int(get(get(usage, "output_tokens_details"), "thinking_tokens") or 0)
     return Usage(
@@ -52,6 +58,9 @@ def usage_from_anthropic(usage: Any) -> Usage | None:
         cache_read_tokens=cache_read,
         cache_write_tokens=cache_write,
         reasoning_tokens=min(thinking, output),
+        cache_write_1h_tokens=write_1h,
+        web_search_requests=int(get(tools, "web_search_requests") or 0),
+        web_fetch_requests=int(get(tools, "web_fetch_requests") or 0),
     )
 
 
@@ -96,7 +105,14 @@ def _finish(call: LLMCall, message: Any, cache_hit: bool) -> None:
         response_id=get(message, "id"),
         output_messages=[{"role": "assistant", "content": _text_of(get(message, "content"))}],
         cache_hit=cache_hit,
+        service_tier=_tier(get(message, "usage")),
     )
+
+
+def _tier(usage: Any) -> str | None:
+    """``usage.service_tier``: standard, priority or batch."""
+    tier = get(usage, "service_tier")
+    return tier if isinstance(tier, str) and tier else None
 
 
 class MessageStreamObserver(StreamObserver):
@@ -124,6 +140,19 @@ class MessageStreamObserver(StreamObserver):
         details = get(usage, "output_tokens_details")
         if details is not None:
             merged["output_tokens_details"] = {"thinking_tokens": get(details, "thinking_tokens")}
+        tools = get(usage, "server_tool_use")
+        if tools is not None:
+            merged["server_tool_use"] = {
+                key: get(tools, key) for key in ("web_search_requests", "web_fetch_requests")
+            }
+        tier = get(usage, "service_tier")
+        if tier is not None:
+            merged["service_tier"] = tier
+        by_ttl = get(usage, "cache_creation")  # message_start, and message_delta where it repeats it
+        if by_ttl is not None:
+            merged["cache_creation"] = {
+                key: get(by_ttl, key) for key in ("ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")
+            }
         self.usage = merged
 
     def on_chunk(self, event: Any) -> None:
@@ -156,6 +185,7 @@ class MessageStreamObserver(StreamObserver):
         self.call.finish(
             response_model=self.model,
             usage=usage,
+            service_tier=_tier(self.usage),
             finish_reasons=[self.stop_reason] if self.stop_reason else None,
             response_id=self.response_id,
             estimated=estimated,

@@ -11,6 +11,7 @@ hook their ``close()``, which closes the HTTP response behind our proxy's back.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Collection
 from typing import Any
@@ -48,8 +49,19 @@ def usage_from_openai(usage: Any) -> Usage | None:
         input_tokens=int(prompt or 0),
         output_tokens=int(completion or 0),
         cache_read_tokens=int(get(in_details, "cached_tokens") or 0),
+        # newer models: prompt_tokens_details / input_tokens_details.cache_write_tokens
+        cache_write_tokens=int(get(in_details, "cache_write_tokens") or 0),
         reasoning_tokens=int(get(out_details, "reasoning_tokens") or 0),
+        input_audio_tokens=int(get(in_details, "audio_tokens") or 0),
+        input_image_tokens=int(get(in_details, "image_tokens") or 0),
+        output_audio_tokens=int(get(out_details, "audio_tokens") or 0),
+        output_image_tokens=int(get(out_details, "image_tokens") or 0),
     )
+
+
+def _tier(value: Any) -> str | None:
+    """The served ``service_tier`` (chat, its stream chunks, Responses), or None."""
+    return value if isinstance(value, str) and value else None
 
 
 def _messages_for_estimate(kwargs: dict[str, Any]) -> list[Any]:
@@ -107,6 +119,8 @@ def _chat_finish(call: LLMCall, response: Any, cache_hit: bool) -> None:
         # only read when content is captured
         output_messages=[get(c, "message") for c in choices] if choices and config.current.capture_content else None,
         cache_hit=cache_hit,
+        service_tier=_tier(get(response, "service_tier")),
+        provider_cost_usd=get(get(response, "usage"), "cost"),
     )
 
 
@@ -119,6 +133,7 @@ class ChatStreamObserver(StreamObserver):
         self.model: str | None = None
         self.response_id: str | None = None
         self.usage: Any = None
+        self.service_tier: str | None = None
         self.finish_reasons: list[str] = []
         self.text: list[str] = []
 
@@ -126,6 +141,7 @@ class ChatStreamObserver(StreamObserver):
         self.call.first_chunk()
         self.model = get(chunk, "model") or self.model
         self.response_id = get(chunk, "id") or self.response_id
+        self.service_tier = _tier(get(chunk, "service_tier")) or self.service_tier
         usage = get(chunk, "usage")
         if usage is not None:
             self.usage = usage
@@ -150,6 +166,8 @@ class ChatStreamObserver(StreamObserver):
             finish_reasons=self.finish_reasons,
             response_id=self.response_id,
             estimated=estimated,
+            service_tier=self.service_tier,
+            provider_cost_usd=get(self.usage, "cost"),
             output_messages=[{"role": "assistant", "content": text}],
         )
 
@@ -197,15 +215,32 @@ def _responses_start(instance: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _with_tool_calls(usage: Usage | None, response: Any) -> Usage | None:
+    """Responses' server-side tool calls (``web_search_call``, ``file_search_call`` output items)."""
+    if usage is None:
+        return None
+    web = files = 0
+    for item in get(response, "output") or ():
+        kind = get(item, "type")
+        if kind == "web_search_call":
+            web += 1
+        elif kind == "file_search_call":
+            files += 1
+    if not web and not files:
+        return usage
+    return dataclasses.replace(usage, web_search_requests=web, file_search_requests=files)
+
+
 def _responses_finish(call: LLMCall, response: Any, cache_hit: bool) -> None:
     status = get(response, "status")
     call.finish(
         response_model=get(response, "model"),
-        usage=usage_from_openai(get(response, "usage")),
+        usage=_with_tool_calls(usage_from_openai(get(response, "usage")), response),
         finish_reasons=[status] if isinstance(status, str) else None,
         response_id=get(response, "id"),
         output_messages=_output_text(response),
         cache_hit=cache_hit,
+        service_tier=_tier(get(response, "service_tier")),
     )
 
 
@@ -242,13 +277,14 @@ class ResponsesStreamObserver(StreamObserver):
 
     def on_end(self) -> None:
         response = self.response
-        usage = usage_from_openai(get(response, "usage"))
+        usage = _with_tool_calls(usage_from_openai(get(response, "usage")), response)
         estimated = False
         if usage is None:
             usage = _estimate(self.call, self.model, self.kwargs, "".join(self.text))
             estimated = usage is not None
         status = get(response, "status")
         self.call.finish(
+            service_tier=_tier(get(response, "service_tier")),
             response_model=get(response, "model") or self.model,
             usage=usage,
             finish_reasons=[status] if isinstance(status, str) else None,

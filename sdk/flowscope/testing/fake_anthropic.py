@@ -80,14 +80,17 @@ def _usage(reply: Reply, request: RecordedRequest, output_tokens: int) -> dict[s
         "cache_creation_input_tokens": reply.cache_write_tokens,
         "cache_read_input_tokens": reply.cached_tokens,
         "cache_creation": {
-            "ephemeral_5m_input_tokens": reply.cache_write_tokens,
-            "ephemeral_1h_input_tokens": 0,
+            "ephemeral_5m_input_tokens": reply.cache_write_tokens - reply.cache_write_1h_tokens,
+            "ephemeral_1h_input_tokens": reply.cache_write_1h_tokens,
         },
         "output_tokens": output_tokens,
-        "service_tier": "standard",
+        "service_tier": reply.service_tier or "standard",
     }
     if reply.reasoning_tokens:
         usage["output_tokens_details"] = {"thinking_tokens": reply.reasoning_tokens}
+    if reply.web_search_requests or reply.web_fetch_requests:
+        usage["server_tool_use"] = {"web_search_requests": reply.web_search_requests,
+                                    "web_fetch_requests": reply.web_fetch_requests}
     return usage
 
 
@@ -169,10 +172,13 @@ def render_messages(request: RecordedRequest, reply: Reply) -> FakeResponse:
         "input_tokens": final_usage["input_tokens"],
         "cache_creation_input_tokens": final_usage["cache_creation_input_tokens"],
         "cache_read_input_tokens": final_usage["cache_read_input_tokens"],
+        "cache_creation": final_usage["cache_creation"],
         "output_tokens": output_tokens,
     }
     if "output_tokens_details" in final_usage:
         delta_usage["output_tokens_details"] = final_usage["output_tokens_details"]
+    if "server_tool_use" in final_usage:
+        delta_usage["server_tool_use"] = final_usage["server_tool_use"]
     emit("message_delta", delta={"stop_reason": stop_reason, "stop_sequence": None}, usage=delta_usage)
     emit("message_stop")
     return sse_response(chunks, headers, reply)

@@ -77,6 +77,8 @@ class Reply:
       ``input_tokens = input_tokens - cached_tokens - cache_write_tokens`` plus
       ``cache_read_input_tokens``/``cache_creation_input_tokens`` (Anthropic's convention
       excludes them).
+    * ``cache_write_1h_tokens`` is the part of ``cache_write_tokens`` cached for an hour
+      (Anthropic: ``cache_creation.ephemeral_1h_input_tokens``; the rest are 5-minute writes).
     * ``output_tokens`` is the TOTAL completion size, including ``reasoning_tokens``.
 
     ``status >= 400`` turns the reply into the provider's JSON error (``error_type`` /
@@ -91,9 +93,21 @@ class Reply:
     input_tokens: int | None = None
     cached_tokens: int = 0
     cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    # modalities (OpenAI prompt/input and completion/output ``*_tokens_details``), parts of the totals
+    audio_input_tokens: int = 0
+    image_input_tokens: int = 0
+    audio_output_tokens: int = 0
+    image_output_tokens: int = 0
+    # server-side tools: Anthropic usage.server_tool_use; OpenAI Responses *_call output items
+    web_search_requests: int = 0
+    web_fetch_requests: int = 0
+    file_search_requests: int = 0
     output_tokens: int | None = None
     reasoning_tokens: int = 0
     model: str | None = None
+    provider_cost: str | None = None  # a router's billed amount, emitted as usage.cost (OpenRouter)
+    service_tier: str | None = None  # served tier in the reply (default: "default" / Anthropic "standard")
     tool_calls: Sequence[ToolCall | Mapping[str, Any]] = ()
     finish_reason: str | None = None
     latency_s: float = 0.0
@@ -109,9 +123,11 @@ class Reply:
         # Normalise dict tool calls once so renderers only ever see ToolCall.
         calls = tuple(tc if isinstance(tc, ToolCall) else ToolCall(**dict(tc)) for tc in self.tool_calls)
         object.__setattr__(self, "tool_calls", calls)
-        for name in ("cached_tokens", "cache_write_tokens", "reasoning_tokens"):
+        for name in ("cached_tokens", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
+        if self.cache_write_1h_tokens > self.cache_write_tokens:
+            raise ValueError("cache_write_tokens must include cache_write_1h_tokens (Anthropic's 1-hour writes)")
         if self.input_tokens is not None and self.input_tokens < self.cached_tokens + self.cache_write_tokens:
             raise ValueError(
                 "input_tokens is the total prompt size and must include cached + cache-write tokens"

@@ -90,17 +90,20 @@ def _chat_usage(reply: Reply, request: RecordedRequest) -> dict[str, Any]:
     prompt = reply.resolved_input_tokens(request)
     completion = reply.resolved_output_tokens(request)
     return {
+        **({"cost": float(reply.provider_cost)} if reply.provider_cost is not None else {}),
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {
             "cached_tokens": reply.cached_tokens,
             "cache_write_tokens": reply.cache_write_tokens,
-            "audio_tokens": 0,
+            "audio_tokens": reply.audio_input_tokens,
+            **({"image_tokens": reply.image_input_tokens} if reply.image_input_tokens else {}),
         },
         "completion_tokens_details": {
             "reasoning_tokens": reply.reasoning_tokens,
-            "audio_tokens": 0,
+            "audio_tokens": reply.audio_output_tokens,
+            **({"image_tokens": reply.image_output_tokens} if reply.image_output_tokens else {}),
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,
         },
@@ -148,7 +151,7 @@ def render_chat(request: RecordedRequest, reply: Reply) -> FakeResponse:
             "created": created,
             "model": model,
             "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
-            "service_tier": "default",
+            "service_tier": reply.service_tier or "default",
             "system_fingerprint": _FINGERPRINT,
         }
         if reply.include_usage:
@@ -164,7 +167,7 @@ def render_chat(request: RecordedRequest, reply: Reply) -> FakeResponse:
             "object": "chat.completion.chunk",
             "created": created,
             "model": model,
-            "service_tier": "default",
+            "service_tier": reply.service_tier or "default",
             "system_fingerprint": _FINGERPRINT,
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
         }
@@ -193,7 +196,7 @@ def render_chat(request: RecordedRequest, reply: Reply) -> FakeResponse:
                     "object": "chat.completion.chunk",
                     "created": created,
                     "model": model,
-                    "service_tier": "default",
+                    "service_tier": reply.service_tier or "default",
                     "system_fingerprint": _FINGERPRINT,
                     "choices": [],
                     "usage": _chat_usage(reply, request),
@@ -215,9 +218,15 @@ def _responses_usage(reply: Reply, request: RecordedRequest) -> dict[str, Any]:
         "input_tokens_details": {
             "cached_tokens": reply.cached_tokens,
             "cache_write_tokens": reply.cache_write_tokens,
+            **({"audio_tokens": reply.audio_input_tokens} if reply.audio_input_tokens else {}),
+            **({"image_tokens": reply.image_input_tokens} if reply.image_input_tokens else {}),
         },
         "output_tokens": out,
-        "output_tokens_details": {"reasoning_tokens": reply.reasoning_tokens},
+        "output_tokens_details": {
+            "reasoning_tokens": reply.reasoning_tokens,
+            **({"audio_tokens": reply.audio_output_tokens} if reply.audio_output_tokens else {}),
+            **({"image_tokens": reply.image_output_tokens} if reply.image_output_tokens else {}),
+        },
         "total_tokens": inp + out,
     }
 
@@ -231,6 +240,7 @@ def _response_object(
     output: list[dict[str, Any]],
     usage: dict[str, Any] | None,
     incomplete: dict[str, Any] | None = None,
+    service_tier: str | None = None,
 ) -> dict[str, Any]:
     body = request.body if isinstance(request.body, dict) else {}
     return {
@@ -249,7 +259,7 @@ def _response_object(
         "parallel_tool_calls": body.get("parallel_tool_calls", True),
         "previous_response_id": body.get("previous_response_id"),
         "reasoning": {"effort": None, "summary": None},
-        "service_tier": "default",
+        "service_tier": service_tier or "default",
         "store": body.get("store", True),
         "temperature": body.get("temperature", 1.0),
         "text": {"format": {"type": "text"}},
@@ -283,6 +293,12 @@ def render_responses(request: RecordedRequest, reply: Reply) -> FakeResponse:
     items: list[dict[str, Any]] = []
     if reply.reasoning_tokens:
         items.append({"id": new_id("rs_", 32), "type": "reasoning", "summary": []})
+    for _ in range(reply.web_search_requests):
+        items.append({"id": new_id("ws_", 32), "type": "web_search_call", "status": "completed",
+                      "action": {"type": "search", "query": "flowscope"}})
+    for _ in range(reply.file_search_requests):
+        items.append({"id": new_id("fs_", 32), "type": "file_search_call", "status": "completed",
+                      "queries": ["flowscope"], "results": None})
     if text is not None:
         items.append(
             {
@@ -309,7 +325,8 @@ def render_responses(request: RecordedRequest, reply: Reply) -> FakeResponse:
     if not request.stream:
         return json_response(
             200,
-            _response_object(request, rid, created, model, final_status, items, usage, incomplete),
+            _response_object(request, rid, created, model, final_status, items, usage, incomplete,
+                             reply.service_tier),
             headers,
             reply,
         )
@@ -322,7 +339,7 @@ def render_responses(request: RecordedRequest, reply: Reply) -> FakeResponse:
         chunks.append(sse({"type": event_type, "sequence_number": seq, **payload}, event=event_type))
         seq += 1
 
-    start = _response_object(request, rid, created, model, "in_progress", [], None)
+    start = _response_object(request, rid, created, model, "in_progress", [], None, None, reply.service_tier)
     emit("response.created", response=start)
     emit("response.in_progress", response=start)
     for index, item in enumerate(items):
@@ -387,7 +404,8 @@ def render_responses(request: RecordedRequest, reply: Reply) -> FakeResponse:
         else:
             emit("response.output_item.added", output_index=index, item=item)
         emit("response.output_item.done", output_index=index, item=item)
-    final = _response_object(request, rid, created, model, final_status, items, usage, incomplete)
+    final = _response_object(request, rid, created, model, final_status, items, usage, incomplete,
+                             reply.service_tier)
     emit("response.incomplete" if truncated else "response.completed", response=final)
     return sse_response(chunks, headers, reply)
 

@@ -14,12 +14,14 @@ prices up, computes and memoises costs, and keeps the shared catalog
 from __future__ import annotations
 
 from .catalog import PRICING_FILE_ENV, PricingCatalog, configure, get_catalog, price, price_attributes
+from .overrides import PricingFileError
 from .usage import Cost, Usage, format_usd
 
 __all__ = [
     "PRICING_FILE_ENV",
     "Cost",
     "PricingCatalog",
+    "PricingFileError",
     "Usage",
     "configure",
     "format_usd",

@@ -13,22 +13,33 @@ Per-token-type rules, mirroring genai-prices' unit hierarchy so that our total
 always equals ``genai_prices.calc_price`` for the same usage:
 
 * uncached input = input - cache_read - cache_write, at the input price;
-* cache reads at the cache-read price, cache writes at the cache-write price.
+* cache reads at the cache-read price, cache writes at the cache-write price, except
+  the 1-hour writes (``cache_write_1h_tokens``) at the 1-hour cache-write price
+  (``cache_write_1h_mtok``, Anthropic's 2x input) where the catalog has one.
   A model without a cache-read or cache-write price bills those tokens at the
   input price: that is what the provider does when it has no caching discount
   or surcharge, and what genai-prices does, so totals stay comparable;
+* audio and image tokens (parts of input and output) at their own rates
+  (``input_audio_mtok``, ``output_image_mtok`` ...); where the catalog has no rate for one,
+  they stay at the text rate and the cost is ``partial``, naming the part
+  (``unpriced_parts``), never silently text-priced;
 * output at the output price; reasoning tokens only get their own price when
   the catalog has one (a couple of Perplexity models), otherwise they are
   ordinary output tokens. Either way they land in ``output_usd``;
 * context-length tiers are "cliff" tiers chosen from the total input tokens
   (``input_tokens``, cache included): above the threshold every token of that
   call pays the tier price;
+* server-side tool requests at the catalog's per-thousand fee: web searches
+  (``web_searches_kcount``), file searches (``storage_searches_kcount``), in ``tool_usd``
+  and ``total_usd``; a tool used without a fee in the catalog makes the cost ``partial``.
+  Web fetch requests are recorded but carry no fee (Anthropic bills only their tokens);
 * a per-request fee (``requests_kcount``, some Perplexity models) is added to
   ``total_usd`` only, so there ``total_usd`` exceeds the sum of the parts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import functools
 import os
@@ -124,14 +135,25 @@ class PricingCatalog:
         self, caller: str | None, raw_provider: str | None, model: str
     ) -> tuple[str | None, Any, bool]:
         snapshot = self._snapshot
-        attempts: list[tuple[str | None, str]] = [(caller, model)]
-        if "/" in model:
-            # "openai/gpt-4o" (LiteLLM, OpenRouter-style routers): try the bare
-            # name with the caller's provider, then with the prefix as provider.
-            prefix, bare = model.split("/", 1)
-            attempts.append((caller, bare))
-            if prefix:
-                attempts.append((_canonical_provider(prefix), bare))
+        attempts: list[tuple[str | None, str]] = []
+        names = [model]
+        head, _, suffix = model.rpartition(":")
+        if head and suffix.lower() in _ROUTING_SUFFIXES:
+            # OpenRouter's routing variants ("openai/gpt-4o-mini:nitro") bill the model's price;
+            # ":free" is not stripped: it is a model of its own, priced (at 0) in the catalog.
+            names.append(head)
+        for name in names:
+            attempts.append((caller, name))
+            if "/" in name:
+                # "openai/gpt-4o" (LiteLLM, OpenRouter-style routers), Bedrock ARNs
+                # ("arn:aws:bedrock:...:inference-profile/us.anthropic.claude-..."): try the
+                # bare name with the caller's provider, then with the prefix as provider.
+                prefix, bare = name.rsplit("/", 1) if name.startswith("arn:") else name.split("/", 1)
+                attempts.append((caller, bare))
+                if name.startswith("arn:aws:bedrock:"):
+                    attempts.append(("aws", bare))
+                elif prefix and not name.startswith("arn:"):
+                    attempts.append((_canonical_provider(prefix), bare))
         if raw_provider and raw_provider.strip().lower() == "litellm":
             attempts.insert(0, ("litellm", model))
         for provider_id, model_ref in attempts:
@@ -179,15 +201,68 @@ class PricingCatalog:
                 return self._priced(sheet, usage)[0]
         return self._price_at(model, provider, usage, at, price_context)
 
+    def context_window(self, model: str, provider: str | None) -> int | None:
+        """The model's context window in tokens, where the catalog knows it."""
+        if not model or not model.strip():
+            return None
+        info = self._resolve(provider or None, model).catalog_model
+        window = getattr(info, "context_window", None) if info is not None else None
+        return window if isinstance(window, int) and window > 0 else None
+
+    def price_tier(
+        self,
+        model: str,
+        provider: str | None,
+        usage: Usage | Mapping[str, Any],
+        service_tier: str | None,
+        *,
+        at: _dt.datetime | None = None,
+    ) -> Cost:
+        """``price`` for the service tier the provider served.
+
+        The standard tiers (``default``, ``standard``, ``auto`` or none) are the list price.
+        ``batch`` selects the catalog's batch price, any other tier (``flex``, ``priority``,
+        ``scale``) the catalog's price for that tier. Where the catalog has no price for the
+        tier (or the model is priced by an override), the call is priced at the standard
+        rates and marked ``partial`` with ``service_tier:<tier>`` unpriced: never a guess.
+        """
+        tier = (service_tier or "").strip().lower()
+        if tier in _STANDARD_TIERS:
+            return self.price(model, provider, usage, at=at)
+        usage = _checked_usage(usage)
+        if provider is not None and not provider.strip():
+            provider = None
+        if not model or not model.strip():
+            return self._unpriced(provider and _canonical_provider(provider))
+        context = {"processing": "batch"} if tier == "batch" else {"service_tier": tier}
+        resolved = self._resolve(provider, model)
+        when = _now() if at is None else _as_utc(at)
+        info = resolved.catalog_model
+        if resolved.override is None and info is not None and resolved.native and any(
+            variant.when == context and (variant.constraint is None or variant.constraint.active(when))
+            for variant in info.price_variants or ()
+        ):
+            return self._price_at(model, provider, usage, when, context)
+        base = self.price(model, provider, usage, at=at)
+        if not base.priced:
+            return base
+        return dataclasses.replace(
+            base, source=semconv.COST_SOURCE_PARTIAL, unpriced_parts=(*base.unpriced_parts, f"service_tier:{tier}")
+        )
+
     def price_attributes(
-        self, model: str, provider: str | None, usage: Usage | Mapping[str, Any]
+        self, model: str, provider: str | None, usage: Usage | Mapping[str, Any], service_tier: str | None = None
     ) -> tuple[Cost, Mapping[str, str]]:
         """``price`` as of now and the cost's span attributes (``Cost.as_attributes``).
 
         The per-call path of the SDK: for a model whose price does not depend on
         the time, the arithmetic and formatting are done once per distinct usage.
-        The attributes mapping is shared: read it, do not change it.
+        The attributes mapping is shared: read it, do not change it. A non-standard
+        ``service_tier`` takes the uncached path (:meth:`price_tier`).
         """
+        if service_tier and service_tier.strip().lower() not in _STANDARD_TIERS:
+            cost = self.price_tier(model, provider, usage, service_tier)
+            return cost, cost.as_attributes()
         usage = _checked_usage(usage)
         if provider is not None and not provider.strip():
             provider = None
@@ -301,19 +376,49 @@ class PricingCatalog:
         reasoning_rate = rate("output_reasoning_mtok")
 
         uncached = total_input - usage.cache_read_tokens - usage.cache_write_tokens
-        input_usd = _per_million(mul(input_rate, uncached))
+        unpriced_parts: list[str] = []
+        modal_in = modal_out = _ZERO  # audio / image tokens at their own rates, per million
+        output_text = usage.output_tokens  # output at the output (or reasoning) rate
+        if usage.input_audio_tokens or usage.input_image_tokens or usage.output_audio_tokens \
+                or usage.output_image_tokens:
+            for part, tokens, key, is_input in (
+                ("input_audio_tokens", usage.input_audio_tokens, "input_audio_mtok", True),
+                ("input_image_tokens", usage.input_image_tokens, "input_image_mtok", True),
+                ("output_audio_tokens", usage.output_audio_tokens, "output_audio_mtok", False),
+                ("output_image_tokens", usage.output_image_tokens, "output_image_mtok", False),
+            ):
+                if not tokens:
+                    continue
+                part_rate = rate(key)
+                if part_rate is None:  # no rate for the modality: left at the text rate, and said so
+                    unpriced_parts.append(part)
+                elif is_input:
+                    uncached -= tokens
+                    modal_in = _CTX.add(modal_in, mul(part_rate, tokens))
+                else:
+                    output_text -= tokens
+                    modal_out = _CTX.add(modal_out, mul(part_rate, tokens))
+        input_usd = _per_million(_CTX.add(mul(input_rate, uncached), modal_in))
         cached_usd = _per_million(
             mul(input_rate if cache_read_rate is None else cache_read_rate, usage.cache_read_tokens)
         )
-        write_usd = _per_million(
-            mul(input_rate if cache_write_rate is None else cache_write_rate, usage.cache_write_tokens)
-        )
+        write_rate = input_rate if cache_write_rate is None else cache_write_rate
+        if usage.cache_write_1h_tokens:
+            write_1h_rate = rate("cache_write_1h_mtok")
+            write_usd = _per_million(
+                _CTX.add(
+                    mul(write_rate, usage.cache_write_tokens - usage.cache_write_1h_tokens),
+                    mul(write_rate if write_1h_rate is None else write_1h_rate, usage.cache_write_1h_tokens),
+                )
+            )
+        else:
+            write_usd = _per_million(mul(write_rate, usage.cache_write_tokens))
         if reasoning_rate is None:
-            output_usd = _per_million(mul(output_rate, usage.output_tokens))
+            output_usd = _per_million(_CTX.add(mul(output_rate, output_text), modal_out))
         else:
             output_usd = _per_million(
                 _CTX.add(
-                    mul(output_rate, usage.output_tokens - usage.reasoning_tokens),
+                    _CTX.add(mul(output_rate, output_text - usage.reasoning_tokens), modal_out),
                     mul(reasoning_rate, usage.reasoning_tokens),
                 )
             )
@@ -321,20 +426,42 @@ class PricingCatalog:
         request_fee = prices.get("requests_kcount")
         if request_fee is not None:
             total = _CTX.add(total, _CTX.scaleb(request_fee, -3))
+        tool_usd = None
+        if usage.web_search_requests or usage.file_search_requests:
+            tool_usd = _ZERO
+            for part, count, key in (
+                ("web_search_requests", usage.web_search_requests, "web_searches_kcount"),
+                ("file_search_requests", usage.file_search_requests, "storage_searches_kcount"),
+            ):
+                if not count:
+                    continue
+                fee = rate(key)
+                if fee is None:
+                    unpriced_parts.append(part)
+                else:
+                    tool_usd = _CTX.add(tool_usd, _CTX.scaleb(mul(fee, count), -3))
+            tool_usd = _tidy(tool_usd)
+            total = _CTX.add(total, tool_usd)
         return Cost(
             total_usd=_tidy(total),
             input_usd=input_usd,
             cached_input_usd=cached_usd,
             cache_write_usd=write_usd,
             output_usd=output_usd,
-            source=semconv.COST_SOURCE_COMPUTED,
+            source=semconv.COST_SOURCE_PARTIAL if unpriced_parts else semconv.COST_SOURCE_COMPUTED,
             pricing_version=self.version,
             provider=provider,
             model=model,
+            unpriced_parts=tuple(unpriced_parts),
+            tool_usd=tool_usd,
         )
 
 
 _MAX_SHEETS = 4096
+# OpenRouter model variants that route, not re-price: stripped when the decorated id is unknown.
+_ROUTING_SUFFIXES = frozenset({"nitro", "floor", "online", "exacto"})
+# Service tiers billed at the list price.
+_STANDARD_TIERS = frozenset({"", "default", "standard", "auto"})
 _MAX_MEMO = 4096
 
 
@@ -362,6 +489,22 @@ def _checked_usage(usage: Usage | Mapping[str, Any]) -> Usage:
             f"inconsistent usage: cache_read_tokens ({usage.cache_read_tokens}) + cache_write_tokens "
             f"({usage.cache_write_tokens}) exceed input_tokens ({usage.input_tokens}); input_tokens must "
             "include cached tokens (add Anthropic's cache counts to its input_tokens)"
+        )
+    if usage.cache_write_1h_tokens > usage.cache_write_tokens:
+        raise ValueError(
+            f"inconsistent usage: cache_write_1h_tokens ({usage.cache_write_1h_tokens}) exceed "
+            f"cache_write_tokens ({usage.cache_write_tokens}); cache writes must include the 1-hour ones"
+        )
+    if usage.input_audio_tokens + usage.input_image_tokens > usage.input_tokens - usage.cache_read_tokens \
+            - usage.cache_write_tokens:
+        raise ValueError(
+            f"inconsistent usage: audio ({usage.input_audio_tokens}) + image ({usage.input_image_tokens}) input "
+            f"tokens exceed the uncached input tokens; input_tokens must include them"
+        )
+    if usage.output_audio_tokens + usage.output_image_tokens + usage.reasoning_tokens > usage.output_tokens:
+        raise ValueError(
+            f"inconsistent usage: audio ({usage.output_audio_tokens}), image ({usage.output_image_tokens}) and "
+            f"reasoning ({usage.reasoning_tokens}) output tokens exceed output_tokens ({usage.output_tokens})"
         )
     if usage.reasoning_tokens > usage.output_tokens:
         raise ValueError(
@@ -443,6 +586,8 @@ def price(
     return get_catalog().price(model, provider, usage, at=at, price_context=price_context)
 
 
-def price_attributes(model: str, provider: str | None, usage: Usage | Mapping[str, Any]) -> tuple[Cost, Mapping[str, str]]:
+def price_attributes(
+    model: str, provider: str | None, usage: Usage | Mapping[str, Any], service_tier: str | None = None
+) -> tuple[Cost, Mapping[str, str]]:
     """``price`` now with the shared catalog, and the cost's span attributes (read-only)."""
-    return get_catalog().price_attributes(model, provider, usage)
+    return get_catalog().price_attributes(model, provider, usage, service_tier)

@@ -17,6 +17,7 @@ per million tokens as decimal strings (JSON/TOML numbers are read exactly)::
        "output_mtok": "1.20",            # required
        "cached_input_mtok": "0.15",      # optional (alias cache_read_mtok)
        "cache_write_mtok": "0.375",      # optional
+       "cache_write_1h_mtok": "0.60",    # optional: 1-hour cache writes (else cache_write_mtok)
        "reasoning_mtok": null,           # optional
        "tiers": [{"above_input_tokens": 200000, "input_mtok": "0.60", "output_mtok": "2.40"}],
        "effective_from": "2026-01-01"}   # optional ISO date/datetime (UTC)
@@ -46,11 +47,20 @@ from .providers import _canonical_provider
 
 _UTC = _dt.timezone.utc
 
+
+class PricingFileError(ValueError):
+    """The pricing file (``FLOWSCOPE_PRICING_FILE`` or ``init(pricing=...)``) is missing, unreadable or invalid.
+
+    Never turned into "unpriced": a bad file must stop ``flowscope.init`` and the
+    collector's start, naming the file and the reason, or every call would look free.
+    """
+
 _PRICE_FIELDS: dict[str, str] = {
     # override key -> genai-prices price key
     "input_mtok": "input_mtok",
     "cached_input_mtok": "cache_read_mtok",
     "cache_write_mtok": "cache_write_mtok",
+    "cache_write_1h_mtok": "cache_write_1h_mtok",
     "output_mtok": "output_mtok",
     "reasoning_mtok": "output_reasoning_mtok",
 }
@@ -88,12 +98,12 @@ def _load_override_source(overrides: str | os.PathLike[str] | Mapping[str, Any])
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise ValueError(f"pricing override file {label}: cannot read: {exc.strerror or exc}") from exc
+        raise PricingFileError(f"pricing override file {label}: cannot read: {exc.strerror or exc}") from exc
     digest = hashlib.sha256(raw).hexdigest()[:12]
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"pricing override file {label}: not UTF-8: {exc}") from exc
+        raise PricingFileError(f"pricing override file {label}: not UTF-8: {exc}") from exc
     if path.suffix.lower() == ".toml":
         try:
             import tomllib
@@ -101,18 +111,18 @@ def _load_override_source(overrides: str | os.PathLike[str] | Mapping[str, Any])
             try:
                 import tomli as tomllib  # type: ignore[no-redef]
             except ImportError as exc:
-                raise ValueError(
+                raise PricingFileError(
                     f"pricing override file {label}: TOML needs Python 3.11+ or the tomli package; use JSON"
                 ) from exc
         try:
             data = tomllib.loads(text, parse_float=Decimal)
         except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"pricing override file {label}: invalid TOML: {exc}") from exc
+            raise PricingFileError(f"pricing override file {label}: invalid TOML: {exc}") from exc
     else:
         try:
             data = json.loads(text, parse_float=Decimal)
         except json.JSONDecodeError as exc:
-            raise ValueError(
+            raise PricingFileError(
                 f"pricing override file {label}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
             ) from exc
     return data, f"pricing override file {label}", digest
@@ -171,8 +181,13 @@ def _as_utc(when: _dt.datetime) -> _dt.datetime:
 def _parse_overrides(data: Any, label: str) -> tuple[_OverrideGroup, ...]:
     """Every entry checked, then grouped by (provider, model) into price histories."""
     groups: dict[tuple[str | None, str], dict[str, Any]] = {}
-    for index, entry in enumerate(_models(data, label)):
-        _add_entry(groups, entry, f"{label}: models[{index}]")
+    try:
+        for index, entry in enumerate(_models(data, label)):
+            _add_entry(groups, entry, f"{label}: models[{index}]")
+    except PricingFileError:
+        raise
+    except ValueError as exc:  # every check names the file (label) and the entry: same message, loud type
+        raise PricingFileError(str(exc)) from None
     return tuple(_override_group(group) for group in groups.values())
 
 

@@ -11,6 +11,8 @@ Token conventions (callers normalise before pricing):
 * ``input_tokens`` INCLUDES ``cache_read_tokens`` and ``cache_write_tokens``
   (OpenAI convention; Anthropic reports them separately, add them back).
 * ``output_tokens`` INCLUDES ``reasoning_tokens``.
+* ``cache_write_tokens`` INCLUDES ``cache_write_1h_tokens`` (writes kept for an hour,
+  Anthropic's ``ephemeral_1h_input_tokens``); the rest are 5-minute writes.
 """
 
 from __future__ import annotations
@@ -32,11 +34,28 @@ _USAGE_KEYS: dict[str, str] = {
     "cache_read_tokens": "cache_read_tokens",
     "cache_write_tokens": "cache_write_tokens",
     "reasoning_tokens": "reasoning_tokens",
+    "cache_write_1h_tokens": "cache_write_1h_tokens",
+    semconv.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: "cache_write_tokens",
     semconv.GEN_AI_USAGE_INPUT_TOKENS: "input_tokens",
     semconv.GEN_AI_USAGE_OUTPUT_TOKENS: "output_tokens",
     semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: "cache_read_tokens",
     semconv.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: "cache_write_tokens",
     semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: "reasoning_tokens",
+    semconv.USAGE_CACHE_WRITE_1H_INPUT_TOKENS: "cache_write_1h_tokens",
+    "input_audio_tokens": "input_audio_tokens",
+    "input_image_tokens": "input_image_tokens",
+    "output_audio_tokens": "output_audio_tokens",
+    "output_image_tokens": "output_image_tokens",
+    semconv.USAGE_AUDIO_INPUT_TOKENS: "input_audio_tokens",
+    semconv.USAGE_IMAGE_INPUT_TOKENS: "input_image_tokens",
+    semconv.USAGE_AUDIO_OUTPUT_TOKENS: "output_audio_tokens",
+    semconv.USAGE_IMAGE_OUTPUT_TOKENS: "output_image_tokens",
+    "web_search_requests": "web_search_requests",
+    "web_fetch_requests": "web_fetch_requests",
+    "file_search_requests": "file_search_requests",
+    semconv.USAGE_WEB_SEARCH_REQUESTS: "web_search_requests",
+    semconv.USAGE_WEB_FETCH_REQUESTS: "web_fetch_requests",
+    semconv.USAGE_FILE_SEARCH_REQUESTS: "file_search_requests",
 }
 
 
@@ -54,15 +73,32 @@ class Usage:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    # modalities, parts of the (uncached) input and of the output, each at its own rate
+    input_audio_tokens: int = 0
+    input_image_tokens: int = 0
+    output_audio_tokens: int = 0
+    output_image_tokens: int = 0
+    # server-side tool requests (web search, web fetch, file search), priced per request
+    web_search_requests: int = 0
+    web_fetch_requests: int = 0
+    file_search_requests: int = 0
 
     def __post_init__(self) -> None:
-        i, o, cr, cw, r = (
+        i, o, cr, cw, r, w1 = (
             self.input_tokens, self.output_tokens, self.cache_read_tokens, self.cache_write_tokens,
-            self.reasoning_tokens,
+            self.reasoning_tokens, self.cache_write_1h_tokens,
         )
-        if (  # the common case, five plain non-negative ints: nothing to convert or report
+        ai, ii, ao, io = self.input_audio_tokens, self.input_image_tokens, self.output_audio_tokens, \
+            self.output_image_tokens
+        if (  # the common case, plain non-negative ints: nothing to convert or report
             type(i) is int and type(o) is int and type(cr) is int and type(cw) is int and type(r) is int
-            and i >= 0 and o >= 0 and cr >= 0 and cw >= 0 and r >= 0
+            and type(w1) is int and i >= 0 and o >= 0 and cr >= 0 and cw >= 0 and r >= 0 and w1 >= 0
+            and type(ai) is int and type(ii) is int and type(ao) is int and type(io) is int
+            and ai >= 0 and ii >= 0 and ao >= 0 and io >= 0
+            and type(self.web_search_requests) is int and self.web_search_requests >= 0
+            and type(self.web_fetch_requests) is int and self.web_fetch_requests >= 0
+            and type(self.file_search_requests) is int and self.file_search_requests >= 0
         ):
             return
         for name in (
@@ -71,6 +107,14 @@ class Usage:
             "cache_read_tokens",
             "cache_write_tokens",
             "reasoning_tokens",
+            "cache_write_1h_tokens",
+            "input_audio_tokens",
+            "input_image_tokens",
+            "output_audio_tokens",
+            "output_image_tokens",
+            "web_search_requests",
+            "web_fetch_requests",
+            "file_search_requests",
         ):
             value = getattr(self, name)
             if type(value) is not int:
@@ -132,10 +176,20 @@ class Cost:
     pricing_version: str
     provider: str | None = None
     model: str | None = None
+    # parts of the bill the catalog had no price for ("service_tier:priority"): the total is
+    # then a lower bound and ``source`` is ``partial``
+    unpriced_parts: tuple[str, ...] = ()
+    # per-request fees of server-side tools (web search, file search); in total_usd
+    tool_usd: Decimal | None = None
 
     @property
     def priced(self) -> bool:
         return self.total_usd is not None
+
+    @property
+    def complete(self) -> bool:
+        """Priced, every part of it."""
+        return self.total_usd is not None and not self.unpriced_parts
 
     def as_attributes(self) -> dict[str, str]:
         """Span attributes; decimal strings because OTel has no decimal type and floats round."""
@@ -147,12 +201,15 @@ class Cost:
                 (semconv.COST_CACHED_INPUT_USD, self.cached_input_usd),
                 (semconv.COST_CACHE_WRITE_USD, self.cache_write_usd),
                 (semconv.COST_OUTPUT_USD, self.output_usd),
+                (semconv.COST_TOOL_USD, self.tool_usd),
             ):
                 text = format_usd(value)
                 if text is not None:
                     attrs[key] = text
         attrs[semconv.COST_SOURCE] = self.source
         attrs[semconv.PRICING_VERSION] = self.pricing_version
+        if self.unpriced_parts:
+            attrs[semconv.COST_UNPRICED_PARTS] = ",".join(self.unpriced_parts)
         return attrs
 
 

@@ -69,7 +69,7 @@ def summarize(spans_in: Iterable[SpanRecord], run_id: str | None = None) -> dict
             (s.provider, s.model),
             {"provider": s.provider, "model": s.model, "llm_calls": 0, "input_tokens": 0,
              "cached_input_tokens": 0, "output_tokens": 0, "reasoning_tokens": 0, "cost_usd": ZERO,
-             "unpriced_calls": 0},
+             "unpriced_calls": 0, "partially_priced_calls": 0},
         )
         m["llm_calls"] += 1
         m["input_tokens"] += s.input_tokens
@@ -78,6 +78,7 @@ def summarize(spans_in: Iterable[SpanRecord], run_id: str | None = None) -> dict
         m["reasoning_tokens"] += s.reasoning_tokens
         m["cost_usd"] += s.cost_usd
         m["unpriced_calls"] += int(s.cost_source == semconv.COST_SOURCE_UNPRICED)
+        m["partially_priced_calls"] += int(s.cost_source == semconv.COST_SOURCE_PARTIAL)
     by_node = _by_node(spans)
     flow = flow_name(spans)
     status = run_status(spans)
@@ -97,6 +98,11 @@ def summarize(spans_in: Iterable[SpanRecord], run_id: str | None = None) -> dict
         "fallbacks": sum(1 for s in llm if s.fallback_to),
         "cache_hits": sum(1 for s in llm if s.cache_hit),
         "unpriced_calls": sum(1 for s in llm if s.cost_source == semconv.COST_SOURCE_UNPRICED),
+        "partially_priced_calls": sum(1 for s in llm if s.cost_source == semconv.COST_SOURCE_PARTIAL),
+        # no silent $0: False when any call in cost_usd lacks a price or the price of a part
+        "cost_complete": not any(
+            s.cost_source in (semconv.COST_SOURCE_UNPRICED, semconv.COST_SOURCE_PARTIAL) for s in llm
+        ),
         "estimated_calls": sum(1 for s in llm if s.usage_estimated),
         "input_tokens": sum(s.input_tokens for s in llm),
         "cached_input_tokens": sum(s.cached_input_tokens for s in llm),
@@ -114,7 +120,8 @@ def summarize(spans_in: Iterable[SpanRecord], run_id: str | None = None) -> dict
         "budget_exceeded": any(s.budget_exceeded for s in spans),
         "waiting_ms": waiting_ms(spans),
         "by_model": [
-            {**m, "cost_usd": usd(m["cost_usd"])}
+            {**m, "cost_usd": usd(m["cost_usd"]),
+             "cost_complete": not (m["unpriced_calls"] or m["partially_priced_calls"])}
             for m in sorted(by_model.values(), key=lambda m: (-m["cost_usd"], m["model"]))
         ],
         "by_node": [
