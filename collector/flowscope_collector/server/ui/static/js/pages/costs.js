@@ -46,7 +46,7 @@ function label(group, groupBy) {
 function chart(series, buckets, unit, groupBy) {
   const W = 760;
   const H = 220;
-  const pad = { l: 8, r: 8, t: 10, b: 28 };
+  const pad = { l: 8, r: 8, t: 18, b: 28 };
   const totals = buckets.map((b) => money.add(...series.map((sr) => b.values.get(sr) || "0")));
   const max = totals.reduce((m, t) => (money.compare(t, m) > 0 ? t : m), "0");
   const bw = (W - pad.l - pad.r) / buckets.length;
@@ -73,7 +73,7 @@ function chart(series, buckets, unit, groupBy) {
       svg.append(s("text", { x: pad.l + i * bw + bw / 2, y: H - 10, "text-anchor": "middle", class: "tick" }, text));
     }
   });
-  svg.append(s("text", { x: W - pad.r, y: pad.t + 4, "text-anchor": "end", class: "tick" }, `max ${money.usd(max)}`));
+  svg.append(s("text", { x: pad.l + 2, y: pad.t + 4, "text-anchor": "start", class: "tick" }, `highest bar ${money.usd(max)}`));
   return { svg, totals };
 }
 
