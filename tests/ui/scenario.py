@@ -174,10 +174,13 @@ def produce(url: str, fp: FakeProvider, *, api_key: str | None = None, service: 
         try:
             with flowscope.run("checkout", budget_usd="0.0001", input={"cart": ["book"]}) as run:
                 with flowscope.node("price", type="llm"):
-                    oai.chat.completions.create(model=GPT, messages=[{"role": "user", "content": "price it"}])
+                    # max_tokens bounds the call's worst case, which the budget checks before sending
+                    oai.chat.completions.create(model=GPT, messages=[{"role": "user", "content": "price it"}],
+                                                max_tokens=50)
                     flowscope.record_state("price", "12.00")
                 with flowscope.node("charge", type="llm"):
-                    oai.chat.completions.create(model=GPT, messages=[{"role": "user", "content": "charge it"}])
+                    oai.chat.completions.create(model=GPT, messages=[{"role": "user", "content": "charge it"}],
+                                                max_tokens=50)
         except flowscope.BudgetExceeded:
             pass
         out.budget = run.id
