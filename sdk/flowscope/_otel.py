@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -191,6 +191,11 @@ def span_processors(provider: Any) -> tuple[Any, ...]:
     return tuple(getattr(active, "_span_processors", ()))
 
 
+def has_processor(provider: Any, kind: type) -> bool:
+    """Whether ``provider`` already has a span processor of class ``kind``."""
+    return any(isinstance(p, kind) for p in span_processors(provider))
+
+
 def propagators_of(textmap: Any) -> list[Any]:
     """The members of a composite propagator, or ``[textmap]`` for a single one."""
     return list(getattr(textmap, "_propagators", [textmap]))
@@ -307,8 +312,3 @@ def end_span(span: Span, exc: BaseException | None = None) -> None:
         span.end()
     except Exception:
         logger.debug("flowscope: could not end span", exc_info=True)
-
-
-def has_processor(provider: Any, kind: type, among: Iterable[Any] | None = None) -> bool:
-    """Whether ``provider`` already has a span processor of class ``kind``."""
-    return any(isinstance(p, kind) for p in (among if among is not None else span_processors(provider)))
