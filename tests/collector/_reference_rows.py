@@ -84,7 +84,8 @@ def reference_columns(req: ExportTraceServiceRequest, project: str,
                 rattr_c.append(rattrs)
                 sname_c.append(ss.scope.name)
                 sver_c.append(ss.scope.version)
-                attr_c.append(normalize_attributes(_attrs(span.attributes, lim), parent_span_id=span.parent_span_id))
+                attr_c.append(normalize_attributes(_attrs(span.attributes, lim), parent_span_id=span.parent_span_id,
+                                                   span_name=span.name))
                 dur_c.append(end - start if end > start else 0)
                 status_c.append(_STATUS[span.status.code] if 0 <= span.status.code < 3 else "Unset")
                 smsg_c.append(span.status.message)

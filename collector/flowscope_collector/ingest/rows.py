@@ -22,7 +22,7 @@ from typing import Any
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from flowscope.core import semconv
+from flowscope.core import hazeljs, semconv
 from flowscope.core.normalize import INGEST_HINTS, normalize_attributes
 
 from . import otlp
@@ -47,6 +47,8 @@ _K_KIND_LLM = _K_KIND + b"\x12\x05\x0a\x03" + semconv.KIND_LLM.encode()
 _K_COST_SOURCE = _key(semconv.COST_SOURCE)
 _K_PROVIDER = _key(semconv.GEN_AI_PROVIDER_NAME)
 _K_SYSTEM = _key(semconv.GEN_AI_SYSTEM)
+_K_RUN_ID = _key(semconv.RUN_ID)
+_HAZELJS = hazeljs.INGEST_HINT
 
 
 class RowBuilder:
@@ -162,7 +164,8 @@ class RowBuilder:
 
     def _rewrite(self, span: Any, batch: Batch) -> None:
         """Replace the span's attributes with the normalised, limited string map ``otel_traces`` stores."""
-        _set_strings(span.attributes, normalize_attributes(self._attrs(span.attributes, batch), parent_span_id=span.parent_span_id))
+        _set_strings(span.attributes, normalize_attributes(self._attrs(span.attributes, batch),
+                                                             parent_span_id=span.parent_span_id, span_name=span.name))
         if len(span.events) > self.limits.max_events:
             del span.events[self.limits.max_events:]
         for e in span.events:
@@ -173,6 +176,8 @@ class RowBuilder:
 
 def _foreign_or_unpriced(raw: bytes) -> bool:
     """An LLM span normalisation would change: unpriced, or perhaps a foreign producer's."""
+    if _HAZELJS in raw and _K_RUN_ID not in raw:  # a HazelJS span not yet in a run (flowscope.core.hazeljs)
+        return True
     if _K_KIND in raw:
         if _K_KIND_LLM not in raw:
             return False  # a run, node or tool span: normalisation leaves it alone
@@ -184,7 +189,7 @@ def _foreign_or_unpriced(raw: bytes) -> bool:
 
 
 # _foreign_or_unpriced's four probes must catch every hint.
-assert all(any(p in h for p in (b"gen_ai.", b"llm.", b"span.kind", b"graph")) for h in INGEST_HINTS)
+assert all(any(p in h for p in (b"gen_ai.", b"llm.", b"span.kind", b"graph", _HAZELJS)) for h in INGEST_HINTS)
 
 
 def _plain_header(raw: bytes) -> bool:

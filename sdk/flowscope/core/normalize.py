@@ -51,7 +51,7 @@ import logging
 from collections.abc import MutableMapping
 from decimal import Decimal, InvalidOperation
 
-from . import semconv
+from . import hazeljs, semconv
 from .pricing import PricingFileError, Usage, format_usd, get_catalog, price
 
 logger = logging.getLogger("flowscope")
@@ -138,6 +138,7 @@ _TRIGGERS = frozenset(
         "llm.model_name",
         *_INPUT_KEYS,
         *_OUTPUT_KEYS,
+        *hazeljs.TRIGGERS,
     }
 )
 
@@ -148,7 +149,7 @@ _USAGE_KEYS = _INPUT_KEYS + _OUTPUT_KEYS
 # gen_ai.* / llm.* hints it already has) is one this module leaves unchanged.
 INGEST_HINTS: tuple[bytes, ...] = (
     b"gen_ai.", b"llm.", TRACELOOP_SPAN_KIND.encode(), OPENINFERENCE_SPAN_KIND.encode(),
-    OI_GRAPH_NODE_ID.encode(), LANGGRAPH_NODE.encode(),
+    OI_GRAPH_NODE_ID.encode(), LANGGRAPH_NODE.encode(), hazeljs.INGEST_HINT,
 )
 
 # Providers whose raw API usage excludes cached input from input_tokens.
@@ -195,17 +196,20 @@ def is_llm_span(attrs: MutableMapping[str, str]) -> bool:
 
 
 def normalize_attributes(
-    attrs: MutableMapping[str, str], *, parent_span_id: bytes | str | None = None
+    attrs: MutableMapping[str, str], *, parent_span_id: bytes | str | None = None, span_name: str | None = None
 ) -> MutableMapping[str, str]:
     """Fill canonical keys in place and return the map. Never raises.
 
     ``parent_span_id`` (optional) lets a parentless foreign CHAIN/AGENT span
     become its trace's run root; without it only explicit workflow markers
-    make runs.
+    make runs. ``span_name`` (optional) tells HazelJS's spans apart (they
+    differ by name, not by attributes: :mod:`flowscope.core.hazeljs`).
     """
     try:
         if attrs.keys().isdisjoint(_TRIGGERS):
             return attrs
+        if hazeljs.is_hazeljs(attrs):
+            hazeljs.apply(attrs, span_name, has_usage=any(k in attrs for k in _USAGE_KEYS))
         kind = attrs.get(semconv.SPAN_KIND)
         if kind:
             if kind == semconv.KIND_LLM:

@@ -74,7 +74,7 @@ def span_record(span: ReadableSpan) -> views.SpanRecord:
     parent = span.parent
     start = span.start_time or 0
     end = span.end_time or start
-    attrs = normalize_attributes(_attrs(span.attributes))
+    attrs = normalize_attributes(_attrs(span.attributes), span_name=span.name)
     return views.record_from_attributes(
         trace_id=f"{ctx.trace_id:032x}" if ctx is not None else "",
         span_id=f"{ctx.span_id:016x}" if ctx is not None else "",
