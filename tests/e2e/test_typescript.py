@@ -1,10 +1,12 @@
 """The TypeScript example (examples/typescript) against the real collector.
 
-A BackpackFlow-style flow and a HazelJS-style agent, traced with the
-OpenTelemetry JS SDK in flowscope's conventions and exported over OTLP/HTTP
-(JSON), calling the FakeProvider. Runs wherever ``node`` and ``npm`` are
-installed (CI installs them); ``npm ci`` is run here if the example's
-dependencies are missing. Without node the test skips and says so.
+A BackpackFlow-style flow traced with the OpenTelemetry JS SDK in flowscope's
+conventions, and a real ``@hazeljs/agent`` agent traced by the runtime's own
+spans plus the example's small bridge (``src/hazel-bridge.ts``), both exported
+over OTLP/HTTP and calling the FakeProvider. Runs wherever ``node`` and ``npm``
+are installed (CI installs them); ``npm ci`` is run here (from the npm registry
+only) if the example's dependencies are missing or older than its lock file.
+Without node the test skips and says so.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ def built_example() -> Path:
     if not node or not npm:
         pytest.skip("node/npm not installed: the TypeScript example needs Node.js >= 18 and npm "
                     "(CI installs them; locally: apt-get install nodejs npm)")
-    if not (EXAMPLE / "node_modules" / "@opentelemetry" / "sdk-trace-node").is_dir():
+    installed = EXAMPLE / "node_modules" / ".package-lock.json"  # npm writes it on every install
+    if not installed.is_file() or installed.stat().st_mtime < (EXAMPLE / "package-lock.json").stat().st_mtime:
         r = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=EXAMPLE, capture_output=True, text=True,
                            timeout=600)
         if r.returncode != 0:
@@ -45,21 +48,22 @@ def built_example() -> Path:
     return EXAMPLE / "dist" / "main.js"
 
 
-def test_typescript_flow_and_agent(built_example, collector, fake_provider) -> None:
+def run_example(built_example: Path, collector, fake_provider, **env_extra: str) -> dict:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+           "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OPENAI_BASE_URL": fake_provider.openai_base_url,
+           **env_extra}
+    r = subprocess.run(["node", str(built_example)], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, f"example failed:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_typescript_flow(built_example, collector, fake_provider) -> None:
     fake_provider.script(
         Reply(text="photons scatter", input_tokens=500, output_tokens=50, model="gpt-4o-mini-2024-07-18"),
         Reply(text="Rayleigh scattering.", input_tokens=800, cached_tokens=300, output_tokens=120,
               model="gpt-4o-mini-2024-07-18"),
-        Reply(tool_calls=[ToolCall("lookup_order", {"id": "42"}, id="call_1")], input_tokens=300,
-              output_tokens=20, model="gpt-4o-mini-2024-07-18"),
-        Reply(text="Order 42 has shipped.", input_tokens=400, output_tokens=30, model="gpt-4o-mini-2024-07-18"),
     )
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
-           "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OPENAI_BASE_URL": fake_provider.openai_base_url}
-    r = subprocess.run(["node", str(built_example)], capture_output=True, text=True, timeout=120, env=env)
-    assert r.returncode == 0, f"example failed:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
-    out = json.loads(r.stdout.strip().splitlines()[-1])
-    assert out["answer"] == "Order 42 has shipped."
+    out = run_example(built_example, collector, fake_provider, EXAMPLE_PARTS="flow")
 
     # The flow: plan (llm) -> research (tool) -> write (llm), state in a backpack.
     flow_id = out["flow_run_id"]
@@ -87,18 +91,71 @@ def test_typescript_flow_and_agent(built_example, collector, fake_provider) -> N
                                                       "notes": ["note about photons", "second note"],
                                                       "draft": "Rayleigh scattering."}
 
-    # The agent: model turn -> tool -> model turn.
-    agent_id = out["agent_run_id"]
-    a = collector.wait_for_run(agent_id, spans=7)  # run + 3 nodes + 2 llm + 1 tool
-    assert (a["flow"], a["status"], a["llm_calls"], a["input_tokens"], a["output_tokens"]) == (
-        "support-agent", "ok", 2, 700, 50)
-    assert Decimal(a["cost_usd"]) == cost(300, 20) + cost(400, 30)
-    anodes = collector.get(f"/api/v1/runs/{agent_id}/nodes").json()["nodes"]
-    assert [(n["step"], n["name"], n["type"], n["llm_calls"]) for n in anodes] == [
-        (0, "model", "llm", 1), (1, "lookup_order", "tool", 0), (2, "model", "llm", 1)]
-    assert state(agent_id, 0)["messages"] == 3
-    assert state(agent_id, 1)["tool_results"] == {"lookup_order": {"id": "42", "status": "shipped"}}
-    final = state(agent_id, 2)
-    assert final["messages"] == 5 and final["answer"] == "Order 42 has shipped."
-    spans = collector.get(f"/api/v1/runs/{agent_id}/spans").json()
-    assert spans["spans"] == 7
+
+# The HazelJS agent's replies, two executions: lookup_order 13 (the tool fails), lookup_order 42,
+# the answer; then a second question whose first reply passes the 100-token budget.
+AGENT_REPLIES = (
+    Reply(tool_calls=[ToolCall("lookup_order", {"id": "13"}, id="call_1")], input_tokens=300, output_tokens=20,
+          model="gpt-4o-mini-2024-07-18"),
+    Reply(tool_calls=[ToolCall("lookup_order", {"id": "42"}, id="call_2")], input_tokens=350, output_tokens=25,
+          model="gpt-4o-mini-2024-07-18"),
+    Reply(text="Order 42 has shipped.", input_tokens=400, cached_tokens=100, output_tokens=30,
+          model="gpt-4o-mini-2024-07-18"),
+    Reply(text="Order 43 is on its way.", input_tokens=120, output_tokens=10, model="gpt-4o-mini-2024-07-18"),
+)
+ANSWERED = cost(300, 20) + cost(350, 25) + cost(400, 30, cached=100)
+OVER_BUDGET = cost(120, 10)
+
+
+def check_hazel_runs(collector, out: dict, *, spans: tuple[int, int], llm_nodes: bool) -> None:
+    assert out["answer"] == "Order 42 has shipped."
+    assert out["budget_error"]  # the runtime wraps BudgetExceededError in its generic LLM error
+    answered, over = out["agent_run_ids"]  # one run per execution, ids are the executions' UUIDs as hex
+    assert len(answered) == len(over) == 32 and answered != over
+
+    a = collector.wait_for_run(answered, spans=spans[0])
+    assert (a["flow"], a["service"], a["status"], a["spans"]) == ("support-agent", "ts-example", "ok", spans[0])
+    # each model call once: 3 calls, their tokens, their exact cost
+    assert (a["llm_calls"], a["input_tokens"], a["cached_input_tokens"], a["output_tokens"]) == (3, 1050, 100, 75)
+    assert Decimal(a["cost_usd"]) == ANSWERED and a["unpriced_calls"] == 0 and a["budget_exceeded"] is False
+    nodes = [(n["name"], n["type"], n["status"], n["llm_calls"])
+             for n in collector.get(f"/api/v1/runs/{answered}/nodes").json()["nodes"]]
+    tools = [("lookup_order", "tool", "error", 0), ("lookup_order", "tool", "ok", 0)]
+    if llm_nodes:  # agent.llm is the step, the chat span beneath it the call
+        assert nodes == [("llm", "llm", "ok", 1), tools[0], ("llm", "llm", "ok", 1), tools[1], ("llm", "llm", "ok", 1)]
+    else:  # agent.llm carries the usage: it is the call
+        assert nodes == tools
+
+    b = collector.wait_for_run(over, spans=spans[1])
+    assert (b["flow"], b["status"], b["spans"], b["llm_calls"]) == ("support-agent", "error", spans[1], 1)
+    assert b["budget_exceeded"] is True and Decimal(b["cost_usd"]) == OVER_BUDGET
+    def flat(items: list[dict]) -> list[dict]:
+        return [x for s in items for x in (s, *flat(s["children"]))]
+
+    events = [e for s in flat(collector.get(f"/api/v1/runs/{over}/spans").json()["roots"])
+              for e in s["events"] if e["name"] == "flowscope.budget.exceeded"]
+    assert len(events) == 1
+    assert json.loads(events[0]["attributes"]["hazeljs.budget"]) == {"maxTokens": 100}
+    assert json.loads(events[0]["attributes"]["hazeljs.usage"])["tokens"] == 130
+
+    # The runs list and the cost roll-up are summed in ClickHouse: the same totals, nothing twice,
+    # and no run beside the executions (a failed execution's agent.run joined its run).
+    listed = {r["run_id"]: r for r in collector.get("/api/v1/runs", params={"service": "ts-example",
+                                                                           "limit": 1000}).json()["runs"]}
+    assert Decimal(listed[answered]["cost_usd"]) == ANSWERED and Decimal(listed[over]["cost_usd"]) == OVER_BUDGET
+    assert not [r for r in listed.values() if r["flow"] not in ("support-agent", "research-flow")]
+
+
+def test_hazeljs_agent_with_instrumented_child_calls(built_example, collector, fake_provider) -> None:
+    """Usage on agent.llm and on the chat span beneath it: counted once, from the child."""
+    fake_provider.script(*AGENT_REPLIES)
+    out = run_example(built_example, collector, fake_provider, EXAMPLE_PARTS="agent")
+    # run, execute, 3 x (agent.llm + chat), 2 tools | run, execute, agent.llm + chat
+    check_hazel_runs(collector, out, spans=(10, 4), llm_nodes=True)
+
+
+def test_hazeljs_agent_with_usage_on_its_own_spans(built_example, collector, fake_provider) -> None:
+    """No instrumentation beneath: the adapter's usage on agent.llm is the call."""
+    fake_provider.script(*AGENT_REPLIES)
+    out = run_example(built_example, collector, fake_provider, EXAMPLE_PARTS="agent", EXAMPLE_CHILD_SPANS="0")
+    check_hazel_runs(collector, out, spans=(7, 3), llm_nodes=False)

@@ -32,7 +32,7 @@ import {
 } from "@opentelemetry/api";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { resourceFromAttributes } from "@opentelemetry/resources";
-import { SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
+import { SimpleSpanProcessor, type SpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { NodeTracerProvider } from "@opentelemetry/sdk-trace-node";
 
 /** Attribute names, as in flowscope's semconv.py (never invent names under gen_ai.). */
@@ -88,13 +88,18 @@ const TRACER = "flowscope-typescript-example";
 let provider: NodeTracerProvider | undefined;
 
 /** Set up OTLP/HTTP export to `${endpoint}/v1/traces` (the collector's port 4318 by default). */
-export function initTracing(opts: { serviceName: string; endpoint?: string; headers?: Record<string, string> }) {
+export function initTracing(opts: {
+  serviceName: string;
+  endpoint?: string;
+  headers?: Record<string, string>;
+  processors?: SpanProcessor[]; // run before the exporter (the HazelJS bridge's, src/hazel-bridge.ts)
+}) {
   const endpoint = (opts.endpoint ?? process.env.OTEL_EXPORTER_OTLP_ENDPOINT ?? "http://127.0.0.1:4318")
     .replace(/\/$/, "");
   provider = new NodeTracerProvider({
     resource: resourceFromAttributes({ "service.name": opts.serviceName }),
     // Simple (not batch) so a short demo loses nothing; use BatchSpanProcessor in services.
-    spanProcessors: [new SimpleSpanProcessor(new OTLPTraceExporter({ url: `${endpoint}/v1/traces`, headers: opts.headers }))],
+    spanProcessors: [...(opts.processors ?? []), new SimpleSpanProcessor(new OTLPTraceExporter({ url: `${endpoint}/v1/traces`, headers: opts.headers }))],
   });
   provider.register();
   return provider;

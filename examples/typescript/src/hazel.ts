@@ -1,64 +1,109 @@
 /**
- * A HazelJS-style agent: a model, a tool registry, and a loop that calls the
- * model, runs the tools it asks for, feeds the results back, and stops at a
- * final answer.
+ * A real @hazeljs/agent agent: declared with its decorators, run by its
+ * AgentRuntime, traced by the runtime's own OpenTelemetry spans plus the small
+ * bridge in ./hazel-bridge.ts.
  *
- * Each turn is a node (type llm for a model turn, tool for a tool execution),
- * the whole loop one run, and the agent's memory is state: time travel shows
- * the conversation growing step by step.
+ *   SupportAgent               @Agent with one @Tool, lookup_order
+ *   OpenAICompatibleProvider   the runtime's LLMProvider: one chat completion
+ *                              per call to an OpenAI-compatible endpoint
+ *                              (OPENAI_BASE_URL; the FakeProvider in tests)
+ *   runSupportAgent            two executions: one that answers (tool, then
+ *                              answer) and one that passes its token budget
+ *
+ * The adapter records the provider's usage on the span active while it runs,
+ * which is the runtime's `agent.llm`. With `childSpans` it also sends the
+ * request through ./llm.ts's `complete`, whose `chat {model}` span stands for
+ * what an OpenAI instrumentation opens beneath: then usage is on both, and the
+ * bridge's processor makes the child the one that counts.
  */
-import { node, runFlow, setState, tool } from "./flowscope";
-import { complete, type Message, type ToolSpec } from "./llm";
+import "reflect-metadata";
 
-export interface AgentTool {
-  spec: ToolSpec;
-  run(args: Record<string, unknown>): Promise<unknown> | unknown;
+import { Agent, AgentRuntime, Tool } from "@hazeljs/agent";
+import type { AgentRuntimeConfig, LLMChatRequest, LLMChatResponse, LLMProvider } from "@hazeljs/agent";
+import { trace } from "@opentelemetry/api";
+
+import { ATTR } from "./flowscope";
+import { bridgeEvents, flowscopeObservability, type HazelSpanProcessor, runIdOf } from "./hazel-bridge";
+import { complete, type Message, post, type ToolSpec } from "./llm";
+
+const MODEL = process.env.EXAMPLE_MODEL ?? "gpt-4o-mini";
+
+@Agent({
+  name: "support-agent",
+  description: "Answers questions about orders",
+  systemPrompt: "You help with orders.",
+  model: MODEL,
+})
+export class SupportAgent {
+  @Tool({
+    name: "lookup_order",
+    description: "Find an order by id",
+    parameters: [{ name: "id", type: "string", description: "The order id", required: true }],
+  })
+  async lookupOrder(input: { id: string }) {
+    if (input.id === "13") throw new Error("order 13 is archived");
+    return { id: input.id, status: "shipped" };
+  }
 }
 
-export class Agent {
-  private readonly tools = new Map<string, AgentTool>();
+export class OpenAICompatibleProvider implements LLMProvider {
+  constructor(private readonly model: string, private readonly childSpans: boolean) {}
 
-  constructor(public readonly name: string, private readonly model: string, private readonly system: string) {}
-
-  use(t: AgentTool): this {
-    this.tools.set(t.spec.function.name, t);
-    return this;
-  }
-
-  async ask(question: string, maxTurns = 6): Promise<{ runId: string; answer: string }> {
-    const messages: Message[] = [
-      { role: "system", content: this.system },
-      { role: "user", content: question },
-    ];
-    let answer = "";
-    const { runId } = await runFlow(this.name, { question, messages: messages.length }, async () => {
-      const specs = [...this.tools.values()].map((t) => t.spec);
-      for (let turn = 0; turn < maxTurns; turn++) {
-        const reply = await node("model", "llm", async () => {
-          const res = await complete(this.model, messages, specs);
-          const msg = res.choices[0].message;
-          messages.push(msg);
-          setState("messages", messages.length);
-          return msg;
-        });
-        if (!reply.tool_calls?.length) {
-          answer = reply.content ?? "";
-          break;
-        }
-        for (const call of reply.tool_calls) {
-          await node(call.function.name, "tool", async () => {
-            const t = this.tools.get(call.function.name);
-            const args = JSON.parse(call.function.arguments || "{}") as Record<string, unknown>;
-            const result = t ? await tool(call.function.name, () => t.run(args)) : { error: "unknown tool" };
-            messages.push({ role: "tool", tool_call_id: call.id, content: JSON.stringify(result) });
-            setState("messages", messages.length);
-            setState(`tool_results.${call.function.name}`, result);
-          });
-        }
-      }
-      // Recorded on the run span: the final answer is part of the run's state.
-      setState("answer", answer);
+  async chat(request: LLMChatRequest): Promise<LLMChatResponse> {
+    const model = request.model ?? this.model;
+    const messages = request.messages.map((m) => ({ role: m.role, content: m.content }) as Message);
+    const tools = request.tools as ToolSpec[] | undefined;
+    const res = this.childSpans ? await complete(model, messages, tools) : await post(model, messages, tools);
+    const u = res.usage;
+    // Active here: the runtime's agent.llm span. GenAI names, so the collector prices it.
+    trace.getActiveSpan()?.setAttributes({
+      [ATTR.provider]: "openai",
+      [ATTR.requestModel]: model,
+      [ATTR.responseModel]: res.model,
+      [ATTR.inputTokens]: u.prompt_tokens,
+      [ATTR.outputTokens]: u.completion_tokens,
+      [ATTR.cacheReadTokens]: u.prompt_tokens_details?.cached_tokens ?? 0,
     });
-    return { runId, answer };
+    const choice = res.choices[0];
+    return {
+      content: choice.message.content ?? "",
+      tool_calls: choice.message.tool_calls,
+      usage: { promptTokens: u.prompt_tokens, completionTokens: u.completion_tokens,
+               totalTokens: u.prompt_tokens + u.completion_tokens },
+      finishReason: choice.finish_reason,
+    };
   }
+}
+
+export interface AgentRuns {
+  answer: string;
+  runIds: string[]; // one per execution, in start order
+  budgetError: string;
+}
+
+export async function runSupportAgent(processor: HazelSpanProcessor, childSpans: boolean): Promise<AgentRuns> {
+  const config: AgentRuntimeConfig = {
+    llmProvider: new OpenAICompatibleProvider(MODEL, childSpans),
+    observabilityProvider: flowscopeObservability(),
+    defaultMaxSteps: 6,
+    // Retries and the circuit breaker come from @hazeljs/resilience, which is not
+    // published (stand-ins/README.md); a retried execution would also be a second run.
+    enableRetry: false,
+    enableCircuitBreaker: false,
+    enableMetrics: false,
+    logLevel: 3 as AgentRuntimeConfig["logLevel"], // errors only: stdout ends with the example's JSON
+  };
+  const runtime = new AgentRuntime(config);
+  runtime.registerAgent(SupportAgent as unknown as new (...args: unknown[]) => unknown);
+  runtime.registerAgentInstance("support-agent", new SupportAgent());
+  const executions = bridgeEvents(runtime, processor);
+
+  const ok = await runtime.execute("support-agent", "Where is order 42?", { budget: { maxTokens: 5000 } });
+  let budgetError = "";
+  try {
+    await runtime.execute("support-agent", "Where is order 43?", { budget: { maxTokens: 100 } });
+  } catch (err) {
+    budgetError = err instanceof Error ? err.message : String(err);
+  }
+  return { answer: ok.response ?? "", runIds: executions.map(runIdOf), budgetError };
 }

@@ -35,15 +35,18 @@ export interface ToolSpec {
 const BASE_URL = (process.env.OPENAI_BASE_URL ?? "http://127.0.0.1:8400/v1").replace(/\/$/, "");
 const API_KEY = process.env.OPENAI_API_KEY ?? "sk-fake";
 
+/** One chat completion, untraced: the bare HTTP request. */
+export async function post(model: string, messages: Message[], tools?: ToolSpec[]): Promise<ChatResponse> {
+  const res = await fetch(`${BASE_URL}/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${API_KEY}` },
+    body: JSON.stringify({ model, messages, ...(tools?.length ? { tools } : {}) }),
+  });
+  if (!res.ok) throw new Error(`chat completion failed: HTTP ${res.status} ${await res.text()}`);
+  return (await res.json()) as ChatResponse;
+}
+
 /** One chat completion, traced as a `chat {model}` span in flowscope's conventions. */
 export async function complete(model: string, messages: Message[], tools?: ToolSpec[]): Promise<ChatResponse> {
-  return chat(model, async () => {
-    const res = await fetch(`${BASE_URL}/chat/completions`, {
-      method: "POST",
-      headers: { "content-type": "application/json", authorization: `Bearer ${API_KEY}` },
-      body: JSON.stringify({ model, messages, ...(tools ? { tools } : {}) }),
-    });
-    if (!res.ok) throw new Error(`chat completion failed: HTTP ${res.status} ${await res.text()}`);
-    return (await res.json()) as ChatResponse;
-  });
+  return chat(model, () => post(model, messages, tools));
 }

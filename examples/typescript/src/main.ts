@@ -1,12 +1,17 @@
 /**
- * Runs both examples once and prints their run ids as JSON (the test suite
- * reads this line). Environment: OTEL_EXPORTER_OTLP_ENDPOINT (collector,
- * default http://127.0.0.1:4318), OPENAI_BASE_URL (default the FakeProvider
- * on http://127.0.0.1:8400/v1), FLOWSCOPE_API_KEY (optional bearer key).
+ * Runs the BackpackFlow-style flow once and the HazelJS agent twice (one
+ * execution that answers, one that passes its budget), and prints their run
+ * ids as JSON (the test suite reads this line). Environment:
+ * OTEL_EXPORTER_OTLP_ENDPOINT (collector, default http://127.0.0.1:4318),
+ * OPENAI_BASE_URL (default the FakeProvider on http://127.0.0.1:8400/v1),
+ * FLOWSCOPE_API_KEY (optional bearer key), EXAMPLE_PARTS (`flow,agent` by
+ * default), EXAMPLE_CHILD_SPANS (`1` by default: the agent's LLM calls also
+ * open a `chat` span beneath `agent.llm`; `0`: usage on `agent.llm` only).
  */
 import { Backpack, BackpackNode, Flow } from "./backpack";
 import { initTracing, shutdownTracing } from "./flowscope";
-import { Agent } from "./hazel";
+import { runSupportAgent } from "./hazel";
+import { HazelSpanProcessor } from "./hazel-bridge";
 import { complete } from "./llm";
 
 const MODEL = process.env.EXAMPLE_MODEL ?? "gpt-4o-mini";
@@ -40,30 +45,27 @@ class Write extends BackpackNode<{ q: string; notes: string[] }, string> {
 
 async function main() {
   const key = process.env.FLOWSCOPE_API_KEY;
-  initTracing({ serviceName: "ts-example", headers: key ? { authorization: `Bearer ${key}` } : undefined });
+  const parts = (process.env.EXAMPLE_PARTS ?? "flow,agent").split(",");
+  const hazel = new HazelSpanProcessor();
+  initTracing({ serviceName: "ts-example", headers: key ? { authorization: `Bearer ${key}` } : undefined,
+                processors: [hazel] });
+  const out: Record<string, unknown> = {};
 
-  const plan = new Plan();
-  const research = new Research();
-  const write = new Write();
-  const flow = new Flow("research-flow", plan).on(plan, "research", research).on(research, "write", write);
-  const flowRun = await flow.run(new Backpack({ question: "why is the sky blue?" }));
-
-  const agent = new Agent("support-agent", MODEL, "You help with orders.").use({
-    spec: {
-      type: "function",
-      function: {
-        name: "lookup_order",
-        description: "Find an order by id",
-        parameters: { type: "object", properties: { id: { type: "string" } }, required: ["id"] },
-      },
-    },
-    run: (args) => ({ id: args.id, status: "shipped" }),
-  });
-  const agentRun = await agent.ask("Where is order 42?");
+  if (parts.includes("flow")) {
+    const plan = new Plan();
+    const research = new Research();
+    const write = new Write();
+    const flow = new Flow("research-flow", plan).on(plan, "research", research).on(research, "write", write);
+    const flowRun = await flow.run(new Backpack({ question: "why is the sky blue?" }));
+    Object.assign(out, { flow_run_id: flowRun.runId, flow_store: flowRun.store });
+  }
+  if (parts.includes("agent")) {
+    const agent = await runSupportAgent(hazel, process.env.EXAMPLE_CHILD_SPANS !== "0");
+    Object.assign(out, { agent_run_ids: agent.runIds, answer: agent.answer, budget_error: agent.budgetError });
+  }
 
   await shutdownTracing();
-  console.log(JSON.stringify({ flow_run_id: flowRun.runId, flow_store: flowRun.store,
-                               agent_run_id: agentRun.runId, answer: agentRun.answer }));
+  console.log(JSON.stringify(out));
 }
 
 main().catch((err) => {
