@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import uuid
 from decimal import Decimal
 from pathlib import Path
 
@@ -107,14 +108,14 @@ ANSWERED = cost(300, 20) + cost(350, 25) + cost(400, 30, cached=100)
 OVER_BUDGET = cost(120, 10)
 
 
-def check_hazel_runs(collector, out: dict, *, spans: tuple[int, int], llm_nodes: bool) -> None:
+def check_hazel_runs(collector, out: dict, service: str, *, spans: tuple[int, int], llm_nodes: bool) -> None:
     assert out["answer"] == "Order 42 has shipped."
     assert out["budget_error"]  # the runtime wraps BudgetExceededError in its generic LLM error
     answered, over = out["agent_run_ids"]  # one run per execution, ids are the executions' UUIDs as hex
     assert len(answered) == len(over) == 32 and answered != over
 
     a = collector.wait_for_run(answered, spans=spans[0])
-    assert (a["flow"], a["service"], a["status"], a["spans"]) == ("support-agent", "ts-example", "ok", spans[0])
+    assert (a["flow"], a["service"], a["status"], a["spans"]) == ("support-agent", service, "ok", spans[0])
     # each model call once: 3 calls, their tokens, their exact cost
     assert (a["llm_calls"], a["input_tokens"], a["cached_input_tokens"], a["output_tokens"]) == (3, 1050, 100, 75)
     assert Decimal(a["cost_usd"]) == ANSWERED and a["unpriced_calls"] == 0 and a["budget_exceeded"] is False
@@ -140,22 +141,27 @@ def check_hazel_runs(collector, out: dict, *, spans: tuple[int, int], llm_nodes:
 
     # The runs list and the cost roll-up are summed in ClickHouse: the same totals, nothing twice,
     # and no run beside the executions (a failed execution's agent.run joined its run).
-    listed = {r["run_id"]: r for r in collector.get("/api/v1/runs", params={"service": "ts-example",
-                                                                           "limit": 1000}).json()["runs"]}
-    assert Decimal(listed[answered]["cost_usd"]) == ANSWERED and Decimal(listed[over]["cost_usd"]) == OVER_BUDGET
-    assert not [r for r in listed.values() if r["flow"] not in ("support-agent", "research-flow")]
+    listed = collector.get("/api/v1/runs", params={"service": service, "limit": 1000}).json()["runs"]
+    assert sorted((r["run_id"], Decimal(r["cost_usd"]), r["llm_calls"]) for r in listed) == sorted(
+        [(answered, ANSWERED, 3), (over, OVER_BUDGET, 1)])
+    groups = collector.get("/api/v1/costs", params={"group_by": "service", "since": "1h"}).json()["groups"]
+    mine = [g for g in groups if g["key"] == service]
+    assert [(Decimal(g["cost_usd"]), g["llm_calls"]) for g in mine] == [(ANSWERED + OVER_BUDGET, 4)]
 
 
 def test_hazeljs_agent_with_instrumented_child_calls(built_example, collector, fake_provider) -> None:
     """Usage on agent.llm and on the chat span beneath it: counted once, from the child."""
     fake_provider.script(*AGENT_REPLIES)
-    out = run_example(built_example, collector, fake_provider, EXAMPLE_PARTS="agent")
+    service = f"hazel-child-{uuid.uuid4().hex[:8]}"
+    out = run_example(built_example, collector, fake_provider, EXAMPLE_PARTS="agent", OTEL_SERVICE_NAME=service)
     # run, execute, 3 x (agent.llm + chat), 2 tools | run, execute, agent.llm + chat
-    check_hazel_runs(collector, out, spans=(10, 4), llm_nodes=True)
+    check_hazel_runs(collector, out, service, spans=(10, 4), llm_nodes=True)
 
 
 def test_hazeljs_agent_with_usage_on_its_own_spans(built_example, collector, fake_provider) -> None:
     """No instrumentation beneath: the adapter's usage on agent.llm is the call."""
     fake_provider.script(*AGENT_REPLIES)
-    out = run_example(built_example, collector, fake_provider, EXAMPLE_PARTS="agent", EXAMPLE_CHILD_SPANS="0")
-    check_hazel_runs(collector, out, spans=(7, 3), llm_nodes=False)
+    service = f"hazel-own-{uuid.uuid4().hex[:8]}"
+    out = run_example(built_example, collector, fake_provider, EXAMPLE_PARTS="agent", EXAMPLE_CHILD_SPANS="0",
+                      OTEL_SERVICE_NAME=service)
+    check_hazel_runs(collector, out, service, spans=(7, 3), llm_nodes=False)

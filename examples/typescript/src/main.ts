@@ -4,7 +4,8 @@
  * ids as JSON (the test suite reads this line). Environment:
  * OTEL_EXPORTER_OTLP_ENDPOINT (collector, default http://127.0.0.1:4318),
  * OPENAI_BASE_URL (default the FakeProvider on http://127.0.0.1:8400/v1),
- * FLOWSCOPE_API_KEY (optional bearer key), EXAMPLE_PARTS (`flow,agent` by
+ * FLOWSCOPE_API_KEY (optional bearer key), OTEL_SERVICE_NAME (default
+ * ts-example), EXAMPLE_PARTS (`flow,agent` by
  * default), EXAMPLE_CHILD_SPANS (`1` by default: the agent's LLM calls also
  * open a `chat` span beneath `agent.llm`; `0`: usage on `agent.llm` only).
  */
@@ -47,7 +48,7 @@ async function main() {
   const key = process.env.FLOWSCOPE_API_KEY;
   const parts = (process.env.EXAMPLE_PARTS ?? "flow,agent").split(",");
   const hazel = new HazelSpanProcessor();
-  initTracing({ serviceName: "ts-example", headers: key ? { authorization: `Bearer ${key}` } : undefined,
+  initTracing({ serviceName: process.env.OTEL_SERVICE_NAME ?? "ts-example", headers: key ? { authorization: `Bearer ${key}` } : undefined,
                 processors: [hazel] });
   const out: Record<string, unknown> = {};
 
