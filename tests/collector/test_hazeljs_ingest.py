@@ -86,9 +86,10 @@ class Trace:
                                                 "agent.session_id": "s1", "agent.run_id": ex,
                                                 "agent.execution_id": ex}, parent)
 
-    def openai_child(self, parent: bytes, inp: int, out: int, run_id: str | None = None) -> bytes:
+    def openai_child(self, parent: bytes, inp: int, out: int, run_id: str | None = None,
+                     extra: dict[str, object] | None = None) -> bytes:
         """What an OpenAI JS instrumentation opens around the HTTP call (OTel GenAI names)."""
-        attrs: dict[str, object] = {"gen_ai.operation.name": "chat", "gen_ai.system": "openai",
+        attrs: dict[str, object] = {**(extra or {}), "gen_ai.operation.name": "chat", "gen_ai.system": "openai",
                                     "gen_ai.request.model": "gpt-4o-mini",
                                     "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
                                     "gen_ai.usage.input_tokens": inp, "gen_ai.usage.output_tokens": out}
@@ -160,6 +161,23 @@ def test_usage_on_both_the_hazeljs_span_and_an_instrumented_child_is_counted_onc
     listed = collector.get("/api/v1/runs", params={"flow": "support-agent", "limit": 200}).json()["runs"]
     row = next(r for r in listed if r["run_id"] == rid)
     assert Decimal(row["cost_usd"]) == cost(300, 20) + cost(400, 30)
+
+
+def test_usage_on_agent_llm_declared_the_call_and_on_a_client_child_is_counted_once(collector) -> None:
+    """The adapter declared agent.llm the call (kind llm, with cached input the instrumentation does not
+    report); the bridge marked the instrumented child a client span (kind http): agent.llm counts."""
+    t = Trace()
+    ex, execute = t.execution("support-agent")
+    rid = run_id_of(ex)
+    step = t.llm("support-agent", ex, execute, usage=(400, 30),
+                 extra={"flowscope.span.kind": "llm", "gen_ai.usage.cache_read.input_tokens": 100})
+    t.openai_child(step, 400, 30, run_id=rid, extra={"flowscope.span.kind": "http"})
+    t.send(collector)
+
+    s = collector.wait_for_run(rid, spans=4)
+    assert (s["spans"], s["llm_calls"], s["input_tokens"], s["cached_input_tokens"]) == (4, 1, 400, 100)
+    assert Decimal(s["cost_usd"]) == cost(400, 30, cached=100)
+    assert nodes(collector, rid) == []
 
 
 def test_without_usage_on_agent_llm_it_is_an_llm_node_over_the_instrumented_call(collector) -> None:

@@ -108,7 +108,8 @@ ANSWERED = cost(300, 20) + cost(350, 25) + cost(400, 30, cached=100)
 OVER_BUDGET = cost(120, 10)
 
 
-def check_hazel_runs(collector, out: dict, service: str, *, spans: tuple[int, int], llm_nodes: bool) -> None:
+def check_hazel_runs(collector, out: dict, service: str, *, spans: tuple[int, int], llm_nodes: bool,
+                     answered_cost: Decimal = ANSWERED, cached: int = 100) -> None:
     assert out["answer"] == "Order 42 has shipped."
     assert out["budget_error"]  # the runtime wraps BudgetExceededError in its generic LLM error
     answered, over = out["agent_run_ids"]  # one run per execution, ids are the executions' UUIDs as hex
@@ -117,12 +118,12 @@ def check_hazel_runs(collector, out: dict, service: str, *, spans: tuple[int, in
     a = collector.wait_for_run(answered, spans=spans[0])
     assert (a["flow"], a["service"], a["status"], a["spans"]) == ("support-agent", service, "ok", spans[0])
     # each model call once: 3 calls, their tokens, their exact cost
-    assert (a["llm_calls"], a["input_tokens"], a["cached_input_tokens"], a["output_tokens"]) == (3, 1050, 100, 75)
-    assert Decimal(a["cost_usd"]) == ANSWERED and a["unpriced_calls"] == 0 and a["budget_exceeded"] is False
+    assert (a["llm_calls"], a["input_tokens"], a["cached_input_tokens"], a["output_tokens"]) == (3, 1050, cached, 75)
+    assert Decimal(a["cost_usd"]) == answered_cost and a["unpriced_calls"] == 0 and a["budget_exceeded"] is False
     nodes = [(n["name"], n["type"], n["status"], n["llm_calls"])
              for n in collector.get(f"/api/v1/runs/{answered}/nodes").json()["nodes"]]
     tools = [("lookup_order", "tool", "error", 0), ("lookup_order", "tool", "ok", 0)]
-    if llm_nodes:  # agent.llm is the step, the chat span beneath it the call
+    if llm_nodes:  # agent.llm is the step, the instrumented span beneath it the call
         assert nodes == [("llm", "llm", "ok", 1), tools[0], ("llm", "llm", "ok", 1), tools[1], ("llm", "llm", "ok", 1)]
     else:  # agent.llm carries the usage: it is the call
         assert nodes == tools
@@ -130,6 +131,7 @@ def check_hazel_runs(collector, out: dict, service: str, *, spans: tuple[int, in
     b = collector.wait_for_run(over, spans=spans[1])
     assert (b["flow"], b["status"], b["spans"], b["llm_calls"]) == ("support-agent", "error", spans[1], 1)
     assert b["budget_exceeded"] is True and Decimal(b["cost_usd"]) == OVER_BUDGET
+
     def flat(items: list[dict]) -> list[dict]:
         return [x for s in items for x in (s, *flat(s["children"]))]
 
@@ -143,25 +145,37 @@ def check_hazel_runs(collector, out: dict, service: str, *, spans: tuple[int, in
     # and no run beside the executions (a failed execution's agent.run joined its run).
     listed = collector.get("/api/v1/runs", params={"service": service, "limit": 1000}).json()["runs"]
     assert sorted((r["run_id"], Decimal(r["cost_usd"]), r["llm_calls"]) for r in listed) == sorted(
-        [(answered, ANSWERED, 3), (over, OVER_BUDGET, 1)])
+        [(answered, answered_cost, 3), (over, OVER_BUDGET, 1)])
     groups = collector.get("/api/v1/costs", params={"group_by": "service", "since": "1h"}).json()["groups"]
     mine = [g for g in groups if g["key"] == service]
-    assert [(Decimal(g["cost_usd"]), g["llm_calls"]) for g in mine] == [(ANSWERED + OVER_BUDGET, 4)]
+    assert [(Decimal(g["cost_usd"]), g["llm_calls"]) for g in mine] == [(answered_cost + OVER_BUDGET, 4)]
 
 
-def test_hazeljs_agent_with_instrumented_child_calls(built_example, collector, fake_provider) -> None:
-    """Usage on agent.llm and on the chat span beneath it: counted once, from the child."""
+def run_agent(built_example: Path, collector, fake_provider, mode: str, **env: str) -> tuple[dict, str]:
     fake_provider.script(*AGENT_REPLIES)
-    service = f"hazel-child-{uuid.uuid4().hex[:8]}"
-    out = run_example(built_example, collector, fake_provider, EXAMPLE_PARTS="agent", OTEL_SERVICE_NAME=service)
+    service = f"hazel-{mode}-{uuid.uuid4().hex[:8]}"
+    return run_example(built_example, collector, fake_provider, EXAMPLE_PARTS="agent", OTEL_SERVICE_NAME=service,
+                       **env), service
+
+
+def test_hazeljs_usage_on_agent_llm_and_on_the_openai_instrumentation(built_example, collector, fake_provider) -> None:
+    """Usage on both: agent.llm (the adapter's, with cached input) counts; the OpenAI instrumentation's
+    chat span beneath it is a client span, stored but not counted."""
+    out, service = run_agent(built_example, collector, fake_provider, "both")
     # run, execute, 3 x (agent.llm + chat), 2 tools | run, execute, agent.llm + chat
-    check_hazel_runs(collector, out, service, spans=(10, 4), llm_nodes=True)
+    check_hazel_runs(collector, out, service, spans=(10, 4), llm_nodes=False)
 
 
-def test_hazeljs_agent_with_usage_on_its_own_spans(built_example, collector, fake_provider) -> None:
-    """No instrumentation beneath: the adapter's usage on agent.llm is the call."""
-    fake_provider.script(*AGENT_REPLIES)
-    service = f"hazel-own-{uuid.uuid4().hex[:8]}"
-    out = run_example(built_example, collector, fake_provider, EXAMPLE_PARTS="agent", EXAMPLE_CHILD_SPANS="0",
-                      OTEL_SERVICE_NAME=service)
+def test_hazeljs_usage_on_agent_llm_only(built_example, collector, fake_provider) -> None:
+    """No instrumentation beneath (fetch): the adapter's usage on agent.llm is the call."""
+    out, service = run_agent(built_example, collector, fake_provider, "own", EXAMPLE_CHILD_SPANS="0")
     check_hazel_runs(collector, out, service, spans=(7, 3), llm_nodes=False)
+
+
+def test_hazeljs_usage_on_the_openai_instrumentation_only(built_example, collector, fake_provider) -> None:
+    """An adapter that records nothing: agent.llm is an llm node, the instrumentation's span the call.
+    That instrumentation (0.21) does not record cached input, so the third call is priced without
+    its cache discount: what the spans say, not a guess."""
+    out, service = run_agent(built_example, collector, fake_provider, "child", EXAMPLE_ADAPTER_USAGE="0")
+    check_hazel_runs(collector, out, service, spans=(10, 4), llm_nodes=True,
+                     answered_cost=cost(300, 20) + cost(350, 25) + cost(400, 30), cached=0)

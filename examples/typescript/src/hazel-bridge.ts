@@ -20,10 +20,14 @@
  *     - a span opened inside an execution by someone else (an OpenAI
  *       instrumentation, the example's `chat` span) gets `flowscope.run.id`,
  *       so it joins the execution's run rather than the trace's;
- *     - when an LLM span starts beneath `agent.llm`, that `agent.llm` is
- *       marked a node of type llm (`flowscope.span.kind=node`): the child is
- *       the call, so usage recorded on both is counted once (the collector
- *       sees one span at a time and cannot tell on its own).
+ *     - when an LLM span (an OpenAI instrumentation's) starts beneath
+ *       `agent.llm`, one of the two is the call, so usage recorded on both is
+ *       counted once (the collector sees one span at a time and cannot tell
+ *       on its own): if the adapter declared `agent.llm` the call
+ *       (`flowscope.span.kind=llm`, set before it sends), the child becomes
+ *       `flowscope.span.kind=http` (a client library's span inside an LLM
+ *       call, never counted); otherwise `agent.llm` becomes a node of type
+ *       llm and the child is the call.
  *  3. `bridgeEvents(runtime)`, on the runtime's event emitter, onto the span
  *     active when the event is emitted:
  *     - `agent.execution.started`: `agent.run` gets the execution's id (the
@@ -99,10 +103,16 @@ export class HazelSpanProcessor implements SpanProcessor {
       span.setAttribute(ATTR.runId, runId);
     }
     if (parent.name === HAZEL.llmSpan && isLlmCall(span.attributes)) {
-      parent.setAttribute(ATTR.spanKind, "node");
-      parent.setAttribute(ATTR.nodeType, "llm");
-      parent.setAttribute(ATTR.nodeName, "llm");
-      if (runId) parent.setAttribute(ATTR.runId, runId);
+      if (parent.attributes[ATTR.spanKind] === "llm") {
+        // The adapter records the usage on agent.llm: the client library's span is detail.
+        span.setAttribute(ATTR.spanKind, "http");
+      } else {
+        // agent.llm is the step, the instrumented span beneath it the call.
+        parent.setAttribute(ATTR.spanKind, "node");
+        parent.setAttribute(ATTR.nodeType, "llm");
+        parent.setAttribute(ATTR.nodeName, "llm");
+        if (runId) parent.setAttribute(ATTR.runId, runId);
+      }
     }
   }
 

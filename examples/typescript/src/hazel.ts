@@ -11,20 +11,24 @@
  *                              answer) and one that passes its token budget
  *
  * The adapter records the provider's usage on the span active while it runs,
- * which is the runtime's `agent.llm`. With `childSpans` it also sends the
- * request through ./llm.ts's `complete`, whose `chat {model}` span stands for
- * what an OpenAI instrumentation opens beneath: then usage is on both, and the
- * bridge's processor makes the child the one that counts.
+ * which is the runtime's `agent.llm`, and says so before sending
+ * (`flowscope.span.kind=llm`). With `childSpans` it sends the request with the
+ * official `openai` client, which @opentelemetry/instrumentation-openai
+ * (registered in ./main.ts) wraps in a `chat {model}` span with its own usage:
+ * then usage is on both, and the bridge's processor makes that child a client
+ * span (`http`) that is not counted. Without `recordUsage` (an adapter that
+ * records nothing) the instrumented child is the call and agent.llm a node.
  */
 import "reflect-metadata";
 
 import { Agent, AgentRuntime, Tool } from "@hazeljs/agent";
 import type { AgentRuntimeConfig, LLMChatRequest, LLMChatResponse, LLMProvider } from "@hazeljs/agent";
 import { trace } from "@opentelemetry/api";
+import type OpenAI from "openai";
 
 import { ATTR } from "./flowscope";
 import { bridgeEvents, flowscopeObservability, type HazelSpanProcessor, runIdOf } from "./hazel-bridge";
-import { complete, type Message, post, type ToolSpec } from "./llm";
+import { API_KEY, BASE_URL, type ChatResponse, type Message, post, type ToolSpec } from "./llm";
 
 const MODEL = process.env.EXAMPLE_MODEL ?? "gpt-4o-mini";
 
@@ -47,18 +51,49 @@ export class SupportAgent {
 }
 
 export class OpenAICompatibleProvider implements LLMProvider {
-  constructor(private readonly model: string, private readonly childSpans: boolean) {}
+  private client?: OpenAI;
+
+  /**
+   * `childSpans`: send with the instrumented `openai` client (else fetch).
+   * `recordUsage`: record the provider's usage on agent.llm (else only the
+   * instrumentation's span has it, as with an adapter that does not record it).
+   */
+  constructor(private readonly model: string, private readonly childSpans: boolean,
+              private readonly recordUsage: boolean) {}
+
+  /** The `openai` client, loaded on first use: after main.ts registered its instrumentation. */
+  private async openai(): Promise<OpenAI> {
+    if (!this.client) {
+      const { default: Client } = await import("openai");
+      this.client = new Client({ baseURL: BASE_URL, apiKey: API_KEY, maxRetries: 0 });
+    }
+    return this.client;
+  }
+
+  private async send(model: string, messages: Message[], tools?: ToolSpec[]): Promise<ChatResponse> {
+    if (!this.childSpans) return post(model, messages, tools);
+    const client = await this.openai();
+    const res = await client.chat.completions.create({
+      model,
+      messages: messages as OpenAI.Chat.ChatCompletionMessageParam[],
+      ...(tools?.length ? { tools: tools as OpenAI.Chat.ChatCompletionTool[] } : {}),
+    });
+    return res as unknown as ChatResponse;
+  }
 
   async chat(request: LLMChatRequest): Promise<LLMChatResponse> {
     const model = request.model ?? this.model;
     const messages = request.messages.map((m) => ({ role: m.role, content: m.content }) as Message);
-    const tools = request.tools as ToolSpec[] | undefined;
-    const res = this.childSpans ? await complete(model, messages, tools) : await post(model, messages, tools);
+    // Active here: the runtime's agent.llm span. Said to be the call before sending, so an
+    // instrumented span beneath it is not counted again (hazel-bridge.ts).
+    const span = this.recordUsage ? trace.getActiveSpan() : undefined;
+    span?.setAttributes({ [ATTR.spanKind]: "llm", [ATTR.provider]: "openai", [ATTR.requestModel]: model });
+    const res = await this.send(model, messages, request.tools as ToolSpec[] | undefined);
     const u = res.usage;
-    // Active here: the runtime's agent.llm span. GenAI names, so the collector prices it.
-    trace.getActiveSpan()?.setAttributes({
-      [ATTR.provider]: "openai",
-      [ATTR.requestModel]: model,
+    // GenAI names, so the collector prices it; cached input is known here (the OpenAI
+    // instrumentation does not record it).
+    span?.setAttributes({
+      [ATTR.operation]: "chat",
       [ATTR.responseModel]: res.model,
       [ATTR.inputTokens]: u.prompt_tokens,
       [ATTR.outputTokens]: u.completion_tokens,
@@ -81,9 +116,10 @@ export interface AgentRuns {
   budgetError: string;
 }
 
-export async function runSupportAgent(processor: HazelSpanProcessor, childSpans: boolean): Promise<AgentRuns> {
+export async function runSupportAgent(processor: HazelSpanProcessor, childSpans: boolean,
+                                      recordUsage: boolean): Promise<AgentRuns> {
   const config: AgentRuntimeConfig = {
-    llmProvider: new OpenAICompatibleProvider(MODEL, childSpans),
+    llmProvider: new OpenAICompatibleProvider(MODEL, childSpans, recordUsage),
     observabilityProvider: flowscopeObservability(),
     defaultMaxSteps: 6,
     // Retries and the circuit breaker come from @hazeljs/resilience, which is not

@@ -32,8 +32,8 @@ export interface ToolSpec {
   function: { name: string; description: string; parameters: Record<string, unknown> };
 }
 
-const BASE_URL = (process.env.OPENAI_BASE_URL ?? "http://127.0.0.1:8400/v1").replace(/\/$/, "");
-const API_KEY = process.env.OPENAI_API_KEY ?? "sk-fake";
+export const BASE_URL = (process.env.OPENAI_BASE_URL ?? "http://127.0.0.1:8400/v1").replace(/\/$/, "");
+export const API_KEY = process.env.OPENAI_API_KEY ?? "sk-fake";
 
 /** One chat completion, untraced: the bare HTTP request. */
 export async function post(model: string, messages: Message[], tools?: ToolSpec[]): Promise<ChatResponse> {

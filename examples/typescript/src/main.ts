@@ -6,9 +6,14 @@
  * OPENAI_BASE_URL (default the FakeProvider on http://127.0.0.1:8400/v1),
  * FLOWSCOPE_API_KEY (optional bearer key), OTEL_SERVICE_NAME (default
  * ts-example), EXAMPLE_PARTS (`flow,agent` by
- * default), EXAMPLE_CHILD_SPANS (`1` by default: the agent's LLM calls also
- * open a `chat` span beneath `agent.llm`; `0`: usage on `agent.llm` only).
+ * default), EXAMPLE_CHILD_SPANS (`1` by default: the agent's adapter calls
+ * through the `openai` client, whose instrumentation opens a `chat` span beneath
+ * `agent.llm`; `0`: fetch), EXAMPLE_ADAPTER_USAGE (`1` by default: the
+ * adapter records usage on `agent.llm`; `0`: it does not).
  */
+import { registerInstrumentations } from "@opentelemetry/instrumentation";
+import { OpenAIInstrumentation } from "@opentelemetry/instrumentation-openai";
+
 import { Backpack, BackpackNode, Flow } from "./backpack";
 import { initTracing, shutdownTracing } from "./flowscope";
 import { runSupportAgent } from "./hazel";
@@ -48,8 +53,10 @@ async function main() {
   const key = process.env.FLOWSCOPE_API_KEY;
   const parts = (process.env.EXAMPLE_PARTS ?? "flow,agent").split(",");
   const hazel = new HazelSpanProcessor();
-  initTracing({ serviceName: process.env.OTEL_SERVICE_NAME ?? "ts-example", headers: key ? { authorization: `Bearer ${key}` } : undefined,
-                processors: [hazel] });
+  const provider = initTracing({ serviceName: process.env.OTEL_SERVICE_NAME ?? "ts-example",
+                                 headers: key ? { authorization: `Bearer ${key}` } : undefined, processors: [hazel] });
+  // The official OpenAI instrumentation, for the agent's adapter (which loads `openai` after this).
+  registerInstrumentations({ tracerProvider: provider, instrumentations: [new OpenAIInstrumentation()] });
   const out: Record<string, unknown> = {};
 
   if (parts.includes("flow")) {
@@ -61,7 +68,8 @@ async function main() {
     Object.assign(out, { flow_run_id: flowRun.runId, flow_store: flowRun.store });
   }
   if (parts.includes("agent")) {
-    const agent = await runSupportAgent(hazel, process.env.EXAMPLE_CHILD_SPANS !== "0");
+    const agent = await runSupportAgent(hazel, process.env.EXAMPLE_CHILD_SPANS !== "0",
+                                        process.env.EXAMPLE_ADAPTER_USAGE !== "0");
     Object.assign(out, { agent_run_ids: agent.runIds, answer: agent.answer, budget_error: agent.budgetError });
   }
 

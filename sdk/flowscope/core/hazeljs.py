@@ -21,11 +21,14 @@ calls :func:`apply` with the span's name):
   the provider's reply on the active span) it is the LLM call, priced like any
   other; without usage it is a node of type ``llm`` and the call is the span an
   OpenAI instrumentation opened beneath it. Usage on both is counted once only
-  if the producer says which one counts: a span that already has
-  ``flowscope.span.kind`` keeps it, and the example's bridge
-  (``examples/typescript/src/hazel-bridge.ts``) marks an ``agent.llm`` span
-  ``node`` as soon as an LLM span starts beneath it. The collector sees one
-  span at a time, so it cannot tell on its own that a child exists.
+  if the producer says which one counts, since the collector sees one span at
+  a time and cannot tell on its own that a child exists: a span that already
+  has ``flowscope.span.kind`` keeps it. The example's bridge
+  (``examples/typescript/src/hazel-bridge.ts``) does so when an LLM span starts
+  beneath ``agent.llm``: the child becomes ``http`` (a client library's span,
+  never counted) when the adapter declared ``agent.llm`` the call
+  (``flowscope.span.kind=llm``, before sending), else ``agent.llm`` becomes a
+  ``node`` and the child is the call.
 
 A span that is already in a flowscope run (``flowscope.run.id``) keeps that run.
 """
