@@ -47,12 +47,11 @@ import { type Context, type Span, SpanStatusCode, trace } from "@opentelemetry/a
 import type { ReadableSpan, SpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { ATTR } from "./flowscope";
 
+/** The runtime's names (dist/utils/agent-tracing.js and its callers). */
 const HAZEL = {
-  name: "agent.name",
   executionId: "agent.execution_id",
   runId: "agent.run_id",
   runSpan: "agent.run",
-  executeSpan: "agent.execute",
   llmSpan: "agent.llm",
 } as const;
 
