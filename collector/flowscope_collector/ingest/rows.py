@@ -188,7 +188,7 @@ def _foreign_or_unpriced(raw: bytes) -> bool:
     return (b"span.kind" in raw or b"graph" in raw) and any(hint in raw for hint in INGEST_HINTS)
 
 
-# _foreign_or_unpriced's four probes must catch every hint.
+# _foreign_or_unpriced's probes must catch every hint.
 assert all(any(p in h for p in (b"gen_ai.", b"llm.", b"span.kind", b"graph", _HAZELJS)) for h in INGEST_HINTS)
 
 
