@@ -120,6 +120,8 @@ class NodeItem(BaseModel):
     branch: str | None = None
     error: str | None = Field(None, description="The node's error type (error.type) if it failed")
     error_message: str | None = Field(None, description="What went wrong, in the words of its status message")
+    superstep: int | None = Field(None, description="LangGraph's superstep (langgraph_step) the node ran in; "
+                                                    "nodes of one superstep ran in parallel. null outside LangGraph")
     span_id: str
 
 

@@ -101,7 +101,11 @@ def get_run(request: Request, run_id: RunId) -> Any:
 
 @router.get("/runs/{run_id}/nodes", response_model=models.NodeList)
 def get_nodes(request: Request, run_id: RunId) -> Any:
-    return {"run_id": run_id, "nodes": run_view(request, run_id).nodes()}
+    view = run_view(request, run_id)
+    supersteps = get_store(request).node_supersteps(project_of(request), view.spans)
+    for span in view.spans:
+        span.superstep = supersteps.get(span.span_id, -1)
+    return {"run_id": run_id, "nodes": view.nodes()}
 
 
 @router.get("/runs/{run_id}/spans", response_model=models.SpanTree)

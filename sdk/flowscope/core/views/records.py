@@ -64,6 +64,10 @@ class SpanRecord:
     fallback_to: str = ""
     budget_exceeded: bool = False
     ttfc_s: float = 0.0
+    # LangGraph's superstep of a node (flowscope.node.superstep), -1 elsewhere. Not in the
+    # collector's RunRecord: the collector reads it from the node spans' attributes
+    # (Store.node_supersteps) for the one view that shows it, the node sequence.
+    superstep: int = -1
 
     @property
     def end_ns(self) -> int:
@@ -172,6 +176,7 @@ def record_from_attributes(
         fallback_to=str(a.get(semconv.FALLBACK_TO, "")),
         budget_exceeded=_bool(a.get(semconv.BUDGET_EXCEEDED)),
         ttfc_s=float(a.get(semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK) or 0.0),
+        superstep=_int(a.get(semconv.NODE_SUPERSTEP), -1),
     )
 
 

@@ -254,6 +254,7 @@ def _by_node(spans: Sequence[SpanRecord], full: bool = False) -> list[dict[str, 
                     "output_tokens": a["output_tokens"],
                     "retries": a["retries"] + n.retry_count,
                     "branch": n.branch or None,
+                    "superstep": n.superstep if n.superstep >= 0 else None,
                     "span_id": n.span_id,
                 }
             )
