@@ -69,6 +69,14 @@ class RunListItem(_Completeness):
     run_id: str
     flow: str
     service: str
+    # who the run was for: its run attributes (set_run_attributes, runtime metadata), migration 011
+    user_id: str | None = Field(None, description="The run attribute user_id (span attribute user.id)")
+    session_id: str | None = Field(
+        None, description="The run attribute session_id (span attribute gen_ai.conversation.id)")
+    tenant: str | None = Field(None, description="The run attribute tenant (flowscope.run.attr.tenant)")
+    attributes: dict[str, str] = Field(
+        default_factory=dict, description="Every run attribute by the name it was set by (user_id, tenant, plan...); "
+                                          "filter the list by them with attr=NAME:VALUE")
     status: Literal["ok", "error", "running"]
     start: str
     end: str | None

@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from flowscope.core import views
-from flowscope.core.run_attributes import attribute_key
+from flowscope.core.run_attributes import attribute_key, who_fields
 from flowscope.core.state import diff as state_diff
 
 from ..store.queries import Cursor, parse_when
@@ -72,10 +72,14 @@ def list_runs(
         attrs = [_attr_filter(a) for a in attr or ()]
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    runs, nxt = get_store(request).list_runs(
-        project_of(request), limit=limit, cursor=cur, service=service, flow=flow, status=status,
+    store, project = get_store(request), project_of(request)
+    runs, nxt = store.list_runs(
+        project, limit=limit, cursor=cur, service=service, flow=flow, status=status,
         since=start, until=end, min_cost=min_cost, attrs=attrs, sort=sort, order=order,
     )
+    who = store.run_attributes(project, [r["run_id"] for r in runs])
+    for r in runs:
+        r.update(who_fields(who.get(r["run_id"], {})))
     return {"runs": runs, "next_cursor": nxt.encode() if nxt else None}
 
 
@@ -95,6 +99,7 @@ def compare_runs(request: Request, a: RunIdQuery, b: RunIdQuery) -> Any:
 @router.get("/runs/{run_id}", response_model=models.RunSummary)
 def get_run(request: Request, run_id: RunId) -> Any:
     summary = run_view(request, run_id).summary()
+    summary.update(who_fields(get_store(request).run_attributes(project_of(request), [run_id]).get(run_id, {})))
     summary["url"] = f"{get_collector(request).settings.url}/api/v1/runs/{run_id}"
     return summary
 

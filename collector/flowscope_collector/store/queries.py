@@ -311,6 +311,26 @@ class Store:
                                      int(f[8]))
         return [by_seq[k] for k in sorted(by_seq)]
 
+    def run_attributes(self, project: str, run_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Each run's run attributes (user, session, tenant, ...) by span attribute key (migration 011).
+
+        Where a run changed a value, the first one seen is kept.
+        """
+        if not run_ids:
+            return {}
+        rows = self.client.query(
+            f"SELECT RunId, Key, argMin(Value, first) FROM ("
+            f"SELECT RunId, Key, Value, min(Start) AS first FROM {self.db}.flowscope_run_attributes "
+            "WHERE Project = {project:String} AND RunId IN {runs:Array(String)} GROUP BY RunId, Key, Value) "
+            "GROUP BY RunId, Key",
+            parameters={"project": project, "runs": list(run_ids)},
+            settings=self._skip_settings,
+        ).result_rows
+        out: dict[str, dict[str, str]] = {}
+        for run_id, key, value in rows:
+            out.setdefault(run_id, {})[key] = value
+        return out
+
     def span_details(self, project: str, run_id: str) -> list[dict[str, Any]]:
         """Full spans (attributes and events) for the span tree endpoint.
 
