@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import uuid
@@ -53,6 +54,9 @@ def test_user_session_tenant_in_summary_list_client_and_cli(traced) -> None:
     summary = traced.get(f"/api/v1/runs/{run.id}").json()
     assert {k: summary[k] for k in want} == want
     assert summary["attributes"] == {**want, "plan": "pro", "note": "\x1b[2Jred"}
+    stream = traced.get(f"/api/v1/runs/{run.id}/stream").text
+    (last,) = [line for line in stream.splitlines() if line.startswith("data:") and '"summary"' in line]
+    assert {k: json.loads(last[5:])[k] for k in want} == want  # the live stream's summary too
     listed = {r["run_id"]: r for r in traced.get("/api/v1/runs", params={"flow": f"who-flow-{tag}"}).json()["runs"]}
     assert {k: listed[run.id][k] for k in want} == want
     assert listed[run.id]["attributes"] == {**want, "plan": "pro", "note": "\x1b[2Jred"}

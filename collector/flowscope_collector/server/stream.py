@@ -25,6 +25,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from flowscope.core import views
+from flowscope.core.run_attributes import who_fields
 
 from . import models
 from .deps import get_store, project_of
@@ -88,6 +89,9 @@ async def stream_run(
                 settling = True
                 pending = [e for e in pending if e["event"] != "summary"]
             for ev in pending:
+                if ev["event"] == "summary":  # who the run was for, as GET /runs/{id} says it
+                    who = await run_in_threadpool(store.run_attributes, project, [run_id])
+                    ev = {**ev, **who_fields(who.get(run_id, {}))}
                 sent.add(ev["key"])
                 count += 1
                 yield _sse(count, ev)

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
 from .. import semconv
+from ..run_attributes import is_run_attribute_key
 
 ZERO = Decimal(0)
 
@@ -68,6 +69,9 @@ class SpanRecord:
     # collector's RunRecord: the collector reads it from the node spans' attributes
     # (Store.node_supersteps) for the one view that shows it, the node sequence.
     superstep: int = -1
+    # The span's run attributes (user.id, flowscope.run.attr.*...) by key. Not in RunRecord
+    # either: the collector reads a run's from flowscope_run_attributes (migration 011).
+    run_attributes: dict[str, str] = field(default_factory=dict)
 
     @property
     def end_ns(self) -> int:
@@ -177,6 +181,7 @@ def record_from_attributes(
         budget_exceeded=_bool(a.get(semconv.BUDGET_EXCEEDED)),
         ttfc_s=float(a.get(semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK) or 0.0),
         superstep=_int(a.get(semconv.NODE_SUPERSTEP), -1),
+        run_attributes={k: str(v) for k, v in a.items() if is_run_attribute_key(k)},
     )
 
 
