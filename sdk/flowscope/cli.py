@@ -138,6 +138,13 @@ def _run_columns(runs: Sequence[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
     return RUN_COLUMNS[:3] + who + RUN_COLUMNS[3:]
 
 
+def _node_columns(nodes: Sequence[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
+    """The node table's columns: LangGraph's SUPERSTEP after TYPE where a node has one."""
+    if not any(n.get("superstep") is not None for n in nodes):
+        return NODE_COLUMNS
+    return (*NODE_COLUMNS[:3], ("superstep", "SUPERSTEP"), *NODE_COLUMNS[3:])
+
+
 def _who_line(summary: dict[str, Any]) -> str:
     """``for user u-42, session s-1, tenant acme; plan=pro``: who the run was for, from its run attributes."""
     named = [f"{label} {summary[key]}" for key, label in (("user_id", "user"), ("session_id", "session"),
@@ -296,7 +303,7 @@ def _run(args: argparse.Namespace, client: Any, out: TextIO) -> int:
         if who:
             out.write(f"  {who}\n")
         out.write("\n")
-        table(nodes, NODE_COLUMNS, out)
+        table(nodes, _node_columns(nodes), out)
         if s.get("by_model"):
             out.write("\n")
             table(s["by_model"], (("provider", "PROVIDER"), ("model", "MODEL"), ("llm_calls", "CALLS"),

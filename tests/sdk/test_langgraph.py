@@ -355,3 +355,5 @@ def test_nodes_carry_superstep_and_error_message_through_the_collector(traced) -
                            capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr
     assert "the user record is missing" in shown.stdout
+    header = next(line for line in shown.stdout.splitlines() if line.lstrip().startswith("STEP"))
+    assert "SUPERSTEP" in header
