@@ -73,12 +73,14 @@ VARIANTS: dict[str, list[str]] = {
         "ALTER TABLE {db}.flowscope_state_events DROP COLUMN IF EXISTS StateRecord",
         "ALTER TABLE {db}.flowscope_state_events DROP INDEX IF EXISTS idx_run_id"],
     "- the cost roll-up view (005)": ["DROP VIEW IF EXISTS {db}.flowscope_costs_hourly_mv"],
+    "- the run attributes view (011)": ["DROP VIEW IF EXISTS {db}.flowscope_run_attributes_mv"],
     "+ LZ4 instead of ZSTD(1) on otel_traces' strings and maps": [
         f"ALTER TABLE {{db}}.otel_traces MODIFY COLUMN {col} CODEC(LZ4)"
         for col in ("TraceId", "SpanId", "ParentSpanId", "TraceState", "ResourceAttributes", "ScopeName",
                     "ScopeVersion", "SpanAttributes", "StatusMessage")],
     "- all flowscope views (otel_traces + trace-id table only)": [
-        "DROP VIEW IF EXISTS {db}.flowscope_spans_mv", "DROP VIEW IF EXISTS {db}.flowscope_state_events_mv"],
+        "DROP VIEW IF EXISTS {db}.flowscope_spans_mv", "DROP VIEW IF EXISTS {db}.flowscope_state_events_mv",
+        "DROP VIEW IF EXISTS {db}.flowscope_run_attributes_mv"],
     "protobuf parsing only (otlp_ingest view dropped)": ["DROP VIEW IF EXISTS {db}.otlp_ingest_mv"],
 }
 

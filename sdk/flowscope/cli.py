@@ -107,7 +107,15 @@ def _cell(v: Any, key: str) -> str:
         return v.replace("T", " ")[:23]
     if isinstance(v, float):
         return f"{v:,.1f}"
-    return str(v)
+    return printable(str(v))
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters shown as escapes: values from spans are data, and an
+    escape sequence in a run attribute or a node name must not drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 RUN_COLUMNS = (("run_id", "RUN"), ("flow", "FLOW"), ("service", "SERVICE"), ("status", "STATUS"),
@@ -119,6 +127,34 @@ NODE_COLUMNS = (("step", "STEP"), ("name", "NODE"), ("type", "TYPE"), ("attempt"
 COST_COLUMNS = (("key", "GROUP"), ("provider", "PROVIDER"), ("llm_calls", "CALLS"), ("input_tokens", "IN"),
                 ("cached_input_tokens", "CACHED"), ("output_tokens", "OUT"), ("unpriced_calls", "UNPRICED"),
                 ("cost_usd", "COST"))
+
+
+WHO_COLUMNS = (("user_id", "USER"), ("session_id", "SESSION"), ("tenant", "TENANT"))
+
+
+def _run_columns(runs: Sequence[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
+    """The runs table's columns: USER, SESSION and TENANT after SERVICE where any run on the page has one."""
+    who = tuple(c for c in WHO_COLUMNS if any(r.get(c[0]) for r in runs))
+    return RUN_COLUMNS[:3] + who + RUN_COLUMNS[3:]
+
+
+def _node_columns(nodes: Sequence[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
+    """The node table's columns: LangGraph's SUPERSTEP after TYPE where a node has one."""
+    if not any(n.get("superstep") is not None for n in nodes):
+        return NODE_COLUMNS
+    return (*NODE_COLUMNS[:3], ("superstep", "SUPERSTEP"), *NODE_COLUMNS[3:])
+
+
+def _who_line(summary: dict[str, Any]) -> str:
+    """``for user u-42, session s-1, tenant acme; plan=pro``: who the run was for, from its run attributes."""
+    named = [f"{label} {summary[key]}" for key, label in (("user_id", "user"), ("session_id", "session"),
+                                                            ("tenant", "tenant")) if summary.get(key)]
+    rest = [f"{k}={v}" for k, v in (summary.get("attributes") or {}).items()
+            if k not in ("user_id", "session_id", "tenant")]
+    text = ", ".join(named)
+    if rest:
+        text = f"{text}; {' '.join(rest)}" if text else " ".join(rest)
+    return printable(f"for {text}") if text else ""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -242,7 +278,7 @@ def _run(args: argparse.Namespace, client: Any, out: TextIO) -> int:
         if args.json:
             _print_json({"runs": list(page), "next_cursor": page.next_cursor}, out)
             return 0
-        table(page, RUN_COLUMNS, out)
+        table(page, _run_columns(page), out)
         if page.next_cursor:
             out.write(f"\nmore: flowscope runs list --cursor {page.next_cursor} (same filters)\n")
         return 0
@@ -262,8 +298,12 @@ def _run(args: argparse.Namespace, client: Any, out: TextIO) -> int:
                   f"{f' ({partial} partially priced: a lower bound)' if partial else ''}  "
                   f"(cache saved {_usd(s['cache_saved_usd'])}; {s['unpriced_calls']} unpriced, "
                   f"{plural(s['errors'], 'error')}, {plural(s['retries'], 'retry', 'retries')}, "
-                  f"{plural(s['fallbacks'], 'fallback')})\n\n")
-        table(nodes, NODE_COLUMNS, out)
+                  f"{plural(s['fallbacks'], 'fallback')})\n")
+        who = _who_line(s)
+        if who:
+            out.write(f"  {who}\n")
+        out.write("\n")
+        table(nodes, _node_columns(nodes), out)
         if s.get("by_model"):
             out.write("\n")
             table(s["by_model"], (("provider", "PROVIDER"), ("model", "MODEL"), ("llm_calls", "CALLS"),

@@ -163,7 +163,8 @@ class Client:
                 return
 
     def run(self, run_id: str) -> dict[str, Any]:
-        """The run's summary: status, timing, tokens, cost (with breakdown, by model, by node)."""
+        """The run's summary: status, timing, tokens, cost (with breakdown, by model, by node), and who
+        it was for (``user_id``, ``session_id``, ``tenant``, ``attributes``)."""
         return self._json(f"/api/v1/runs/{run_id}")  # type: ignore[no-any-return]
 
     def nodes(self, run_id: str) -> Table:

@@ -247,3 +247,60 @@ def test_overload_is_resource_exhausted_with_retry_info() -> None:
         assert busy.calls == 2
     finally:
         rx.stop()
+
+
+def test_official_grpc_metric_exporter_is_accepted(grpc_collector) -> None:
+    """``opentelemetry-instrument`` sends metrics to 4317 too: no UNIMPLEMENTED at exit (issue 20)."""
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricExportResult
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    provider.get_meter("test").create_counter("requests").add(3, {"route": "/x"})
+    data = reader.get_metrics_data()
+    provider.shutdown()
+    assert data is not None
+
+    def received() -> float:
+        text = _get(grpc_collector, "/metrics").text
+        line = next(x for x in text.splitlines() if x.startswith("flowscope_metric_requests_total"))
+        return float(line.split()[-1])
+
+    before = received()
+    exporter = OTLPMetricExporter(endpoint=f"127.0.0.1:{grpc_collector.grpc_port}", insecure=True,
+                                  headers={"authorization": f"Bearer {KEY}"})
+    assert exporter.export(data) == MetricExportResult.SUCCESS
+    exporter.shutdown()
+    assert received() == before + 1
+    unauthenticated = OTLPMetricExporter(endpoint=f"127.0.0.1:{grpc_collector.grpc_port}", insecure=True)
+    assert unauthenticated.export(data) == MetricExportResult.FAILURE
+    unauthenticated.shutdown()
+    with pytest.raises(grpc.RpcError) as err, grpc.insecure_channel(f"127.0.0.1:{grpc_collector.grpc_port}") as ch:
+        call = ch.unary_unary("/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+                              request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        call(b"\xff\xff\xff not protobuf", metadata=(("authorization", f"Bearer {KEY}"),), timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_opentelemetry_instrument_with_its_grpc_defaults_ends_quietly(grpc_collector, tmp_path) -> None:
+    """The issue's own case: ``opentelemetry-instrument python app.py`` against 4317 (gRPC, the
+    OTel default), metrics on, used to end with "Failed to export metrics ... UNIMPLEMENTED"."""
+    pytest.importorskip("opentelemetry.distro", reason="opentelemetry-distro configures the SDK")
+    (tmp_path / "app.py").write_text(
+        "from opentelemetry import metrics, trace\n"
+        "metrics.get_meter('app').create_counter('orders').add(1)\n"
+        "with trace.get_tracer('app').start_as_current_span('checkout'):\n"
+        "    pass\n"
+        "print('DONE')\n")
+    bin_dir = os.path.dirname(sys.executable)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+           "OTEL_SERVICE_NAME": "otel-grpc-defaults", "OTEL_TRACES_EXPORTER": "otlp",
+           "OTEL_METRICS_EXPORTER": "otlp", "OTEL_LOGS_EXPORTER": "none",
+           "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{grpc_collector.grpc_port}",
+           "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_INSECURE": "true",
+           "OTEL_EXPORTER_OTLP_HEADERS": f"authorization=Bearer {KEY}"}
+    r = subprocess.run(["opentelemetry-instrument", "python", "app.py"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "DONE" in r.stdout, r.stderr[-3000:]
+    assert "Failed to export" not in r.stderr and "UNIMPLEMENTED" not in r.stderr, r.stderr[-3000:]

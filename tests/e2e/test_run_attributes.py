@@ -81,6 +81,15 @@ def test_set_run_attributes_reaches_open_and_later_spans(flowscope_capture) -> N
     assert not any("not valid!" in k for s in flowscope_capture.spans for k in s.attributes)
 
 
+def test_the_test_kit_summary_says_who_the_run_was_for(flowscope_capture) -> None:
+    """The in-memory summary answers as GET /api/v1/runs/{id} does: user, session, tenant, attributes."""
+    with flowscope.run("who-kit") as run, flowscope.node("plan"):
+        flowscope.set_run_attributes(user_id="u-7", tenant="acme", plan="pro")
+    s = flowscope_capture.run(run.id).summary
+    assert (s["user_id"], s["session_id"], s["tenant"]) == ("u-7", None, "acme")
+    assert s["attributes"] == {"user_id": "u-7", "tenant": "acme", "plan": "pro"}
+
+
 def test_set_run_attributes_outside_a_run_does_nothing(flowscope_capture) -> None:
     assert flowscope.set_run_attributes(user_id="u-1") == {}
     with trace.get_tracer("t").start_as_current_span("plain"):

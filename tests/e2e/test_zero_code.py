@@ -161,7 +161,7 @@ def test_flowscope_instrument_runs_an_unmodified_app(collector: CollectorProcess
     assert "SITE yes" in out
 
     (run,) = wait_for_runs(collector, "zero-code-app")
-    assert run["flow"] == "Flow"
+    assert run["flow"] == "Ask flow"  # a plain Flow is named after its start node
     assert run["llm_calls"] == 1
     nodes = collector.get(f"/api/v1/runs/{run['run_id']}/nodes").json()["nodes"]
     assert [(n["name"], n["step"]) for n in nodes] == [("Ask", 0), ("Check", 1)]

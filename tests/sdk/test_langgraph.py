@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import operator
+import subprocess
+import sys
+import time
+import uuid
 from typing import Annotated, Any, TypedDict
 
 import openai
@@ -297,3 +301,59 @@ def test_state_through_the_collector(traced, fake_provider) -> None:
             for step, superstep in ((0, 1), (after_parallel, 2)):
                 got = traced.get(f"/api/v1/runs/{run_id}/state", params={"at": step}).json()["state"]
                 assert got == cps[superstep]
+
+
+
+def _failing_graph(name: str) -> Any:
+    def boom(state: State) -> dict[str, Any]:
+        raise KeyError("the user record is missing")
+
+    g = StateGraph(State)
+    g.add_node("first", lambda s: {"log": ["first"], "x": 1})
+    g.add_node("boom", boom)
+    g.add_edge(START, "first")
+    g.add_edge("first", "boom")
+    with pytest.raises(KeyError):
+        g.compile(name=name).invoke({"log": [], "x": 0})
+
+
+def _check_superstep_and_error(nodes_: list[dict[str, Any]]) -> None:
+    assert [(n["name"], n["superstep"]) for n in nodes_] == [("first", 1), ("boom", 2)]
+    assert nodes_[1]["error"] == "KeyError"
+    assert "the user record is missing" in nodes_[1]["error_message"]
+
+
+def _listed_run(collector: Any, flow: str) -> str:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        runs = collector.get("/api/v1/runs", params={"flow": flow}).json()["runs"]
+        if runs:
+            return str(runs[0]["run_id"])
+        time.sleep(0.05)
+    raise AssertionError(f"no run of flow {flow!r} listed in time")
+
+
+def test_nodes_carry_superstep_and_error_message(mem: MemoryKit) -> None:
+    """A node says its LangGraph superstep, and a failed node what went wrong, not only
+    its exception type (issue 20)."""
+    _failing_graph("superstep-graph")
+    (run,) = mem.runs("superstep-graph")
+    _check_superstep_and_error(mem.view(attrs(run)[semconv.RUN_ID]).nodes())
+
+
+def test_nodes_carry_superstep_and_error_message_through_the_collector(traced) -> None:
+    """The same in /api/v1/runs/{id}/nodes, the summary's by_node and the CLI's runs show."""
+    name = f"superstep-graph-{uuid.uuid4().hex[:8]}"
+    _failing_graph(name)
+    assert flowscope.force_flush()
+    run_id = _listed_run(traced, name)
+    traced.wait_for_run(run_id, spans=3)
+    _check_superstep_and_error(traced.get(f"/api/v1/runs/{run_id}/nodes").json()["nodes"])
+    summary = traced.get(f"/api/v1/runs/{run_id}").json()
+    assert "the user record is missing" in summary["by_node"][1]["error_message"]
+    shown = subprocess.run([sys.executable, "-m", "flowscope.cli", "runs", "show", run_id, "--url", traced.url],
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert "the user record is missing" in shown.stdout
+    header = next(line for line in shown.stdout.splitlines() if line.lstrip().startswith("STEP"))
+    assert "SUPERSTEP" in header

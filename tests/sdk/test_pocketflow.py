@@ -166,7 +166,7 @@ def test_failure_after_retries_marks_node_and_run(mem: MemoryKit) -> None:
     flow = pocketflow.Flow(start=Broken(max_retries=2))
     with pytest.raises(ValueError, match="bad input"):
         flow.run({"x": 1})
-    (run_span,) = mem.runs("Flow")
+    (run_span,) = mem.runs("Broken flow")
     spans = mem.run_spans(attrs(run_span)[semconv.RUN_ID])
     (node,) = nodes(spans)
     assert node.status.status_code.name == "ERROR"
@@ -190,7 +190,7 @@ def test_exec_fallback_recovers(mem: MemoryKit) -> None:
     shared: dict[str, Any] = {}
     pocketflow.Flow(start=Guarded(max_retries=3)).run(shared)
     assert shared == {"answer": "cached answer"}
-    (run_span,) = mem.runs("Flow")
+    (run_span,) = mem.runs("Guarded flow")
     run_id = attrs(run_span)[semconv.RUN_ID]
     (node,) = nodes(mem.run_spans(run_id))
     assert node.status.status_code.name != "ERROR"
@@ -263,7 +263,7 @@ def test_async_flow_parallel_batch_with_llm_calls(mem: MemoryKit, fake_provider)
     asyncio.run(flow.run_async(shared))
     assert len(shared["summaries"]) == 3 and shared["tag_en"] == shared["tag_fr"] == "tagged"
 
-    (run_span,) = mem.runs("AsyncFlow")
+    (run_span,) = mem.runs("Summarize flow")
     run_id = attrs(run_span)[semconv.RUN_ID]
     spans = mem.run_spans(run_id)
     ns = nodes(spans)
@@ -290,7 +290,7 @@ def test_flow_inside_a_hand_made_run(mem: MemoryKit) -> None:
     spans = mem.run_spans(run.id)
     ns = nodes(spans)
     assert [(attrs(n)[semconv.NODE_NAME], attrs(n)[semconv.NODE_TYPE]) for n in ns] == [
-        ("before", "task"), ("Flow", "subflow"), ("Step", "task")]
+        ("before", "task"), ("Step flow", "subflow"), ("Step", "task")]
     assert mem.view(run.id).state(2) == {"phase": "start", "n": 1}
 
 
@@ -332,3 +332,24 @@ def test_state_through_the_collector(traced, fake_provider) -> None:
     for name, snapshot in rec.snapshots:
         got = traced.get(f"/api/v1/runs/{run.id}/state", params={"at": step_of[name]}).json()
         assert got["state"] == snapshot, name
+
+
+def test_run_names_follow_the_flow_not_pocketflows_base_class(mem: MemoryKit) -> None:
+    """A run is named after its flow's ``name``, else its class; a plain ``Flow``/``AsyncFlow``
+    (PocketFlow's own class says nothing about the flow) after its start node (issue 20)."""
+
+    class Lookup(pocketflow.Node):
+        pass
+
+    class Refunds(pocketflow.Flow):
+        pass
+
+    pocketflow.Flow(start=Lookup()).run({})
+    Refunds(start=Lookup()).run({})
+    named = pocketflow.Flow(start=Lookup())
+    named.name = "support"
+    named.run({})
+    asyncio.run(pocketflow.AsyncFlow(start=Lookup()).run_async({}))
+    pocketflow.Flow().run({})  # no start node: nothing better than the class
+    got = sorted(attrs(r)[semconv.GEN_AI_WORKFLOW_NAME] for r in mem.runs())
+    assert got == sorted(["Lookup flow", "Refunds", "support", "Lookup flow", "Flow"])

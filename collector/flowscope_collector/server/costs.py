@@ -13,7 +13,7 @@ from . import models
 from .deps import get_store, project_of
 from .runs import time_range
 
-router = APIRouter(prefix="/api/v1", tags=["costs"])
+router = APIRouter(prefix="/api/v1", tags=["costs"], responses=models.READ_ERRORS)
 
 GROUP_BY = r"^(model|provider|service|flow|node|day|attr:[A-Za-z0-9_.\-]{1,200})$"
 
@@ -30,6 +30,8 @@ def costs(
     until: Annotated[str | None, Query(description="ISO 8601, or 90m / 24h / 7d ago")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> Any:
+    """Cost and tokens of the LLM calls that started in [since, until), grouped by one dimension,
+    most expensive first (by day: in date order); unpriced calls are counted, never priced at $0."""
     try:
         start, end = time_range(since, until)
     except ValueError as exc:

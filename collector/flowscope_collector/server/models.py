@@ -33,8 +33,41 @@ class _Completeness(BaseModel):
 
 
 class ErrorBody(BaseModel):
+    """Every error the collector answers, unknown routes included: a message a person can act on."""
+
     error: str = Field(description="What went wrong, and what to do about it")
-    status: int
+    status: int = Field(description="The HTTP status, repeated for clients that only keep the body")
+
+
+_ERRORS = {
+    400: "The body is not valid OTLP; the message says what is wrong. Not worth retrying",
+    401: "No API key, or an unknown one (only when the collector has API keys: FLOWSCOPE_API_KEYS)",
+    403: "The API key lacks the scope this route needs (read or ingest)",
+    404: "No such run in the API key's project",
+    413: "The body is larger than the collector takes (FLOWSCOPE_MAX_BODY_BYTES), before or after gzip",
+    415: "A content type or encoding other than OTLP protobuf/JSON, gzip or none",
+    422: "A parameter is invalid: the message names it and what it accepts",
+    429: "Too much is waiting to be stored; retry after Retry-After seconds",
+    503: "The collector is starting or stopping, or cannot reach ClickHouse (the message says which); "
+         "retry after Retry-After",
+}
+
+
+def errors(*codes: int, plain_route: bool = False) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses, each answered as :class:`ErrorBody`.
+
+    ``plain_route``: the route answers text on success (graph, /metrics); FastAPI would
+    document its errors as text too, but they are JSON like every other error.
+    """
+    if plain_route:
+        ref = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        return {code: {"description": _ERRORS[code], "content": ref} for code in codes}
+    return {code: {"model": ErrorBody, "description": _ERRORS[code]} for code in codes}
+
+
+# what every read route may answer, and a per-run route besides
+READ_ERRORS = errors(401, 403, 422, 503)
+RUN_ERRORS = errors(404)
 
 
 class ModelCost(_Completeness):
@@ -69,6 +102,14 @@ class RunListItem(_Completeness):
     run_id: str
     flow: str
     service: str
+    # who the run was for: its run attributes (set_run_attributes, runtime metadata), migration 011
+    user_id: str | None = Field(None, description="The run attribute user_id (span attribute user.id)")
+    session_id: str | None = Field(
+        None, description="The run attribute session_id (span attribute gen_ai.conversation.id)")
+    tenant: str | None = Field(None, description="The run attribute tenant (flowscope.run.attr.tenant)")
+    attributes: dict[str, str] = Field(
+        default_factory=dict, description="Every run attribute by the name it was set by (user_id, tenant, plan...); "
+                                          "filter the list by them with attr=NAME:VALUE")
     status: Literal["ok", "error", "running"]
     start: str
     end: str | None
@@ -120,6 +161,8 @@ class NodeItem(BaseModel):
     branch: str | None = None
     error: str | None = Field(None, description="The node's error type (error.type) if it failed")
     error_message: str | None = Field(None, description="What went wrong, in the words of its status message")
+    superstep: int | None = Field(None, description="LangGraph's superstep (langgraph_step) the node ran in; "
+                                                    "nodes of one superstep ran in parallel. null outside LangGraph")
     span_id: str
 
 

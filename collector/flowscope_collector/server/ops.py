@@ -20,11 +20,17 @@ router = APIRouter(tags=["ops"])
 
 @router.get("/healthz", response_model=models.Health)
 def healthz() -> Any:
+    """Liveness: the process answers. Needs no API key; says nothing about ClickHouse (see /readyz)."""
     return {"status": "ok"}
 
 
-@router.get("/readyz", response_model=models.Ready)
+@router.get("/readyz", response_model=models.Ready, responses={
+    **models.errors(401, 403),
+    503: {"model": models.Ready, "description": "Not ready: ClickHouse unreachable or the schema behind; "
+                                                "detail says why"}})
 def readyz(request: Request) -> Any:
+    """Readiness: ClickHouse reachable and the schema at the expected version; also spans lost
+    or in quarantine, which stay unstored until replayed."""
     col = get_collector(request)
     ok, version, detail = col.readiness()
     body = {
@@ -50,8 +56,10 @@ def readyz(request: Request) -> Any:
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
-@router.get("/version", response_model=models.Version)
+@router.get("/version", response_model=models.Version, responses=models.errors(401, 403))
 def version(request: Request) -> Any:
+    """The collector's version, its pricing catalog's version, the schema version and the
+    ClickHouse it writes to (password redacted)."""
     return {
         "version": sdk_version,
         "pricing_version": get_catalog().version,
@@ -104,7 +112,7 @@ _SERIES: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+@router.get("/metrics", response_class=PlainTextResponse, responses=models.errors(401, 403, plain_route=True))
 def metrics(request: Request) -> str:
     """Prometheus text exposition of the collector's counters."""
     col = get_collector(request)

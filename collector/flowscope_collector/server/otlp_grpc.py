@@ -1,5 +1,10 @@
 """OTLP/gRPC receiver: ``opentelemetry.proto.collector.trace.v1.TraceService/Export`` on 4317.
 
+``MetricsService/Export`` is answered too, as ``POST /v1/metrics`` is: checked,
+counted, not stored. Zero-code OTel (``opentelemetry-instrument``) sends metrics to
+4317 beside the traces, and without it every app ended with "Failed to export
+metrics ... UNIMPLEMENTED".
+
 Many exporters (the OTel Collector, Go and Java SDKs, OpenLIT, Traceloop) default
 to gRPC, so the collector takes it as well as OTLP/HTTP. The method receives the
 request as raw protobuf bytes and hands them to :meth:`Collector.ingest`
@@ -32,7 +37,12 @@ from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 
 from ..admission import Refused, refusal
 from ..ingest import otlp
@@ -44,6 +54,7 @@ logger = logging.getLogger("flowscope.collector")
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 METHOD = "Export"
 FULL_METHOD = f"/{SERVICE}/{METHOD}"
+METRICS_SERVICE = "opentelemetry.proto.collector.metrics.v1.MetricsService"
 DEFAULT_PROJECT = "default"
 
 _CODES = {
@@ -110,6 +121,17 @@ class TraceServiceHandler:
                 pass
         return otlp.response(otlp.PROTOBUF, ack.rejected_spans, ack.message)
 
+    def export_metrics(self, body: bytes, context: grpc.ServicerContext) -> bytes:
+        """Metrics are checked and counted, not stored: flowscope keeps traces (see ``POST /v1/metrics``)."""
+        self._project(context)
+        try:
+            ExportMetricsServiceRequest.FromString(body)
+        except DecodeError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"body is not a valid OTLP ExportMetricsServiceRequest: {exc}")
+        self.collector.stats.metric_requests += 1
+        return bytes(ExportMetricsServiceResponse().SerializeToString())
+
     @staticmethod
     def _refuse(context: grpc.ServicerContext, refused: Refused) -> NoReturn:
         """Abort with the gRPC form of ``refused``: retryable ones carry ``RetryInfo``."""
@@ -123,7 +145,7 @@ class TraceServiceHandler:
 
 
 class GrpcReceiver:
-    """A grpcio server carrying the TraceService, started and stopped with the HTTP app."""
+    """A grpcio server carrying the TraceService (and MetricsService), started and stopped with the HTTP app."""
 
     def __init__(self, collector: Collector, host: str, port: int, keys: Any = None, workers: int = 8) -> None:
         self.handler = TraceServiceHandler(collector, keys)
@@ -146,7 +168,11 @@ class GrpcReceiver:
         rpc = grpc.unary_unary_rpc_method_handler(
             self.handler.export, request_deserializer=_identity, response_serializer=_identity
         )
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {METHOD: rpc}),))
+        metrics = grpc.unary_unary_rpc_method_handler(
+            self.handler.export_metrics, request_deserializer=_identity, response_serializer=_identity
+        )
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {METHOD: rpc}),
+                                         grpc.method_handlers_generic_handler(METRICS_SERVICE, {METHOD: metrics})))
         host = self.host if ":" not in self.host or self.host.startswith("[") else f"[{self.host}]"
         try:
             bound = server.add_insecure_port(f"{host}:{self.requested_port}")

@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..admission import refusal
 from ..ingest import otlp
+from . import models
 from .deps import error_body, get_collector, project_of
 
 router = APIRouter(tags=["otlp"])
@@ -34,8 +35,11 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse(error_body(status, message), status_code=status, headers=headers)
 
 
-@router.post("/v1/traces", summary="OTLP/HTTP trace export (protobuf or JSON, gzip allowed)")
+@router.post("/v1/traces", summary="OTLP/HTTP trace export (protobuf or JSON, gzip allowed)",
+             responses=models.errors(400, 401, 403, 413, 415, 429, 503))
 async def export_traces(request: Request) -> Response:
+    """Spans from any OTLP exporter, answered as the OTLP specification asks: 200 once they are
+    durable (with partial_success for spans rejected), 429/503 with Retry-After under pressure."""
     col = get_collector(request)
     admission = col.admission
     limit = col.settings.max_body_bytes
@@ -81,7 +85,8 @@ async def export_traces(request: Request) -> Response:
     return Response(otlp.response(media, ack.rejected_spans, ack.message), media_type=media)
 
 
-@router.post("/v1/metrics", summary="OTLP/HTTP metric export: accepted and counted, not stored")
+@router.post("/v1/metrics", summary="OTLP/HTTP metric export: accepted and counted, not stored",
+             responses=models.errors(400, 401, 403, 413, 415))
 async def export_metrics(request: Request) -> Response:
     """flowscope stores traces; metrics belong in a metrics backend.
 

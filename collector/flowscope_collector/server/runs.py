@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from flowscope.core import views
-from flowscope.core.run_attributes import attribute_key
+from flowscope.core.run_attributes import attribute_key, who_fields
 from flowscope.core.state import diff as state_diff
 
 from ..store.queries import Cursor, parse_when
@@ -25,7 +25,7 @@ def time_range(since: str | None, until: str | None) -> tuple[datetime | None, d
         raise ValueError(f"since ({start.isoformat()}) must be before until ({end.isoformat()})")
     return start, end
 
-router = APIRouter(prefix="/api/v1", tags=["runs"])
+router = APIRouter(prefix="/api/v1", tags=["runs"], responses=models.READ_ERRORS)
 
 _RUN_ID = r"^[A-Za-z0-9_\-:.]+$"
 RunId = Annotated[str, Path(min_length=1, max_length=128, pattern=_RUN_ID)]
@@ -66,16 +66,25 @@ def list_runs(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> Any:
+    """One page of runs, newest first unless sorted otherwise, with each run's totals and who it was for.
+
+    Filters combine (AND); ``attr`` filters by run attributes (repeat it for several). Page on
+    with ``cursor=next_cursor`` and the same filters: a run is never listed twice or skipped.
+    """
     try:
         cur = Cursor.decode(cursor, sort) if cursor else None
         start, end = time_range(since, until)
         attrs = [_attr_filter(a) for a in attr or ()]
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    runs, nxt = get_store(request).list_runs(
-        project_of(request), limit=limit, cursor=cur, service=service, flow=flow, status=status,
+    store, project = get_store(request), project_of(request)
+    runs, nxt = store.list_runs(
+        project, limit=limit, cursor=cur, service=service, flow=flow, status=status,
         since=start, until=end, min_cost=min_cost, attrs=attrs, sort=sort, order=order,
     )
+    who = store.run_attributes(project, [r["run_id"] for r in runs])
+    for r in runs:
+        r.update(who_fields(who.get(r["run_id"], {})))
     return {"runs": runs, "next_cursor": nxt.encode() if nxt else None}
 
 
@@ -87,25 +96,38 @@ def _attr_filter(raw: str) -> tuple[str, str]:
     return attribute_key(name.strip()), value
 
 
-@router.get("/runs/compare", response_model=models.RunComparison, summary="Two runs side by side")
+@router.get("/runs/compare", response_model=models.RunComparison, summary="Two runs side by side",
+            responses=models.RUN_ERRORS)
 def compare_runs(request: Request, a: RunIdQuery, b: RunIdQuery) -> Any:
+    """Two runs side by side: their paths, where they first differ, the cost and latency
+    deltas (b minus a), and the first step after which their states diverge."""
     return views.compare_runs(run_view(request, a, with_state=True), run_view(request, b, with_state=True))
 
 
-@router.get("/runs/{run_id}", response_model=models.RunSummary)
+@router.get("/runs/{run_id}", response_model=models.RunSummary, responses=models.RUN_ERRORS)
 def get_run(request: Request, run_id: RunId) -> Any:
+    """A run's summary: status, timing, tokens, cost (with its breakdown, by model and by node),
+    errors, retries, fallbacks, cache hits and who the run was for (user, session, tenant)."""
     summary = run_view(request, run_id).summary()
+    summary.update(who_fields(get_store(request).run_attributes(project_of(request), [run_id]).get(run_id, {})))
     summary["url"] = f"{get_collector(request).settings.url}/api/v1/runs/{run_id}"
     return summary
 
 
-@router.get("/runs/{run_id}/nodes", response_model=models.NodeList)
+@router.get("/runs/{run_id}/nodes", response_model=models.NodeList, responses=models.RUN_ERRORS)
 def get_nodes(request: Request, run_id: RunId) -> Any:
-    return {"run_id": run_id, "nodes": run_view(request, run_id).nodes()}
+    """The run's node executions in order: step, attempt, timing, status, tokens, cost, router
+    branch, LangGraph superstep, and for a failed node its error type and message."""
+    view = run_view(request, run_id)
+    supersteps = get_store(request).node_supersteps(project_of(request), view.spans)
+    for span in view.spans:
+        span.superstep = supersteps.get(span.span_id, -1)
+    return {"run_id": run_id, "nodes": view.nodes()}
 
 
-@router.get("/runs/{run_id}/spans", response_model=models.SpanTree)
+@router.get("/runs/{run_id}/spans", response_model=models.SpanTree, responses=models.RUN_ERRORS)
 def get_spans(request: Request, run_id: RunId) -> Any:
+    """Every span of the run as a tree (roots and their children), with attributes and events."""
     flat = get_store(request).span_details(project_of(request), run_id)
     if not flat:
         raise HTTPException(404, f"no run {run_id!r}; list runs with GET /api/v1/runs")
@@ -123,8 +145,11 @@ def _check_step(view: views.RunView, nodes: list[dict[str, Any]], step: int, nam
         raise HTTPException(422, f"{name}={step} is out of range: this run has steps -1 (input) to {last}")
 
 
-@router.get("/runs/{run_id}/state", response_model=models.StateAt, tags=["time travel"])
+@router.get("/runs/{run_id}/state", response_model=models.StateAt, tags=["time travel"],
+            responses=models.RUN_ERRORS)
 def get_state(request: Request, run_id: RunId, at: Annotated[int, Query(ge=-1)]) -> Any:
+    """Time travel: the run's state after step ``at`` (-1 is its input), the node that step
+    ran, and the steps there are."""
     view = run_view(request, run_id, with_state=True)
     nodes = view.nodes()
     _check_step(view, nodes, at, "at")
@@ -133,13 +158,16 @@ def get_state(request: Request, run_id: RunId, at: Annotated[int, Query(ge=-1)])
             "steps": views.state_steps(view.events)}
 
 
-@router.get("/runs/{run_id}/state/diff", response_model=models.StateDiff, tags=["time travel"])
+@router.get("/runs/{run_id}/state/diff", response_model=models.StateDiff, tags=["time travel"],
+            responses=models.RUN_ERRORS)
 def get_state_diff(
     request: Request,
     run_id: RunId,
     from_: Annotated[int, Query(alias="from", ge=-1)],
     to: Annotated[int, Query(ge=-1)],
 ) -> Any:
+    """What changed in the run's state between step ``from`` and step ``to``: added, removed
+    and changed paths."""
     view = run_view(request, run_id, with_state=True)
     nodes = view.nodes()
     _check_step(view, nodes, from_, "from")
@@ -154,8 +182,10 @@ _GRAPH_MEDIA = {"mermaid": "text/vnd.mermaid; charset=utf-8", "dot": "text/vnd.g
     "/runs/{run_id}/graph",
     response_class=PlainTextResponse,
     summary="The path the run took, as Mermaid or Graphviz DOT",
-    responses={200: {"content": {"text/vnd.mermaid": {}, "text/vnd.graphviz": {}}}},
+    responses={**models.errors(401, 403, 404, 422, 503, plain_route=True),
+               200: {"content": {"text/vnd.mermaid": {}, "text/vnd.graphviz": {}}}},
 )
 def get_graph(request: Request, run_id: RunId, format: Literal["mermaid", "dot"] = "mermaid") -> Any:
+    """The path the run took as a Mermaid or Graphviz DOT graph, branches and retries included."""
     text = run_view(request, run_id).graph(format)
     return PlainTextResponse(text, media_type=_GRAPH_MEDIA[format])

@@ -25,11 +25,13 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from flowscope.core import views
+from flowscope.core.run_attributes import who_fields
 
+from . import models
 from .deps import get_store, project_of
 from .runs import RunId
 
-router = APIRouter(prefix="/api/v1", tags=["runs"])
+router = APIRouter(prefix="/api/v1", tags=["runs"], responses={**models.READ_ERRORS, **models.RUN_ERRORS})
 
 HEARTBEAT_S = 15.0
 
@@ -53,6 +55,9 @@ async def stream_run(
     = 3600,
     poll: Annotated[float, Query(ge=0.05, le=10, description="seconds between looks at the store")] = 0.5,
 ) -> StreamingResponse:
+    """The run's events as server-sent events: what happened so far first, then each new one as
+    it is stored, ending with ``summary`` when the run ends (or ``timeout``). 404 when the run
+    has no spans after ``wait`` seconds."""
     project = project_of(request)
     store = get_store(request)
 
@@ -84,6 +89,9 @@ async def stream_run(
                 settling = True
                 pending = [e for e in pending if e["event"] != "summary"]
             for ev in pending:
+                if ev["event"] == "summary":  # who the run was for, as GET /runs/{id} says it
+                    who = await run_in_threadpool(store.run_attributes, project, [run_id])
+                    ev = {**ev, **who_fields(who.get(run_id, {}))}
                 sent.add(ev["key"])
                 count += 1
                 yield _sse(count, ev)

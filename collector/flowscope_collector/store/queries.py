@@ -256,6 +256,36 @@ class Store:
         ).result_rows
         return [_record(r) for r in rows]
 
+    def node_supersteps(self, project: str, spans: Sequence[SpanRecord]) -> dict[str, int]:
+        """LangGraph's superstep of each node span of ``spans`` (one run's records), by span id.
+
+        It is not in ``RunRecord`` (its format is fixed by migration 004), so it is read from
+        the spans' attributes in ``otel_traces``, bounded by what the records already say:
+        their traces and the time their node spans started. Only the node sequence shows it,
+        so only that route pays for this read; a run without node spans pays nothing.
+        """
+        nodes = [s for s in spans if s.kind == "node"]
+        if not nodes:
+            return {}
+        rows = self.client.query(
+            f"SELECT SpanId, SpanAttributes['flowscope.node.superstep'] FROM {self.db}.otel_traces "
+            "WHERE Timestamp >= fromUnixTimestamp64Nano({lo:Int64}) AND Timestamp <= fromUnixTimestamp64Nano({hi:Int64}) "
+            "AND TraceId IN {traces:Array(String)} "
+            "AND if(ResourceAttributes['flowscope.project'] = '', 'default', ResourceAttributes['flowscope.project']) "
+            "= {project:String} "
+            "AND SpanAttributes['flowscope.node.superstep'] != ''",
+            parameters={"lo": min(s.start_ns for s in nodes), "hi": max(s.start_ns for s in nodes),
+                        "traces": sorted({s.trace_id for s in nodes}), "project": project},
+            settings=self._skip_settings,
+        ).result_rows
+        out: dict[str, int] = {}
+        for span_id, raw in rows:
+            try:
+                out[span_id] = int(raw)
+            except ValueError:
+                continue
+        return out
+
     def state_events(self, project: str, run_id: str) -> list[StateEvent]:
         """The run's state events in ``seq`` order, one per ``seq`` (a retried export counts once)."""
         rows = self.client.query(
@@ -280,6 +310,26 @@ class Store:
             by_seq[seq] = StateEvent(seq, _tsv(f[2]), _tsv(f[3]), decoded, int(f[5]), _tsv(f[6]), f[7] == "1",
                                      int(f[8]))
         return [by_seq[k] for k in sorted(by_seq)]
+
+    def run_attributes(self, project: str, run_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Each run's run attributes (user, session, tenant, ...) by span attribute key (migration 011).
+
+        Where a run changed a value, the first one seen is kept.
+        """
+        if not run_ids:
+            return {}
+        rows = self.client.query(
+            f"SELECT RunId, Key, argMin(Value, first) FROM ("
+            f"SELECT RunId, Key, Value, min(Start) AS first FROM {self.db}.flowscope_run_attributes "
+            "WHERE Project = {project:String} AND RunId IN {runs:Array(String)} GROUP BY RunId, Key, Value) "
+            "GROUP BY RunId, Key",
+            parameters={"project": project, "runs": list(run_ids)},
+            settings=self._skip_settings,
+        ).result_rows
+        out: dict[str, dict[str, str]] = {}
+        for run_id, key, value in rows:
+            out.setdefault(run_id, {})[key] = value
+        return out
 
     def span_details(self, project: str, run_id: str) -> list[dict[str, Any]]:
         """Full spans (attributes and events) for the span tree endpoint.

@@ -44,6 +44,27 @@ def attribute_key(name: str) -> str:
     return CUSTOM_PREFIX + name
 
 
+def attribute_name(key: str) -> str:
+    """The name a person set a run attribute by: the inverse of :func:`attribute_key`
+    (``user.id`` → ``user_id``, ``flowscope.run.attr.tenant`` → ``tenant``)."""
+    for name, named_key in _NAMED.items():
+        if key == named_key:
+            return name
+    return key[len(CUSTOM_PREFIX):] if key.startswith(CUSTOM_PREFIX) else key
+
+
+def who_fields(attributes: Mapping[str, str]) -> dict[str, Any]:
+    """What a run summary and a runs-list row say about who a run was for.
+
+    ``attributes`` are the run's run attributes by span attribute key; the answer
+    has ``user_id``, ``session_id`` and ``tenant`` (None when not set) and every
+    run attribute by its name in ``attributes``.
+    """
+    named = {attribute_name(k): str(v) for k, v in sorted(attributes.items()) if is_run_attribute_key(k)}
+    return {"user_id": named.get("user_id"), "session_id": named.get("session_id"),
+            "tenant": named.get("tenant"), "attributes": named}
+
+
 def is_run_attribute_key(key: str) -> bool:
     """True for span attribute keys that are run attributes (and travel as baggage)."""
     return key in _STANDARD_KEYS or key.startswith(CUSTOM_PREFIX)

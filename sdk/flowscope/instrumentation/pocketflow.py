@@ -78,8 +78,21 @@ class _SharedState:
 
 
 def _name(instance: Any) -> str:
+    """A node's or flow's name: its ``name`` attribute, else its class.
+
+    A flow that is an instance of one of PocketFlow's own classes (``Flow``,
+    ``AsyncFlow``, ``BatchFlow``...) would be named "Flow" whatever it does, so it is
+    named after its start node instead: ``Flow(start=Lookup())`` is "Lookup flow"
+    (docs/usage.md). Subclass the flow, or set ``flow.name``, to name it yourself.
+    """
     name = getattr(instance, "name", None)
-    return name if isinstance(name, str) and name else type(instance).__name__
+    if isinstance(name, str) and name:
+        return name
+    cls = type(instance)
+    start = getattr(instance, "start_node", None)
+    if cls.__module__.split(".")[0] == "pocketflow" and start is not None and start is not instance:
+        return f"{_name(start)} flow"
+    return cls.__name__
 
 
 def _shared_arg(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
 from .. import semconv
+from ..run_attributes import is_run_attribute_key
 
 ZERO = Decimal(0)
 
@@ -64,6 +65,13 @@ class SpanRecord:
     fallback_to: str = ""
     budget_exceeded: bool = False
     ttfc_s: float = 0.0
+    # LangGraph's superstep of a node (flowscope.node.superstep), -1 elsewhere. Not in the
+    # collector's RunRecord: the collector reads it from the node spans' attributes
+    # (Store.node_supersteps) for the one view that shows it, the node sequence.
+    superstep: int = -1
+    # The span's run attributes (user.id, flowscope.run.attr.*...) by key. Not in RunRecord
+    # either: the collector reads a run's from flowscope_run_attributes (migration 011).
+    run_attributes: dict[str, str] = field(default_factory=dict)
 
     @property
     def end_ns(self) -> int:
@@ -172,6 +180,8 @@ def record_from_attributes(
         fallback_to=str(a.get(semconv.FALLBACK_TO, "")),
         budget_exceeded=_bool(a.get(semconv.BUDGET_EXCEEDED)),
         ttfc_s=float(a.get(semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK) or 0.0),
+        superstep=_int(a.get(semconv.NODE_SUPERSTEP), -1),
+        run_attributes={k: str(v) for k, v in a.items() if is_run_attribute_key(k)},
     )
 
 

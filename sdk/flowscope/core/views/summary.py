@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .. import semconv
+from ..run_attributes import who_fields
 from ..state import apply_event
 from .records import ZERO, SpanRecord, StateEvent, dedupe, iso, ms, usd
 
@@ -119,6 +120,7 @@ def summarize(spans_in: Iterable[SpanRecord], run_id: str | None = None) -> dict
         "cache_saved_usd": usd(sum((s.cache_saved_usd for s in llm), ZERO)),
         "budget_exceeded": any(s.budget_exceeded for s in spans),
         "waiting_ms": waiting_ms(spans),
+        **who_fields(run_attributes(spans)),
         "by_model": [
             {**m, "cost_usd": usd(m["cost_usd"]),
              "cost_complete": not (m["unpriced_calls"] or m["partially_priced_calls"])}
@@ -131,6 +133,16 @@ def summarize(spans_in: Iterable[SpanRecord], run_id: str | None = None) -> dict
             for n in by_node
         ],
     }
+
+
+def run_attributes(spans: Sequence[SpanRecord]) -> dict[str, str]:
+    """The run's run attributes, each from the first span (by start) that has it, as the
+    collector keeps the first value seen (migration 011)."""
+    out: dict[str, str] = {}
+    for s in spans:  # in start order (dedupe sorts them)
+        for key, value in s.run_attributes.items():
+            out.setdefault(key, value)
+    return out
 
 
 def waiting_ms(spans: Iterable[SpanRecord]) -> float:
@@ -254,6 +266,7 @@ def _by_node(spans: Sequence[SpanRecord], full: bool = False) -> list[dict[str, 
                     "output_tokens": a["output_tokens"],
                     "retries": a["retries"] + n.retry_count,
                     "branch": n.branch or None,
+                    "superstep": n.superstep if n.superstep >= 0 else None,
                     "span_id": n.span_id,
                 }
             )
