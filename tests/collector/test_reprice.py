@@ -1,0 +1,151 @@
+"""``flowscope-collector reprice``: a price added or corrected later fixes stored history, counted once.
+
+Spans go into a real collector over OTLP/HTTP, are priced (or not) at ingest,
+then the collector is stopped and the real CLI entry point (a child process,
+as a user runs it) reprices its chDB directory under an override file. Every
+reader is then asked again through the API of a restarted collector: the run
+summary, the runs list, the cost roll-ups (hourly table, edge hours from the
+span table, per-run table, attribute maps) and the span details; the raw tables
+must hold no extra row. Expected figures are written out from the prices in
+the override file below, never taken from the catalog code.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests._collector_kit import CollectorProcess, chdb_query, otlp_body
+
+ACME = "acme-reprice-model"  # in no catalog: unpriced at ingest
+MINI = "gpt-4o-mini"  # the catalog's $0.15 / $0.60 per million at ingest
+
+# $ per million tokens: ACME is added, gpt-4o-mini "corrected"
+PRICES = {"models": [
+    {"provider": "openai", "model": ACME, "input_mtok": "2.00", "output_mtok": "8.00"},
+    {"provider": "openai", "model": MINI, "input_mtok": "0.30", "output_mtok": "1.20"},
+]}
+
+
+def _cost(inp: int, out: int, in_mtok: str, out_mtok: str) -> Decimal:
+    return (inp * Decimal(in_mtok) + out * Decimal(out_mtok)) / 1_000_000
+
+
+def _llm(model: str, inp: int, out: int) -> dict[str, str]:
+    return {"flowscope.span.kind": "llm", "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": model, "gen_ai.usage.input_tokens": str(inp),
+            "gen_ai.usage.output_tokens": str(out)}
+
+
+def _send(c: CollectorProcess, run_id: str, model: str, inp: int, out: int) -> None:
+    r = httpx.post(c.url + "/v1/traces", content=otlp_body(1, run_id=run_id, name="chat", attrs=_llm(model, inp, out)),
+                   headers={"content-type": "application/x-protobuf"}, timeout=30)
+    assert r.status_code == 200, r.text
+
+
+def _cli(data: Path, *args: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-m", "flowscope_collector", "reprice", "--dsn", f"chdb://{data}", "--json", *args],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout)
+
+
+@pytest.fixture
+def stored(tmp_path: Path):
+    """Two runs stored by a collector that has since stopped: run a has 2 ACME calls and 1 gpt-4o-mini, b 1 ACME."""
+    c = CollectorProcess(tmp_path / "data").start()
+    a, b = uuid.uuid4().hex, uuid.uuid4().hex
+    try:
+        _send(c, a, ACME, 1000, 100)
+        _send(c, a, ACME, 1000, 100)
+        _send(c, a, MINI, 1000, 100)
+        _send(c, b, ACME, 2000, 0)
+        before_a = c.wait_for_run(a, spans=3)
+        before_b = c.wait_for_run(b, spans=1)
+    finally:
+        c.stop()
+    assert before_a["unpriced_calls"] == 2 and before_b["unpriced_calls"] == 1
+    assert Decimal(before_a["cost_usd"]) == _cost(1000, 100, "0.15", "0.60")
+    assert Decimal(before_b["cost_usd"]) == 0
+    pricing = tmp_path / "prices.json"
+    pricing.write_text(json.dumps(PRICES))
+    return c, a, b, pricing
+
+
+def test_reprice_fixes_every_reader_once(stored) -> None:
+    c, a, b, pricing = stored
+    acme_a, acme_b, mini = _cost(1000, 100, "2", "8"), _cost(2000, 0, "2", "8"), _cost(1000, 100, "0.30", "1.20")
+    old_mini = _cost(1000, 100, "0.15", "0.60")
+
+    dry = _cli(c.data_dir, "--since", "1d", "--pricing", str(pricing), "--dry-run")
+    assert (dry["examined"], dry["repriced"], dry["newly_priced"]) == (4, 4, 3)
+    assert Decimal(dry["cost_before_usd"]) == old_mini
+    assert Decimal(dry["cost_after_usd"]) == 2 * acme_a + acme_b + mini
+
+    # one model first, then the rest: the second pass must not count the first one's spans again
+    only = _cli(c.data_dir, "--since", "1d", "--pricing", str(pricing), "--model", "gpt-4o*")
+    assert (only["examined"], only["repriced"], only["models"]) == (1, 1, {MINI: 1})
+    rest = _cli(c.data_dir, "--since", "1d", "--pricing", str(pricing))
+    assert (rest["examined"], rest["repriced"], rest["newly_priced"], rest["unchanged"]) == (4, 3, 3, 1)
+    again = _cli(c.data_dir, "--since", "1d", "--pricing", str(pricing))
+    assert (again["repriced"], again["unchanged"]) == (0, 4)
+
+    total = 2 * acme_a + acme_b + mini
+    rows = chdb_query(c.data_dir, "SELECT (SELECT count() FROM flowscope_spans), (SELECT count() FROM otel_traces), "
+                      "(SELECT toString(sum(CostUsd)) FROM flowscope_spans), "
+                      "(SELECT groupArray(DISTINCT PricingVersion) FROM flowscope_spans), "
+                      "(SELECT countIf(CostSource = 'unpriced') FROM flowscope_spans)")
+    spans, traces, stored_total, versions, unpriced = rows[0]
+    assert (spans, traces, Decimal(stored_total), unpriced) == (4, 4, total, 0)
+    assert len(versions) == 1 and "+override:" in versions[0]  # every span names the catalog that priced it
+
+    c.start()
+    try:
+        for run_id, cost in ((a, 2 * acme_a + mini), (b, acme_b)):
+            summary = c.get(f"/api/v1/runs/{run_id}").json()
+            assert Decimal(summary["cost_usd"]) == cost and summary["unpriced_calls"] == 0
+            assert summary["cost_complete"] is True
+        listed = {r["run_id"]: r for r in c.get("/api/v1/runs").json()["runs"]}
+        assert Decimal(listed[a]["cost_usd"]) == 2 * acme_a + mini and listed[a]["unpriced_calls"] == 0
+        assert Decimal(listed[b]["cost_usd"]) == acme_b and listed[b]["cost_complete"] is True
+        assert c.get("/api/v1/runs", params={"sort": "cost"}).json()["runs"][0]["run_id"] == a
+
+        now = datetime.now(timezone.utc)
+        windows = [{}, {"since": (now - timedelta(minutes=30)).isoformat(),
+                        "until": (now + timedelta(minutes=90)).isoformat()}]
+        for window in windows:  # the hourly roll-up alone, and with its edge hours read from the spans
+            report = c.get("/api/v1/costs", params={"group_by": "model", **window}).json()
+            groups = {g["key"]: g for g in report["groups"]}
+            assert Decimal(groups[ACME]["cost_usd"]) == 2 * acme_a + acme_b, window
+            assert groups[ACME]["unpriced_calls"] == 0 and groups[ACME]["llm_calls"] == 3
+            assert Decimal(groups[MINI]["cost_usd"]) == mini
+            assert Decimal(report["total_usd"]) == total and report["cost_complete"] is True
+        by_flow = c.get("/api/v1/costs", params={"group_by": "flow"}).json()
+        assert Decimal(by_flow["total_usd"]) == total and by_flow["unpriced_calls"] == 0
+        by_attr = c.get("/api/v1/costs", params={"group_by": "attr:gen_ai.request.model"}).json()
+        assert {g["key"]: Decimal(g["cost_usd"]) for g in by_attr["groups"]} == {
+            ACME: 2 * acme_a + acme_b, MINI: mini}
+        tree = c.get(f"/api/v1/runs/{b}/spans").json()
+        text = json.dumps(tree)
+        assert f'"flowscope.cost.usd": "{acme_b}"' in text and '"flowscope.cost.source": "computed"' in text
+    finally:
+        c.stop()
+
+
+def test_reprice_refuses_a_bad_pricing_file(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "flowscope_collector", "reprice", "--dsn", f"chdb://{tmp_path}/db", "--since", "1d",
+         "--pricing", str(tmp_path / "missing.json")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 2 and "missing.json" in out.stderr
