@@ -149,3 +149,54 @@ def test_reprice_refuses_a_bad_pricing_file(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120,
     )
     assert out.returncode == 2 and "missing.json" in out.stderr
+
+
+_MIGRATION_CHILD = r"""
+import json, sys
+import clickhouse_connect
+from flowscope_collector.store.schema import SchemaOptions, load_migrations
+
+c = clickhouse_connect.get_client(dsn="chdb://" + sys.argv[1])
+migs = load_migrations(SchemaOptions())
+
+def span(run, span_id, source, cost):
+    attrs = {"flowscope.run.id": run, "flowscope.span.kind": "llm", "gen_ai.request.model": "m",
+             "gen_ai.provider.name": "openai", "flowscope.cost.source": source, "flowscope.cost.usd": cost}
+    c.command("INSERT INTO otel_traces (Timestamp, TraceId, SpanId, SpanName, ServiceName, SpanAttributes) "
+              "VALUES (now64(9), {t:String}, {s:String}, 'chat', 'svc', mapFromArrays({k:Array(String)}, {v:Array(String)}))",
+              parameters={"t": run * 4, "s": span_id, "k": list(attrs), "v": list(attrs.values())})
+
+def counts():
+    runs = c.query("SELECT RunId, sum(PartialCalls), sum(UnpricedCalls), toString(sum(CostUsd)), "
+                   "toUnixTimestamp64Nano(min(Start)) = (SELECT toUnixTimestamp64Nano(min(Timestamp)) "
+                   "FROM flowscope_spans AS s WHERE s.RunId = flowscope_runs.RunId) "
+                   "FROM flowscope_runs GROUP BY RunId ORDER BY RunId").result_rows
+    hourly = c.query("SELECT sum(PartialCalls), sum(LlmCalls) FROM flowscope_costs_hourly").result_rows
+    return [list(r) for r in runs] + [list(r) for r in hourly]
+
+for m in migs:
+    if m.version <= 8:
+        for stmt in m.statements:
+            c.command(stmt)
+span("r1", "s1", "partial", "0.5")
+span("r1", "s2", "computed", "0.25")
+span("r2", "s3", "partial", "1")
+(m9,) = [m for m in migs if m.version == 9]
+for stmt in m9.statements:
+    c.command(stmt)
+before = counts()
+for stmt in m9.statements:  # run again, as after an interruption: nothing counted twice
+    c.command(stmt)
+span("r1", "s4", "partial", "2")  # after the migration: counted by the view
+print(json.dumps([before, counts()], default=str))
+"""
+
+
+def test_migration_009_counts_partially_priced_calls_already_stored(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-c", _MIGRATION_CHILD, str(tmp_path / "db")], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    before, after = json.loads(out.stdout.strip().splitlines()[-1])
+    # per run: partial, unpriced, cost, the correction row kept the run's start
+    assert before == [["r1", 1, 0, "0.75", True], ["r2", 1, 0, "1", True], [2, 3]]
+    assert after == [["r1", 2, 0, "2.75", True], ["r2", 1, 0, "1", True], [3, 4]]

@@ -18,7 +18,7 @@ the new one exactly once:
   keys on ids, which do not change.
 * ``flowscope_runs`` and ``flowscope_costs_hourly`` are sums
   (``SimpleAggregateFunction(sum)``): a correction row holding the difference
-  (new - old cost, and the change of the unpriced count, negative counts
+  (new - old cost, and the change of the unpriced and partial counts, negative counts
   written modulo 2^64 so that UInt64 sums come out right) is added, and the
   sums, before or after merges, equal those of the repriced spans. The
   difference is computed by ClickHouse from the stored rows themselves (every
@@ -295,13 +295,14 @@ _CHANGED = (
     "AND Kind = 'llm' AND has({keys:Array(String)}, " + _KEY + ")"
 )
 _DELTAS = ("toUInt64(sum(toInt64(NewSource = 'unpriced') - toInt64(CostSource = 'unpriced'))) AS du, "
+           "toUInt64(sum(toInt64(NewSource = 'partial') - toInt64(CostSource = 'partial'))) AS dp, "
            "sum(NewCost - CostUsd) AS dc")
 
 _RUN_DELTAS = (
     "INSERT INTO __DB__.flowscope_runs (Project, RunId, Start, End, FlowName, ServiceName, RootSeen, RootError, "
-    "Spans, LlmCalls, Errors, Retries, Fallbacks, CacheHits, UnpricedCalls, InputTokens, CachedInputTokens, "
-    "CacheWriteTokens, OutputTokens, ReasoningTokens, CostUsd, CacheSavedUsd) "
-    "SELECT d.Project, d.RunId, r.s, r.e, r.f, r.sv, 0, 0, 0, 0, 0, 0, 0, 0, d.du, 0, 0, 0, 0, 0, d.dc, 0 "
+    "Spans, LlmCalls, Errors, Retries, Fallbacks, CacheHits, UnpricedCalls, PartialCalls, InputTokens, "
+    "CachedInputTokens, CacheWriteTokens, OutputTokens, ReasoningTokens, CostUsd, CacheSavedUsd) "
+    "SELECT d.Project, d.RunId, r.s, r.e, r.f, r.sv, 0, 0, 0, 0, 0, 0, 0, 0, d.du, d.dp, 0, 0, 0, 0, 0, d.dc, 0 "
     "FROM (SELECT Project, RunId, " + _DELTAS + " FROM (" + _CHANGED + ") GROUP BY Project, RunId) AS d "
     "INNER JOIN (SELECT Project, RunId, min(Start) AS s, max(End) AS e, max(FlowName) AS f, "
     "max(ServiceName) AS sv FROM __DB__.flowscope_runs WHERE Project = {project:String} "
@@ -311,7 +312,7 @@ _RUN_DELTAS = (
 _HOURLY_DELTAS = (
     "INSERT INTO __DB__.flowscope_costs_hourly (Project, Timestamp, ServiceName, Provider, Model, NodeName, "
     "LlmCalls, InputTokens, CachedInputTokens, CacheWriteTokens, OutputTokens, ReasoningTokens, UnpricedCalls, "
-    "CostUsd, CacheHits, CacheSavedUsd) "
+    "PartialCalls, CostUsd, CacheHits, CacheSavedUsd) "
     "SELECT Project, toStartOfHour(Timestamp) AS Hour, ServiceName, Provider, Model, NodeName, "
     "0, 0, 0, 0, 0, 0, " + _DELTAS + ", 0, 0 FROM (" + _CHANGED + ") "
     "GROUP BY Project, Hour, ServiceName, Provider, Model, NodeName "

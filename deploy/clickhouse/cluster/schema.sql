@@ -514,3 +514,86 @@ WHERE (Project, TraceId, SpanId) NOT IN (
                if(SpanAttributes['flowscope.run.id'] = '', TraceId, SpanAttributes['flowscope.run.id'])
         FROM flowscope.otel_traces_local))
 LIMIT 1 BY Project, TraceId, SpanId;
+
+
+-- migration 009_partial_calls
+ALTER TABLE flowscope.flowscope_runs_local ON CLUSTER flowscope
+    ADD COLUMN IF NOT EXISTS PartialCalls SimpleAggregateFunction(sum, UInt64) AFTER UnpricedCalls;
+
+ALTER TABLE flowscope.flowscope_runs ON CLUSTER flowscope
+    ADD COLUMN IF NOT EXISTS PartialCalls SimpleAggregateFunction(sum, UInt64) AFTER UnpricedCalls;
+
+ALTER TABLE flowscope.flowscope_costs_hourly_local ON CLUSTER flowscope
+    ADD COLUMN IF NOT EXISTS PartialCalls SimpleAggregateFunction(sum, UInt64) AFTER UnpricedCalls;
+
+ALTER TABLE flowscope.flowscope_costs_hourly ON CLUSTER flowscope
+    ADD COLUMN IF NOT EXISTS PartialCalls SimpleAggregateFunction(sum, UInt64) AFTER UnpricedCalls;
+
+DROP VIEW IF EXISTS flowscope.flowscope_runs_mv ON CLUSTER flowscope;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS flowscope.flowscope_runs_mv ON CLUSTER flowscope
+TO flowscope.flowscope_runs_local
+AS SELECT
+    Project,
+    RunId,
+    min(Timestamp) AS Start,
+    max(fromUnixTimestamp64Nano(toUnixTimestamp64Nano(Timestamp) + toInt64(Duration))) AS End,
+    max(if(Kind = 'run' OR (ParentSpanId = '' AND RunId = TraceId),
+           if(FlowName != '', FlowName, SpanName), '')) AS FlowName,
+    max(ServiceName) AS ServiceName,
+    max(toUInt8(Kind = 'run' OR (ParentSpanId = '' AND RunId = TraceId))) AS RootSeen,
+    max(toUInt8((Kind = 'run' OR (ParentSpanId = '' AND RunId = TraceId)) AND StatusCode = 'Error')) AS RootError,
+    count() AS Spans,
+    countIf(Kind = 'llm') AS LlmCalls,
+    countIf(StatusCode = 'Error') AS Errors,
+    sumIf(RetryCount, Kind IN ('llm', 'node')) AS Retries,
+    countIf(Kind = 'llm' AND FallbackTo != '') AS Fallbacks,
+    countIf(Kind = 'llm' AND CacheHit) AS CacheHits,
+    countIf(Kind = 'llm' AND CostSource = 'unpriced') AS UnpricedCalls,
+    countIf(Kind = 'llm' AND CostSource = 'partial') AS PartialCalls,
+    sumIf(InputTokens, Kind = 'llm') AS InputTokens,
+    sumIf(CachedInputTokens, Kind = 'llm') AS CachedInputTokens,
+    sumIf(CacheWriteTokens, Kind = 'llm') AS CacheWriteTokens,
+    sumIf(OutputTokens, Kind = 'llm') AS OutputTokens,
+    sumIf(ReasoningTokens, Kind = 'llm') AS ReasoningTokens,
+    sumIf(CostUsd, Kind = 'llm') AS CostUsd,
+    sumIf(CacheSavedUsd, Kind = 'llm') AS CacheSavedUsd
+FROM flowscope.flowscope_spans_local
+GROUP BY Project, RunId;
+
+DROP VIEW IF EXISTS flowscope.flowscope_costs_hourly_mv ON CLUSTER flowscope;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS flowscope.flowscope_costs_hourly_mv ON CLUSTER flowscope
+TO flowscope.flowscope_costs_hourly_local
+AS SELECT Project, toStartOfHour(Timestamp) AS Timestamp, ServiceName, Provider, Model, NodeName,
+    count() AS LlmCalls, sum(InputTokens) AS InputTokens, sum(CachedInputTokens) AS CachedInputTokens,
+    sum(CacheWriteTokens) AS CacheWriteTokens, sum(OutputTokens) AS OutputTokens,
+    sum(ReasoningTokens) AS ReasoningTokens, countIf(CostSource = 'unpriced') AS UnpricedCalls,
+    countIf(CostSource = 'partial') AS PartialCalls,
+    sum(CostUsd) AS CostUsd, countIf(CacheHit) AS CacheHits, sum(CacheSavedUsd) AS CacheSavedUsd
+FROM flowscope.flowscope_spans_local
+WHERE Kind = 'llm'
+GROUP BY Project, Timestamp, ServiceName, Provider, Model, NodeName;
+
+INSERT INTO flowscope.flowscope_runs (Project, RunId, Start, End, FlowName, ServiceName, RootSeen, RootError,
+    Spans, LlmCalls, Errors, Retries, Fallbacks, CacheHits, UnpricedCalls, PartialCalls, InputTokens,
+    CachedInputTokens, CacheWriteTokens, OutputTokens, ReasoningTokens, CostUsd, CacheSavedUsd)
+SELECT p.Project, p.RunId, r.s, r.e, r.f, r.sv, 0, 0, 0, 0, 0, 0, 0, 0, 0, p.n, 0, 0, 0, 0, 0, 0, 0
+FROM (SELECT Project, RunId, count() AS n FROM flowscope.flowscope_spans
+      WHERE Kind = 'llm' AND CostSource = 'partial' GROUP BY Project, RunId) AS p
+INNER JOIN (SELECT Project, RunId, min(Start) AS s, max(End) AS e, max(FlowName) AS f, max(ServiceName) AS sv
+            FROM flowscope.flowscope_runs GROUP BY Project, RunId) AS r
+ON p.Project = r.Project AND p.RunId = r.RunId
+ORDER BY p.Project, p.RunId
+SETTINGS insert_deduplication_token = 'flowscope-migration-009-runs', max_threads = 1, max_insert_threads = 1;
+
+INSERT INTO flowscope.flowscope_costs_hourly (Project, Timestamp, ServiceName, Provider, Model, NodeName, LlmCalls,
+    InputTokens, CachedInputTokens, CacheWriteTokens, OutputTokens, ReasoningTokens, UnpricedCalls, PartialCalls,
+    CostUsd, CacheHits, CacheSavedUsd)
+SELECT Project, toStartOfHour(Timestamp) AS Hour, ServiceName, Provider, Model, NodeName, 0, 0, 0, 0, 0, 0, 0,
+    count(), 0, 0, 0
+FROM flowscope.flowscope_spans
+WHERE Kind = 'llm' AND CostSource = 'partial'
+GROUP BY Project, Hour, ServiceName, Provider, Model, NodeName
+ORDER BY Project, Hour, ServiceName, Provider, Model, NodeName
+SETTINGS insert_deduplication_token = 'flowscope-migration-009-hourly', max_threads = 1, max_insert_threads = 1;
