@@ -65,13 +65,17 @@ function header(data, id) {
       stat("cost", "Cost", costValue(s), [
         s.unpriced_calls && !money.isZero(s.cost_usd)
           ? h("span", { class: "unpriced" }, `+ ${s.unpriced_calls} unpriced call${s.unpriced_calls === 1 ? "" : "s"} · `) : null,
+        s.partially_priced_calls
+          ? h("span", { class: "unpriced partial" }, `${s.partially_priced_calls} partially priced: a lower bound · `) : null,
         `input ${money.usd(b.input_usd)} · cached ${money.usd(b.cached_input_usd)} · cache write ${money.usd(b.cache_write_usd)} · output ${money.usd(b.output_usd)}`]),
       stat("cache", "Cache savings", money.usd(s.cache_saved_usd), `${fmtInt(s.cache_hits)} cache hit${s.cache_hits === 1 ? "" : "s"}`),
       stat("tokens", "Tokens", `${fmtInt(s.input_tokens)} in / ${fmtInt(s.output_tokens)} out`,
         `cached ${fmtInt(s.cached_input_tokens)} · cache write ${fmtInt(s.cache_write_input_tokens)} · reasoning ${fmtInt(s.reasoning_tokens)}`),
       stat("duration", "Duration", fmtMs(s.duration_ms), s.waiting_ms ? `waiting ${fmtMs(s.waiting_ms)}` : `${fmtInt(s.spans)} spans`),
       stat("llm", "LLM calls", fmtInt(s.llm_calls),
-        [s.unpriced_calls ? `${s.unpriced_calls} unpriced` : "all priced", s.estimated_calls ? ` · ${s.estimated_calls} estimated` : ""].join("")),
+        [s.unpriced_calls ? `${s.unpriced_calls} unpriced` : s.partially_priced_calls ? "" : "all priced",
+          s.partially_priced_calls ? `${s.unpriced_calls ? " · " : ""}${s.partially_priced_calls} partial` : "",
+          s.estimated_calls ? ` · ${s.estimated_calls} estimated` : ""].join("")),
       stat("retries", "Retries", fmtInt(s.retries)),
       stat("fallbacks", "Fallbacks", fmtInt(s.fallbacks)),
       stat("errors", "Errors", fmtInt(s.errors), s.budget_exceeded ? "budget exceeded" : null)));
