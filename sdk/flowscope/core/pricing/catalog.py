@@ -51,6 +51,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .. import semconv
+from .limits import output_limit as _family_output_limit
 from .overrides import _UTC, _as_utc, _load_override_source, _OverrideGroup, _parse_overrides
 from .providers import _canonical_provider
 from .usage import _CTX, Cost, Usage
@@ -208,6 +209,20 @@ class PricingCatalog:
         info = self._resolve(provider or None, model).catalog_model
         window = getattr(info, "context_window", None) if info is not None else None
         return window if isinstance(window, int) and window > 0 else None
+
+    def output_limit(self, model: str, provider: str | None) -> int | None:
+        """The most tokens one reply of the model can have: the pricing file's ``max_output_tokens``,
+        else the documented limit of its family (:mod:`.limits`), else None."""
+        if not model or not model.strip():
+            return None
+        resolved = self._resolve(provider or None, model)
+        if resolved.override is not None and resolved.override.max_output_tokens is not None:
+            return resolved.override.max_output_tokens
+        limit = _family_output_limit(model)
+        info = resolved.catalog_model
+        if limit is None and info is not None:
+            limit = _family_output_limit(str(info.id))
+        return limit
 
     def price_tier(
         self,
