@@ -52,7 +52,7 @@ from typing import Any
 
 from .. import semconv
 from .limits import output_limit as _family_output_limit
-from .overrides import _UTC, _as_utc, _load_override_source, _OverrideGroup, _parse_overrides
+from .overrides import _UTC, _as_utc, _load_override_source, _OverrideGroup, _parse_aliases, _parse_overrides
 from .providers import _canonical_provider
 from .usage import _CTX, Cost, Usage
 
@@ -88,9 +88,11 @@ class PricingCatalog:
         if self._snapshot.from_auto_update:
             version += f"+update:{self._snapshot.timestamp:%Y%m%dT%H%M%S}"
         self._overrides: tuple[_OverrideGroup, ...] = ()
+        self._aliases: dict[str, str] = {}
         if overrides is not None:
             data, label, digest = _load_override_source(overrides)
             self._overrides = _parse_overrides(data, label)
+            self._aliases = _parse_aliases(data, label)
             version += f"+override:{digest}"
         self.version: str = version
         self._lock = threading.Lock()
@@ -109,6 +111,7 @@ class PricingCatalog:
     # -- lookup ------------------------------------------------------------
 
     def _resolve_uncached(self, provider: str | None, model: str) -> _Resolved:
+        model = self._aliases.get(model.strip().lower(), model)  # an Azure deployment name -> its model
         with self._lock:
             caller = _canonical_provider(provider) if provider else None
             override = self._match_override(caller, model.strip().lower())
@@ -216,6 +219,7 @@ class PricingCatalog:
         if not model or not model.strip():
             return None
         resolved = self._resolve(provider or None, model)
+        model = self._aliases.get(model.strip().lower(), model)
         if resolved.override is not None and resolved.override.max_output_tokens is not None:
             return resolved.override.max_output_tokens
         limit = _family_output_limit(model)

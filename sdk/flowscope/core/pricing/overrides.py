@@ -24,6 +24,9 @@ per million tokens as decimal strings (JSON/TOML numbers are read exactly)::
        "max_output_tokens": 16384}       # optional: the longest reply (budgets' worst case)
     ]}
 
+A top-level ``"aliases": {"prod-chat": "gpt-4o"}`` prices calls reported under
+one name (an Azure OpenAI deployment, a proxy's renamed model) as another model.
+
 Overrides win over the catalog. Several entries with the same provider and
 model form a price history keyed by ``effective_from``; before the earliest
 one the catalog price (if any) applies. A tier lists only the prices that
@@ -195,13 +198,37 @@ def _parse_overrides(data: Any, label: str) -> tuple[_OverrideGroup, ...]:
     return tuple(_override_group(group) for group in groups.values())
 
 
+def _parse_aliases(data: Any, label: str) -> dict[str, str]:
+    """The file's ``aliases``: a model name as calls report it -> the model to price it as.
+
+    Azure OpenAI calls name a deployment ("prod-chat"), not a model; a proxy may
+    rename models. Keys are matched case-insensitively, one level (an alias of an
+    alias is not followed).
+    """
+    if not isinstance(data, Mapping) or data.get("aliases") is None:
+        return {}
+    raw = data["aliases"]
+    if not isinstance(raw, Mapping):
+        raise PricingFileError(f'{label}: "aliases" must be an object of model name -> catalog model')
+    out: dict[str, str] = {}
+    for name, target in raw.items():
+        if str(name).startswith("_"):
+            continue
+        if not isinstance(name, str) or not name.strip() or not isinstance(target, str) or not target.strip():
+            raise PricingFileError(f'{label}: aliases[{name!r}] must map a non-empty name to a non-empty model name, '
+                                   f"got {target!r}")
+        out[name.strip().lower()] = target.strip()
+    return out
+
+
 def _models(data: Any, label: str) -> list[Any]:
     """The file's ``models`` list; nothing else may stand at the top level but comments."""
     if not isinstance(data, Mapping):
         raise ValueError(f'{label}: top level must be an object with a "models" list')
-    unknown = [k for k in data if k != "models" and not str(k).startswith(("_", "$"))]
+    unknown = [k for k in data if k not in ("models", "aliases") and not str(k).startswith(("_", "$"))]
     if unknown:
-        raise ValueError(f'{label}: unknown top-level key(s) {sorted(map(str, unknown))}; expected "models"')
+        raise ValueError(f'{label}: unknown top-level key(s) {sorted(map(str, unknown))}; expected "models" '
+                         'and optionally "aliases"')
     models = data.get("models", [])
     if not isinstance(models, list):
         raise ValueError(f'{label}: "models" must be a list')
