@@ -45,8 +45,9 @@ def _llm(model: str, inp: int, out: int) -> dict[str, str]:
             "gen_ai.usage.output_tokens": str(out)}
 
 
-def _send(c: CollectorProcess, run_id: str, model: str, inp: int, out: int) -> None:
-    r = httpx.post(c.url + "/v1/traces", content=otlp_body(1, run_id=run_id, name="chat", attrs=_llm(model, inp, out)),
+def _send(c: CollectorProcess, run_id: str, model: str, inp: int, out: int, **extra: str) -> None:
+    body = otlp_body(1, run_id=run_id, name="chat", attrs={**_llm(model, inp, out), **extra})
+    r = httpx.post(c.url + "/v1/traces", content=body,
                    headers={"content-type": "application/x-protobuf"}, timeout=30)
     assert r.status_code == 200, r.text
 
@@ -62,7 +63,8 @@ def _cli(data: Path, *args: str) -> dict:
 
 @pytest.fixture
 def stored(tmp_path: Path):
-    """Two runs stored by a collector that has since stopped: run a has 2 ACME calls and 1 gpt-4o-mini, b 1 ACME."""
+    """Two runs stored by a collector that has since stopped: run a has 2 ACME calls and 1 gpt-4o-mini, b 1 ACME
+    and 1 ACME call whose cost a router reported ($0.5: the provider's bill, never repriced)."""
     c = CollectorProcess(tmp_path / "data").start()
     a, b = uuid.uuid4().hex, uuid.uuid4().hex
     try:
@@ -70,13 +72,14 @@ def stored(tmp_path: Path):
         _send(c, a, ACME, 1000, 100)
         _send(c, a, MINI, 1000, 100)
         _send(c, b, ACME, 2000, 0)
+        _send(c, b, ACME, 10, 10, **{"gen_ai.usage.cost": "0.5"})
         before_a = c.wait_for_run(a, spans=3)
-        before_b = c.wait_for_run(b, spans=1)
+        before_b = c.wait_for_run(b, spans=2)
     finally:
         c.stop()
     assert before_a["unpriced_calls"] == 2 and before_b["unpriced_calls"] == 1
     assert Decimal(before_a["cost_usd"]) == _cost(1000, 100, "0.15", "0.60")
-    assert Decimal(before_b["cost_usd"]) == 0
+    assert Decimal(before_b["cost_usd"]) == Decimal("0.5")
     pricing = tmp_path / "prices.json"
     pricing.write_text(json.dumps(PRICES))
     return c, a, b, pricing
@@ -100,25 +103,25 @@ def test_reprice_fixes_every_reader_once(stored) -> None:
     again = _cli(c.data_dir, "--since", "1d", "--pricing", str(pricing))
     assert (again["repriced"], again["unchanged"]) == (0, 4)
 
-    total = 2 * acme_a + acme_b + mini
+    total = 2 * acme_a + acme_b + mini + Decimal("0.5")
     rows = chdb_query(c.data_dir, "SELECT (SELECT count() FROM flowscope_spans), (SELECT count() FROM otel_traces), "
                       "(SELECT toString(sum(CostUsd)) FROM flowscope_spans), "
-                      "(SELECT groupArray(DISTINCT PricingVersion) FROM flowscope_spans), "
+                      "(SELECT groupArray(DISTINCT PricingVersion) FROM flowscope_spans WHERE CostSource != 'provider'), "
                       "(SELECT countIf(CostSource = 'unpriced') FROM flowscope_spans)")
     spans, traces, stored_total, versions, unpriced = rows[0]
-    assert (spans, traces, Decimal(stored_total), unpriced) == (4, 4, total, 0)
+    assert (spans, traces, Decimal(stored_total), unpriced) == (5, 5, total, 0)
     assert len(versions) == 1 and "+override:" in versions[0]  # every span names the catalog that priced it
 
     c.start()
     try:
-        for run_id, cost in ((a, 2 * acme_a + mini), (b, acme_b)):
+        for run_id, cost in ((a, 2 * acme_a + mini), (b, acme_b + Decimal("0.5"))):
             summary = c.get(f"/api/v1/runs/{run_id}").json()
             assert Decimal(summary["cost_usd"]) == cost and summary["unpriced_calls"] == 0
             assert summary["cost_complete"] is True
         listed = {r["run_id"]: r for r in c.get("/api/v1/runs").json()["runs"]}
         assert Decimal(listed[a]["cost_usd"]) == 2 * acme_a + mini and listed[a]["unpriced_calls"] == 0
-        assert Decimal(listed[b]["cost_usd"]) == acme_b and listed[b]["cost_complete"] is True
-        assert c.get("/api/v1/runs", params={"sort": "cost"}).json()["runs"][0]["run_id"] == a
+        assert Decimal(listed[b]["cost_usd"]) == acme_b + Decimal("0.5") and listed[b]["cost_complete"] is True
+        assert [r["run_id"] for r in c.get("/api/v1/runs", params={"sort": "cost"}).json()["runs"]] == [b, a]
 
         now = datetime.now(timezone.utc)
         windows = [{}, {"since": (now - timedelta(minutes=30)).isoformat(),
@@ -126,15 +129,15 @@ def test_reprice_fixes_every_reader_once(stored) -> None:
         for window in windows:  # the hourly roll-up alone, and with its edge hours read from the spans
             report = c.get("/api/v1/costs", params={"group_by": "model", **window}).json()
             groups = {g["key"]: g for g in report["groups"]}
-            assert Decimal(groups[ACME]["cost_usd"]) == 2 * acme_a + acme_b, window
-            assert groups[ACME]["unpriced_calls"] == 0 and groups[ACME]["llm_calls"] == 3
+            assert Decimal(groups[ACME]["cost_usd"]) == 2 * acme_a + acme_b + Decimal("0.5"), window
+            assert groups[ACME]["unpriced_calls"] == 0 and groups[ACME]["llm_calls"] == 4
             assert Decimal(groups[MINI]["cost_usd"]) == mini
             assert Decimal(report["total_usd"]) == total and report["cost_complete"] is True
         by_flow = c.get("/api/v1/costs", params={"group_by": "flow"}).json()
         assert Decimal(by_flow["total_usd"]) == total and by_flow["unpriced_calls"] == 0
         by_attr = c.get("/api/v1/costs", params={"group_by": "attr:gen_ai.request.model"}).json()
         assert {g["key"]: Decimal(g["cost_usd"]) for g in by_attr["groups"]} == {
-            ACME: 2 * acme_a + acme_b, MINI: mini}
+            ACME: 2 * acme_a + acme_b + Decimal("0.5"), MINI: mini}
         tree = c.get(f"/api/v1/runs/{b}/spans").json()
         text = json.dumps(tree)
         assert f'"flowscope.cost.usd": "{acme_b}"' in text and '"flowscope.cost.source": "computed"' in text

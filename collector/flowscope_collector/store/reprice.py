@@ -147,7 +147,9 @@ def _ns(dt: datetime) -> int:
 
 def _page(client: Client, db: str, project: str, since: datetime, until: datetime | None, model: str | None,
           cursor: tuple[int, str, str] | None, batch: int) -> Sequence[Sequence[Any]]:
-    where = ["Project = {project:String}", "Kind = 'llm'", "NOT CacheHit", "CostSource != 'provider'",
+    # priced by a catalog (or found unpriced by one): not provider-reported costs, not spans no one priced
+    where = ["Project = {project:String}", "Kind = 'llm'", "NOT CacheHit",
+             "CostSource IN ('computed', 'partial', 'unpriced')",
              "Timestamp >= fromUnixTimestamp64Nano({since:Int64})"]
     params: dict[str, Any] = {"project": project, "since": _ns(since), "batch": batch}
     if until is not None:
