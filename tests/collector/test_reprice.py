@@ -203,3 +203,70 @@ def test_migration_009_counts_partially_priced_calls_already_stored(tmp_path: Pa
     # per run: partial, unpriced, cost, the correction row kept the run's start
     assert before == [["r1", 1, 0, "0.75", True], ["r2", 1, 0, "1", True], [2, 3]]
     assert after == [["r1", 2, 0, "2.75", True], ["r2", 1, 0, "1", True], [3, 4]]
+
+
+_INTERRUPTED_CHILD = r"""
+import json, sys
+from datetime import datetime, timedelta, timezone
+from flowscope_collector.store.connection import connect, parse_dsn
+from flowscope_collector.store.reprice import reprice
+from flowscope_collector.store.schema import SchemaOptions, migrate
+from flowscope.core.pricing import PricingCatalog
+
+client = connect(parse_dsn("chdb://" + sys.argv[1]))
+options = SchemaOptions()
+migrate(client, options)
+for i, (run, inp, out) in enumerate((("r1", 1000, 100), ("r1", 1000, 100), ("r2", 2000, 0))):
+    attrs = {"flowscope.run.id": run, "flowscope.span.kind": "llm", "gen_ai.request.model": "acme-reprice-model",
+             "gen_ai.provider.name": "openai", "gen_ai.usage.input_tokens": str(inp),
+             "gen_ai.usage.output_tokens": str(out), "flowscope.cost.source": "unpriced"}
+    client.command("INSERT INTO otel_traces (Timestamp, TraceId, SpanId, SpanName, ServiceName, SpanAttributes) "
+                   "VALUES (now64(9), {t:String}, {s:String}, 'chat', 'svc', "
+                   "mapFromArrays({k:Array(String)}, {v:Array(String)}))",
+                   parameters={"t": run * 16, "s": f"s{i}", "k": list(attrs), "v": list(attrs.values())})
+catalog = PricingCatalog(json.loads(sys.argv[2]))
+
+
+class Interrupted(Exception):
+    pass
+
+
+class StopsAtTheFirstMutation:
+    # the process dies after the correction rows are in, before any span row is rewritten
+    def __getattr__(self, name):
+        return getattr(client, name)
+
+    def command(self, sql, *args, **kwargs):
+        if sql.startswith("ALTER TABLE"):
+            raise Interrupted()
+        return client.command(sql, *args, **kwargs)
+
+
+since = datetime.now(timezone.utc) - timedelta(days=1)
+try:
+    reprice(StopsAtTheFirstMutation(), options, catalog, since=since)
+except Interrupted:
+    pass
+first = reprice(client, options, catalog, since=since).as_dict()
+second = reprice(client, options, catalog, since=since).as_dict()
+runs = client.query("SELECT RunId, toString(sum(CostUsd)), sum(UnpricedCalls) FROM flowscope_runs "
+                    "GROUP BY RunId ORDER BY RunId").result_rows
+hourly = client.query("SELECT toString(sum(CostUsd)), sum(UnpricedCalls), sum(LlmCalls) "
+                      "FROM flowscope_costs_hourly").result_rows
+spans = client.query("SELECT toString(sum(CostUsd)), count() FROM flowscope_spans").result_rows
+print(json.dumps({"first": first, "second": second, "runs": [list(r) for r in runs],
+                  "hourly": [list(r) for r in hourly], "spans": [list(r) for r in spans]}, default=str))
+"""
+
+
+def test_an_interrupted_reprice_run_again_counts_once(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-c", _INTERRUPTED_CHILD, str(tmp_path / "db"), json.dumps(PRICES)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    acme_1, acme_2 = _cost(1000, 100, "2", "8"), _cost(2000, 0, "2", "8")
+    assert got["first"]["repriced"] == 3 and got["second"]["repriced"] == 0
+    assert [[r, Decimal(c), u] for r, c, u in got["runs"]] == [["r1", 2 * acme_1, 0], ["r2", acme_2, 0]]
+    ((cost, unpriced, calls),) = got["hourly"]
+    assert (Decimal(cost), unpriced, calls) == (2 * acme_1 + acme_2, 0, 3)
+    assert [Decimal(got["spans"][0][0]), got["spans"][0][1]] == [2 * acme_1 + acme_2, 3]
