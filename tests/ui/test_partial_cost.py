@@ -70,3 +70,12 @@ def test_partial_cost_reads_as_a_lower_bound(ui: Watched, partial_run: tuple[Col
     group = page.locator('#cost-groups tr[data-key="claude-3-5-haiku-20241022"]')
     expect(group.locator("td").nth(5)).to_have_text("$0.0012 (1 partial)")
     expect(page.locator("#unpriced-models")).to_contain_text("1 partially priced")
+
+
+def test_the_partial_call_names_the_part_without_a_price(ui: Watched, partial_run: tuple[CollectorProcess, str]) -> None:
+    _, run_id = partial_run
+    page = ui.open(f"#/runs/{run_id}")
+    page.locator('.wf-row[data-kind="llm"]').locator("a").first.click()
+    detail = page.locator(".detail-pane")
+    expect(detail).to_contain_text("$0.0012 (partial: a lower bound)")
+    expect(detail).to_contain_text("service_tier:priority")
