@@ -270,3 +270,50 @@ def test_an_interrupted_reprice_run_again_counts_once(tmp_path: Path) -> None:
     ((cost, unpriced, calls),) = got["hourly"]
     assert (Decimal(cost), unpriced, calls) == (2 * acme_1 + acme_2, 0, 3)
     assert [Decimal(got["spans"][0][0]), got["spans"][0][1]] == [2 * acme_1 + acme_2, 3]
+
+
+_PARTIAL_CHILD = r"""
+import json, sys
+from datetime import datetime, timedelta, timezone
+from flowscope_collector.store.connection import connect, parse_dsn
+from flowscope_collector.store.reprice import reprice
+from flowscope_collector.store.schema import SchemaOptions, migrate
+from flowscope.core.pricing import PricingCatalog
+
+client = connect(parse_dsn("chdb://" + sys.argv[1]))
+options = SchemaOptions()
+migrate(client, options)
+attrs = {"flowscope.run.id": "r1", "flowscope.span.kind": "llm", "gen_ai.request.model": "gpt-4.1",
+         "gen_ai.provider.name": "openai", "gen_ai.usage.input_tokens": "1000", "gen_ai.usage.output_tokens": "100",
+         "flowscope.response.service_tier": "priority", "flowscope.cost.source": "computed",
+         "flowscope.cost.usd": "0.01"}
+client.command("INSERT INTO otel_traces (Timestamp, TraceId, SpanId, SpanName, ServiceName, SpanAttributes) "
+               "VALUES (now64(9), {t:String}, 's1', 'chat', 'svc', mapFromArrays({k:Array(String)}, {v:Array(String)}))",
+               parameters={"t": "r1" * 16, "k": list(attrs), "v": list(attrs.values())})
+catalog = PricingCatalog(json.loads(sys.argv[2]))
+report = reprice(client, options, catalog, since=datetime.now(timezone.utc) - timedelta(days=1)).as_dict()
+runs = client.query("SELECT toString(sum(CostUsd)), sum(PartialCalls), sum(UnpricedCalls) FROM flowscope_runs"
+                    ).result_rows
+hourly = client.query("SELECT toString(sum(CostUsd)), sum(PartialCalls) FROM flowscope_costs_hourly").result_rows
+attrs = client.query("SELECT SpanAttributes['flowscope.cost.unpriced_parts'], SpanAttributes['flowscope.cost.source'] "
+                     "FROM otel_traces").result_rows
+print(json.dumps({"report": report, "runs": [list(r) for r in runs], "hourly": [list(r) for r in hourly],
+                  "attrs": [list(r) for r in attrs]}, default=str))
+"""
+
+
+def test_reprice_moves_the_partial_count_with_the_span(tmp_path: Path) -> None:
+    """A priority-tier call priced by the catalog, repriced under a contract price that has no priority rate:
+    partial now (the list rate, a lower bound), and the run and hourly partial counts follow."""
+    prices = {"models": [{"provider": "openai", "model": "gpt-4.1", "input_mtok": "1.50", "output_mtok": "6"}]}
+    out = subprocess.run([sys.executable, "-c", _PARTIAL_CHILD, str(tmp_path / "db"), json.dumps(prices)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    expected = _cost(1000, 100, "1.50", "6")
+    assert got["report"]["repriced"] == 1
+    ((cost, partial, unpriced),) = got["runs"]
+    assert (Decimal(cost), partial, unpriced) == (expected, 1, 0)
+    ((hourly_cost, hourly_partial),) = got["hourly"]
+    assert (Decimal(hourly_cost), hourly_partial) == (expected, 1)
+    assert got["attrs"] == [["service_tier:priority", "partial"]]
