@@ -100,6 +100,7 @@ class _Change:
     run_id: str
     attrs: dict[str, str]  # the new cost attributes
     spans_too: bool  # flowscope_spans differs (so do the sums); otherwise only otel_traces' attributes
+    start_ns: int  # when the span started: bounds what a mutation looks at (tables are partitioned by day)
 
 
 def reprice(
@@ -218,7 +219,7 @@ def _changes(client: Client, db: str, project: str, rows: Sequence[Sequence[Any]
         if not spans_too and same_attrs:
             report.unchanged += 1
             continue
-        out.append(_Change(f"{trace_id}:{span_id}", run_id, new, spans_too))
+        out.append(_Change(f"{trace_id}:{span_id}", run_id, new, spans_too, int(start_ns)))
         if spans_too:
             report.repriced += 1
             report.newly_priced += source == semconv.COST_SOURCE_UNPRICED
@@ -254,13 +255,13 @@ def _apply(client: Client, options: SchemaOptions, project: str, changes: list[_
         "mapFilter((k, v) -> NOT has({drop:Array(String)}, k), SpanAttributes), "
         "CAST(mapFromArrays({names:Array(Array(String))}[" + _AT + "], {values:Array(Array(String))}[" + _AT
         + "]), 'Map(LowCardinality(String), String)')) "
-        "WHERE TraceId IN {traces:Array(String)} AND has({keys:Array(String)}, " + _KEY + ") "
+        "WHERE " + _WHEN + " AND TraceId IN {traces:Array(String)} AND has({keys:Array(String)}, " + _KEY + ") "
         "AND if(ResourceAttributes['flowscope.project'] = '', 'default', ResourceAttributes['flowscope.project']) "
         "= {project:String}",
         parameters={
             "drop": list(COST_KEYS), "keys": [c.key for c in changes], "project": project,
             "names": [list(c.attrs) for c in changes], "values": [list(c.attrs.values()) for c in changes],
-            "traces": sorted({c.key.split(":", 1)[0] for c in changes}),
+            "traces": sorted({c.key.split(":", 1)[0] for c in changes}), **_bounds(changes),
         },
         settings=mutate,
     )
@@ -270,11 +271,19 @@ def _apply(client: Client, options: SchemaOptions, project: str, changes: list[_
         sets.append(f"PricingVersion = {{version:Array(String)}}[{_AT}]")
         client.command(
             f"ALTER TABLE {_table(options, 'flowscope_spans')} UPDATE {', '.join(sets)} "
-            "WHERE Project = {project:String} AND RunId IN {runs:Array(String)} "
+            "WHERE " + _WHEN + " AND Project = {project:String} AND RunId IN {runs:Array(String)} "
             f"AND has({{keys:Array(String)}}, {_KEY})",
-            parameters=_span_params(project, summed),
+            parameters={**_span_params(project, summed), **_bounds(summed)},
             settings=mutate,
         )
+
+
+# a mutation rewrites only the parts (days) that can hold the spans: ClickHouse prunes by this bound
+_WHEN = "Timestamp >= fromUnixTimestamp64Nano({lo:Int64}) AND Timestamp <= fromUnixTimestamp64Nano({hi:Int64})"
+
+
+def _bounds(changes: list[_Change]) -> dict[str, int]:
+    return {"lo": min(c.start_ns for c in changes), "hi": max(c.start_ns for c in changes)}
 
 
 def _span_params(project: str, changes: list[_Change]) -> dict[str, Any]:
