@@ -89,6 +89,7 @@ def runs_source() -> str:
         "    toUInt64(sum(Spans)) AS SpanCount, toUInt64(sum(LlmCalls)) AS Calls, toUInt64(sum(Errors)) AS ErrorCount,\n"
         "    toUInt64(sum(Retries)) AS RetryCount, toUInt64(sum(Fallbacks)) AS FallbackCount,\n"
         "    toUInt64(sum(CacheHits)) AS CacheHitCount, toUInt64(sum(UnpricedCalls)) AS Unpriced,\n"
+        "    toUInt64(sum(PartialCalls)) AS Partial,\n"
         "    toUInt64(sum(InputTokens)) AS InTok, toUInt64(sum(CachedInputTokens)) AS CachedTok,\n"
         "    toUInt64(sum(OutputTokens)) AS OutTok,\n"
         "    toDecimal128(sum(CostUsd), 18) AS Cost, toDecimal128(sum(CacheSavedUsd), 18) AS Saved\n"
@@ -350,7 +351,8 @@ def cost_dashboard() -> dict[str, Any]:
     llm = span_filters(model=True, kind="llm")
     p = [row(lay, "Spend")]
     p.append(stat(lay, "Total cost", f"SELECT toFloat64(sum(CostUsd)) AS cost_usd\nFROM flowscope_spans\nWHERE {llm}",
-                  unit="currencyUSD", description="Sum of priced LLM calls in the range (exact Decimal sum)."))
+                  unit="currencyUSD", description="Sum of priced LLM calls in the range (exact Decimal sum). A lower bound "
+                  "when the range has unpriced or partially priced calls (see the panel beside it)."))
     p.append(stat(lay, "Runs", f"SELECT count() AS runs\nFROM {runs_source()}\nWHERE {run_filters()}",
                   description="Runs that started in the range."))
     p.append(stat(lay, "Cost per run (avg)",
@@ -360,8 +362,12 @@ def cost_dashboard() -> dict[str, Any]:
     p.append(stat(lay, "Tokens", f"SELECT sum(InputTokens + OutputTokens) AS tokens\nFROM flowscope_spans\nWHERE {llm}",
                   unit="short"))
     p.append(stat(lay, "Unpriced calls",
-                  f"SELECT countIf(CostSource = 'unpriced') AS unpriced_calls\nFROM flowscope_spans\nWHERE {llm}",
-                  description="LLM calls with no price in the catalog: their cost is unknown, never counted as 0."))
+                  "SELECT countIf(CostSource = 'unpriced') AS unpriced_calls,\n"
+                  "  countIf(CostSource = 'partial') AS partially_priced_calls\n"
+                  f"FROM flowscope_spans\nWHERE {llm}",
+                  description="LLM calls with no price in the catalog (their cost is unknown, never counted as 0), "
+                              "and calls priced but for a part the catalog has no rate for (a service tier, "
+                              "audio tokens, a tool fee): their cost is a lower bound."))
 
     p.append(row(lay, "Cost over time"))
     for title, col in (("Cost by model", "Model"), ("Cost by provider", "Provider"),
@@ -396,16 +402,19 @@ def cost_dashboard() -> dict[str, Any]:
         "  dateDiff('millisecond', RunStart, RunEnd) / 1000 AS duration_s,\n"
         "  Calls AS llm_calls, InTok + OutTok AS tokens,\n"
         "  if(RootError > 0, 'error', if(RootSeen > 0, 'ok', 'running')) AS status,\n"
-        "  toFloat64(Cost) AS cost_usd\n"
+        "  toFloat64(Cost) AS cost_usd, Unpriced AS unpriced_calls, Partial AS partially_priced_calls\n"
         f"FROM {runs_source()}\nWHERE {run_filters()}\nORDER BY Cost DESC\nLIMIT 20"
     ), w=24, units={"cost_usd": "currencyUSD", "duration_s": "s"}, links={"RunId": RUN_LINK}, sort_by="cost_usd",
         description="Click a run id to open it in the run explorer (node sequence and trace waterfall)."))
     p.append(table(lay, "Unpriced calls by model", (
-        "SELECT Provider, Model, count() AS calls, sum(InputTokens) AS input_tokens,\n"
+        "SELECT Provider, Model, countIf(CostSource = 'unpriced') AS unpriced_calls,\n"
+        "  countIf(CostSource = 'partial') AS partially_priced_calls, sum(InputTokens) AS input_tokens,\n"
         "  sum(OutputTokens) AS output_tokens, max(Timestamp) AS last_seen\n"
-        f"FROM flowscope_spans\nWHERE {llm}\n  AND CostSource = 'unpriced'\n"
-        "GROUP BY Provider, Model\nORDER BY calls DESC"
-    ), w=24, h=6, description="Add these models to a pricing file (FLOWSCOPE_PRICING_FILE) to price them."))
+        f"FROM flowscope_spans\nWHERE {llm}\n  AND CostSource IN ('unpriced', 'partial')\n"
+        "GROUP BY Provider, Model\nORDER BY unpriced_calls + partially_priced_calls DESC, Model"
+    ), w=24, h=6, description="Calls with no price, or priced but for a part (a lower bound). Add the models to "
+                              "a pricing file (FLOWSCOPE_PRICING_FILE), then `flowscope-collector reprice` prices "
+                              "the stored calls."))
     return dashboard("cost", "flowscope · LLM cost", "What LLM calls cost, by model, provider, service and flow.", p)
 
 

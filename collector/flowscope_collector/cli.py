@@ -1,8 +1,9 @@
-"""``flowscope-collector``: serve, or just apply the schema."""
+"""``flowscope-collector``: serve, apply the schema, reprice stored spans, or replay the quarantine."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -11,7 +12,7 @@ import urllib.request
 
 import uvicorn
 
-from flowscope.core.pricing import PricingFileError, get_catalog
+from flowscope.core.pricing import PricingCatalog, PricingFileError, format_usd, get_catalog
 
 from .buffer import quarantine
 from .server.app import create_app
@@ -19,6 +20,8 @@ from .server.auth import KeyConfigError, KeyStore, check_bind
 from .service import Collector, default_wal_dir
 from .settings import CollectorSettings
 from .store.connection import DEFAULT_DSN, DirectoryInUse, check_embedded_free, parse_dsn
+from .store.queries import parse_when
+from .store.reprice import reprice
 
 
 def _settings(args: argparse.Namespace) -> CollectorSettings:
@@ -83,6 +86,37 @@ def _quarantine(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _reprice(args: argparse.Namespace, settings: CollectorSettings) -> int:
+    """Price stored spans again, straight in ClickHouse (an embedded chDB directory: with its collector stopped)."""
+    try:
+        since = parse_when(args.since, "--since")
+        until = parse_when(args.until, "--until") if args.until else None
+        catalog = PricingCatalog(args.pricing) if args.pricing else get_catalog()
+    except (PricingFileError, ValueError) as exc:
+        print(f"flowscope-collector: {exc}", file=sys.stderr)
+        return 2
+    col = Collector(settings)
+    col.migrate()
+    assert col.client is not None
+    report = reprice(col.client, col.schema, catalog, since=since, until=until, model=args.model,
+                     project=args.project, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return 0
+    verb = "would reprice" if args.dry_run else "repriced"
+    print(f"{verb} {report.repriced} of {report.examined} LLM spans under {report.pricing_version} "
+          f"({report.newly_priced} were unpriced); {report.unchanged} unchanged")
+    if report.repriced:
+        print(f"cost of those spans: ${format_usd(report.cost_before_usd)} -> ${format_usd(report.cost_after_usd)}")
+        for model, n in sorted(report.models.items()):
+            print(f"  {model or '(no model)'}: {n}")
+    if report.unpriced:
+        print(f"{report.unpriced} spans still unpriced (no price for their model in this catalog): left as they were")
+    if report.invalid_usage:
+        print(f"{report.invalid_usage} spans with self-contradicting usage: left as they were")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="flowscope-collector", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -109,6 +143,16 @@ def main(argv: list[str] | None = None) -> int:
                        help="OTLP/gRPC port (env FLOWSCOPE_GRPC_PORT; default 4317 for serve; 0 disables)")
         p.add_argument("--max-pending-spans", type=int,
                        help="spans buffered for ClickHouse before answering 429 (env FLOWSCOPE_MAX_PENDING_SPANS)")
+    r = sub.add_parser("reprice", parents=[schema],
+                       help="price stored LLM spans again (a price added or corrected later fixes history)")
+    r.add_argument("--since", required=True, help="spans that started from this time: ISO 8601 or 90m, 24h, 7d")
+    r.add_argument("--until", help="and before this time (default: now)")
+    r.add_argument("--model", help="only this model, as stored (a * glob allowed: 'gpt-4o*')")
+    r.add_argument("--project", help="only this project (default: all)")
+    r.add_argument("--pricing", help="override file to price with (default: env FLOWSCOPE_PRICING_FILE, "
+                                     "else the catalog alone)")
+    r.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
+    r.add_argument("--json", action="store_true", help="print the report as JSON")
     q = sub.add_parser("quarantine", help="list or replay acknowledged requests ClickHouse refused")
     q.add_argument("action", choices=("list", "replay"))
     q.add_argument("--wal-dir", help="write-ahead log directory (as for serve)")
@@ -132,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     except DirectoryInUse as exc:
         print(f"flowscope-collector: {exc}", file=sys.stderr)
         return 1
+    if args.command == "reprice":
+        return _reprice(args, settings)
     if args.command == "migrate":
         col = Collector(settings)
         col.migrate()  # schema only: leaves a running collector's write-ahead log alone

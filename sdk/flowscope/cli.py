@@ -44,13 +44,16 @@ def _plain(value: Any) -> str:
     return format_usd(value) or "0"
 
 
-def _usd(value: Any, unpriced: int = 0, calls: int | None = None) -> str:
+def _usd(value: Any, unpriced: int = 0, calls: int | None = None, partial: int = 0) -> str:
     """A cost for people: ``unpriced`` when nothing in it has a price, never ``$0``; a sum that
-    leaves unpriced calls out says so (``$0.0012 + 2 unpriced``)."""
+    leaves unpriced calls out says so (``$0.0012 + 2 unpriced``), and one that includes calls
+    priced but for a part (a lower bound) says that too (``$0.0012 (1 partial)``)."""
     if value is None or (unpriced and calls is not None and unpriced >= calls):
         return "unpriced"
     text = f"${_plain(value)}"
-    return f"{text} + {unpriced} unpriced" if unpriced else text
+    if unpriced:
+        text = f"{text} + {unpriced} unpriced"
+    return f"{text} ({partial} partial)" if partial else text
 
 
 def plural(n: int, singular: str, plural_: str | None = None) -> str:
@@ -92,7 +95,8 @@ def _is_num(v: Any) -> bool:
 
 def _row_cell(row: dict[str, Any], key: str) -> str:
     if key == "cost_usd" and "unpriced_calls" in row:
-        return _usd(row.get(key), int(row.get("unpriced_calls") or 0), row.get("llm_calls"))
+        return _usd(row.get(key), int(row.get("unpriced_calls") or 0), row.get("llm_calls"),
+                    int(row.get("partially_priced_calls") or 0))
     return _cell(row.get(key), key)
 
 
@@ -266,7 +270,11 @@ def _run(args: argparse.Namespace, client: Any, out: TextIO) -> int:
             return 0
         table(rows, COST_COLUMNS if args.by == "model" else [c for c in COST_COLUMNS if c[0] != "provider"], out)
         unpriced = int(rows.meta.get("unpriced_calls", sum(int(r.get("unpriced_calls") or 0) for r in rows)))
+        partial = int(rows.meta.get("partially_priced_calls",
+                                    sum(int(r.get("partially_priced_calls") or 0) for r in rows)))
         note = f" ({unpriced} unpriced, not in the total)" if unpriced else ""
+        if partial:
+            note += f" ({partial} partially priced: the total is a lower bound)"
         out.write(f"\ntotal {_usd(rows.total_usd)} over {plural(rows.llm_calls, 'LLM call')}{note}\n")
         return 0
     cmd = args.runs_command

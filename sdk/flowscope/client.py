@@ -226,6 +226,7 @@ class Client:
         body = self._json("/api/v1/costs", group_by=group_by, since=_when(since), until=_when(until), limit=limit)
         return Table(body["groups"], group_by=body["group_by"], total_usd=body["total_usd"],
                      llm_calls=body["llm_calls"], unpriced_calls=body.get("unpriced_calls", 0),
+                     partially_priced_calls=body.get("partially_priced_calls", 0),
                      cost_complete=body.get("cost_complete", True), since=body["since"], until=body["until"])
 
     # --- ops ---------------------------------------------------------------------------

@@ -419,8 +419,9 @@ def estimate_worst_case(
     Input: the prompt's tokens counted locally (tiktoken-compatible counting of the
     messages; a few tokens of framing may differ). Output: ``max_tokens`` /
     ``max_completion_tokens`` / ``max_output_tokens`` when the request sets one, else the
-    rest of the model's context window (the worst case the model could write), at the
-    output price. Cache discounts are ignored (upper bound). None when it cannot be told
+    model's output limit (the pricing file's ``max_output_tokens``, else its family's
+    documented limit: ``flowscope.core.pricing.limits``) within what its context window
+    leaves, else the rest of the context window, at the output price. Cache discounts are ignored (upper bound). None when it cannot be told
     (no model, a model without a price, messages that cannot be counted): then only the
     money already spent is checked.
     """
@@ -440,10 +441,13 @@ def estimate_worst_case(
             break
     catalog = get_catalog()
     if output is None:
+        # the longest reply the model can write; within what the context window leaves
         window = catalog.context_window(model, provider)
-        if window is None:
+        limit = catalog.output_limit(model, provider)
+        room = max(window - prompt, 0) if window is not None else None
+        if limit is None and room is None:
             return None
-        output = max(window - prompt, 0)
+        output = min(x for x in (limit, room) if x is not None)
     try:
         cost = catalog.price(model, provider, Usage(input_tokens=prompt, output_tokens=output))
     except ValueError:

@@ -292,6 +292,9 @@ def _populate(url: str, service: str) -> dict[str, Any]:
             fp.script(Reply(text="?", input_tokens=10, output_tokens=5, model="mystery-model-1"))
             with flowscope.run("checkout-flow") as run, flowscope.node("guess"):
                 client.chat.completions.create(model="mystery-model-1", messages=msgs)
+                # priced but for a part the catalog had no rate for: a lower bound
+                manual_llm(MODEL, 10, 0, 5, **{"flowscope.cost.source": "partial", "flowscope.cost.usd": "0.0000045",
+                                               "flowscope.cost.unpriced_parts": "service_tier:priority"})
             runs["unpriced"] = run.id
         else:
             fp.script(Reply(text="answer", input_tokens=3000, cached_tokens=2000, output_tokens=400, model="gpt-4o"))
@@ -373,7 +376,7 @@ def populated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Populated]:
     try:
         children = [_spawn("populate", col.url, service) for service in ("shop", "support")]
         runs = {k: v for child in children for k, v in _result(child).items()}
-        expected_spans = {"checkout": 7, "troubled": 6, "budget": 3, "unpriced": 3, "triage": 5}
+        expected_spans = {"checkout": 7, "troubled": 6, "budget": 3, "unpriced": 4, "triage": 5}
         costs, spans = {}, {}
         for key, run_id in runs.items():
             s = col.wait_for_run(run_id, spans=expected_spans[key])
@@ -558,16 +561,21 @@ def test_cost_panels_agree_with_the_collector(results: dict[str, Any], populated
     assert abs(Decimal(str(cost)) - total) < Decimal("1e-12")
     assert _col(_panel(results, "all", "llm-cost.json", "Runs"), "runs") == [5]
     assert _col(_panel(results, "all", "llm-cost.json", "Unpriced calls"), "unpriced_calls") == [1]
+    assert _col(_panel(results, "all", "llm-cost.json", "Unpriced calls"), "partially_priced_calls") == [1]
     top = _panel(results, "all", "llm-cost.json", "Top 20 most expensive runs")
     most = max(populated.costs, key=lambda k: populated.costs[k])
     assert _col(top, "RunId")[0] == populated.runs[most]
     assert len(_col(top, "RunId")) == 5
+    flagged = {r: (u, p) for r, u, p in zip(_col(top, "RunId"), _col(top, "unpriced_calls"),
+                                            _col(top, "partially_priced_calls"), strict=True) if u or p}
+    assert flagged == {populated.runs["unpriced"]: (1, 1)}
     by_service = _panel(results, "all", "llm-cost.json", "Cost by service")
     assert set(_col(by_service, "ServiceName")) == {"shop", "support"}
     assert set(_col(_panel(results, "all", "llm-cost.json", "Cost by flow"), "Flow")) == {
         "checkout-flow", "budgeted-flow", "triage-flow"}
     unpriced = _panel(results, "all", "llm-cost.json", "Unpriced calls by model")
-    assert _col(unpriced, "Model") == ["mystery-model-1"]
+    assert _col(unpriced, "Model") == [MODEL, "mystery-model-1"]
+    assert _col(unpriced, "unpriced_calls") == [0, 1] and _col(unpriced, "partially_priced_calls") == [1, 0]
     # filtered: shop + checkout-flow + one model is a strict, non-empty subset
     (some,) = _col(_panel(results, "some", "llm-cost.json", "Total cost"), "cost_usd")
     assert 0 < some < float(total)

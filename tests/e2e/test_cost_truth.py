@@ -238,3 +238,61 @@ def test_run_summary_counts_partially_priced_calls(traced, fake_provider) -> Non
     assert summary["by_model"][0]["partially_priced_calls"] == 1 and summary["by_model"][0]["cost_complete"] is False
     # the part that has a price is there: Claude 3.5 Haiku at $0.80 / $4 per million
     assert Decimal(summary["cost_usd"]) == (1000 * Decimal("0.80") + 100 * Decimal("4")) / 1_000_000
+
+
+def test_runs_list_and_cost_totals_count_partially_priced_calls(traced, fake_provider) -> None:
+    """A call priced but for a part is counted next to every total that includes it, not only in the summary."""
+    import anthropic
+
+    from flowscope.client import Client
+    from tests._llm_kit import ANTHROPIC_MODEL, MSGS
+
+    flow = "partial-list-flow"
+    ant = anthropic.Anthropic(base_url=fake_provider.anthropic_base_url, api_key="k")
+    with flowscope.run(flow) as run:
+        fake_provider.script(Reply(text="a", input_tokens=1000, output_tokens=100, service_tier="priority"))
+        ant.messages.create(model=ANTHROPIC_MODEL, max_tokens=200, messages=MSGS)
+        fake_provider.script(Reply(text="b", input_tokens=10, output_tokens=1))
+        ant.messages.create(model=ANTHROPIC_MODEL, max_tokens=200, messages=MSGS)
+    assert flowscope.force_flush()
+    traced.wait_for_run(run.id, spans=3)
+    # Claude 3.5 Haiku at $0.80 / $4 per million: the priority tier has no price, the standard rates are a lower bound
+    expected = (1010 * Decimal("0.80") + 101 * Decimal("4")) / 1_000_000
+
+    (listed,) = traced.get("/api/v1/runs", params={"flow": flow}).json()["runs"]
+    assert listed["partially_priced_calls"] == 1 and listed["unpriced_calls"] == 0
+    assert listed["cost_complete"] is False and Decimal(listed["cost_usd"]) == expected
+
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime.now(timezone.utc)
+    for params in ({"group_by": "flow"}, {"group_by": "model"},
+                   {"group_by": "model", "since": (now - timedelta(minutes=20)).isoformat(),
+                    "until": (now + timedelta(minutes=70)).isoformat()},
+                   {"group_by": "attr:gen_ai.provider.name"}):
+        report = traced.get("/api/v1/costs", params=params).json()
+        assert report["partially_priced_calls"] >= 1 and report["cost_complete"] is False, params
+        if params["group_by"] == "flow":
+            group = next(g for g in report["groups"] if g["key"] == flow)
+            assert group["partially_priced_calls"] == 1 and group["cost_complete"] is False
+            assert Decimal(group["cost_usd"]) == expected
+        elif params["group_by"] == "model":
+            group = next(g for g in report["groups"] if g["key"] == ANTHROPIC_MODEL)
+            assert group["partially_priced_calls"] >= 1 and group["cost_complete"] is False
+
+    table = Client(traced.url).costs("flow")
+    assert table.partially_priced_calls >= 1 and table.cost_complete is False
+    pytest.importorskip("pandas")
+    row = table.to_pandas()
+    row = row[row["key"] == flow].iloc[0]
+    assert int(row["partially_priced_calls"]) == 1 and not bool(row["cost_complete"])
+
+
+def test_cli_says_partial_next_to_a_cost_that_is_a_lower_bound() -> None:
+    group = {**_group("claude", "0.0012", 0), "partially_priced_calls": 1, "cost_complete": False}
+    client = _FakeClient([group], total_usd=Decimal("0.0012"), llm_calls=1, unpriced_calls=0,
+                         partially_priced_calls=1, cost_complete=False, since=None, until=None)
+    text = _cli(client, "costs")
+    row = next(line for line in text.splitlines() if line.startswith("claude"))
+    assert "$0.0012 (1 partial)" in row
+    assert "1 partially priced" in text.strip().splitlines()[-1]

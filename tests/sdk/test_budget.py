@@ -112,13 +112,54 @@ def test_budget_boundary_worst_case_estimate(cap: Capture, fake_provider: FakePr
     assert len(fake_provider.requests) == 1  # never sent
 
 
-def test_without_max_tokens_the_worst_case_is_the_context_window(cap: Capture, fake_provider: FakeProvider) -> None:
-    # gpt-4o-mini: 128,000-token context window; the rest of it at the output price is the worst case
-    worst = (PROMPT * Decimal("0.15") + (128_000 - PROMPT) * Decimal("0.60")) / Decimal(1_000_000)
+def test_without_max_tokens_the_worst_case_is_the_output_limit(cap: Capture, fake_provider: FakeProvider) -> None:
+    # gpt-4o-mini writes at most 16,384 tokens in a reply (its 128,000-token context window is not the bound):
+    # the worst case is the prompt plus a full-length reply, $0.15 / $0.60 per million
+    worst = (PROMPT * Decimal("0.15") + 16_384 * Decimal("0.60")) / Decimal(1_000_000)
     client = openai.OpenAI(base_url=fake_provider.openai_base_url, api_key="k")
-    with pytest.raises(flowscope.BudgetExceeded), flowscope.run("uncapped-output", budget_usd=worst / 2):
+    with pytest.raises(flowscope.BudgetExceeded), flowscope.run("short", budget_usd=worst - Decimal("1E-12")):
         client.chat.completions.create(model=OPENAI_MODEL, messages=MSGS)
+    assert len(fake_provider.requests) == 0  # never sent
     fake_provider.set_default(Reply(text="x", input_tokens=PROMPT, output_tokens=10))
-    with flowscope.run("room", budget_usd=worst):
+    with flowscope.run("room", budget_usd=worst):  # == the worst case: sent
         client.chat.completions.create(model=OPENAI_MODEL, messages=MSGS)
     assert len(fake_provider.requests) == 1
+
+
+def test_the_pricing_file_can_say_a_models_output_limit(cap: Capture, fake_provider: FakeProvider) -> None:
+    from flowscope.core import pricing
+    from flowscope.core.pricing import catalog as catalog_module
+
+    previous = catalog_module._default
+    pricing.configure({"models": [{"provider": "openai", "model": OPENAI_MODEL, "input_mtok": "0.15",
+                                   "output_mtok": "0.60", "max_output_tokens": 500}]})
+    try:
+        worst = (PROMPT * Decimal("0.15") + 500 * Decimal("0.60")) / Decimal(1_000_000)
+        client = openai.OpenAI(base_url=fake_provider.openai_base_url, api_key="k")
+        with pytest.raises(flowscope.BudgetExceeded), flowscope.run("short", budget_usd=worst - Decimal("1E-12")):
+            client.chat.completions.create(model=OPENAI_MODEL, messages=MSGS)
+        fake_provider.set_default(Reply(text="x", input_tokens=PROMPT, output_tokens=10))
+        with flowscope.run("room", budget_usd=worst):
+            client.chat.completions.create(model=OPENAI_MODEL, messages=MSGS)
+        assert len(fake_provider.requests) == 1
+    finally:
+        catalog_module._default = previous
+
+
+@pytest.mark.parametrize(("model", "limit"), [
+    ("gpt-4o-mini-2024-07-18", 16_384), ("gpt-4o-2024-05-13", 4_096), ("openai/gpt-4.1-nano", 32_768),
+    ("claude-3-5-haiku-20241022", 8_192), ("us.anthropic.claude-sonnet-4-20250514-v1:0", 64_000),
+    ("claude-opus-4-1-20250805", 32_000), ("o1-mini", 65_536), ("acme-unknown", None),
+])
+def test_output_limits_by_model_family(model: str, limit: int | None) -> None:
+    from flowscope.core.pricing.limits import output_limit
+
+    assert output_limit(model) == limit
+
+
+@pytest.mark.parametrize("value", [0, -1, "16384", True, 1.5])
+def test_a_bad_max_output_tokens_is_refused_with_the_entry(value: object) -> None:
+    from flowscope.core.pricing import PricingCatalog, PricingFileError
+
+    with pytest.raises(PricingFileError, match="max_output_tokens"):
+        PricingCatalog({"models": [{"model": "m", "input_mtok": "1", "output_mtok": "1", "max_output_tokens": value}]})

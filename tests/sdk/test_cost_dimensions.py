@@ -412,3 +412,50 @@ def test_openai_responses_search_calls_priced_per_request(cap: Capture, fake_pro
         a = attrs(span)
         assert a["flowscope.usage.web_search.requests"] == 2 and a["flowscope.usage.file_search.requests"] == 1
         assert cost_of(span) == MINI_1K_100 + fees
+
+
+# --- OpenAI Batch API discount, Azure deployment names ------------------------------------------
+
+
+def test_openai_batch_tier_priced_at_the_batch_rate(cap: Capture, fake_provider: FakeProvider) -> None:
+    # gpt-4o-mini through the Batch API: half of $0.15 / $0.60 per million tokens
+    fake_provider.script(Reply(text="ok", input_tokens=1_000, output_tokens=100, service_tier="batch"))
+    openai.OpenAI(base_url=fake_provider.openai_base_url, api_key="k").chat.completions.create(
+        model="gpt-4o-mini", messages=MSGS)
+    a = attrs(cap.one_llm())
+    assert a["flowscope.response.service_tier"] == "batch" and a[semconv.COST_SOURCE] == "computed"
+    assert Decimal(a[semconv.COST_USD]) == (1_000 * Decimal("0.075") + 100 * Decimal("0.30")) / M
+
+
+@pytest.fixture
+def azure_deployments() -> Iterator[Capture]:
+    cap = Capture(pricing={"aliases": {"Prod-Chat": "gpt-4o-mini", "eu-embed": "text-embedding-3-small"},
+                           "models": []})
+    try:
+        yield cap
+    finally:
+        cap.close()
+        pricing.configure(None)
+
+
+def test_azure_deployment_names_priced_as_the_model_they_deploy(azure_deployments: Capture,
+                                                               fake_provider: FakeProvider) -> None:
+    # Azure OpenAI reports the deployment's name; the pricing file says which model it deploys (gpt-4o-mini)
+    fake_provider.script(Reply(text="ok", input_tokens=1_000, output_tokens=100, model="prod-chat"))
+    openai.OpenAI(base_url=fake_provider.openai_base_url, api_key="k").chat.completions.create(
+        model="prod-chat", messages=MSGS)
+    a = attrs(azure_deployments.one_llm())
+    assert a[semconv.COST_SOURCE] == "computed"
+    assert Decimal(a[semconv.COST_USD]) == (1_000 * Decimal("0.15") + 100 * Decimal("0.60")) / M
+    # the collector prices a foreign Azure span the same way
+    span = {"gen_ai.operation.name": "chat", "gen_ai.system": "az.ai.openai", "gen_ai.request.model": "PROD-CHAT",
+            "gen_ai.usage.input_tokens": "1000", "gen_ai.usage.output_tokens": "100"}
+    normalize_attributes(span)
+    assert Decimal(span[semconv.COST_USD]) == (1_000 * Decimal("0.15") + 100 * Decimal("0.60")) / M
+    assert pricing.get_catalog().output_limit("prod-chat", "azure") == 16_384
+
+
+@pytest.mark.parametrize("aliases", [["prod-chat"], {"prod-chat": ""}, {"prod-chat": 4}])
+def test_bad_aliases_are_refused_naming_the_file(aliases: object) -> None:
+    with pytest.raises(pricing.PricingFileError, match="aliases"):
+        pricing.PricingCatalog({"aliases": aliases, "models": []})

@@ -45,5 +45,6 @@ def costs(
         "total_usd": usd(total),
         "llm_calls": sum(g["llm_calls"] for g in groups),
         "unpriced_calls": sum(g["unpriced_calls"] for g in groups),  # and so cost_complete
+        "partially_priced_calls": sum(g["partially_priced_calls"] for g in groups),
         "groups": groups,
     }

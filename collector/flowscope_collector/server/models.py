@@ -24,7 +24,7 @@ class _Completeness(BaseModel):
     unpriced_calls: int = 0
     partially_priced_calls: int = Field(
         0, description="LLM calls priced except for a part the catalog has no price for "
-                       "(flowscope.cost.source=partial; counted per run, by_model and run summary)")
+                       "(flowscope.cost.source=partial): the cost is then a lower bound")
 
     @computed_field(description=_COMPLETE)  # type: ignore[prop-decorator]
     @property

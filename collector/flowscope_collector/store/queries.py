@@ -101,7 +101,7 @@ _RUN_AGGREGATES = """
     multiIf(max(RootSeen) = 0, 'running', max(RootError) = 1, 'error', 'ok') AS status,
     sum(Spans), sum(LlmCalls), sum(Errors), sum(Retries), sum(Fallbacks), sum(CacheHits),
     sum(UnpricedCalls), sum(InputTokens), sum(CachedInputTokens), sum(CacheWriteTokens),
-    sum(OutputTokens), sum(ReasoningTokens), sum(CostUsd) AS cost, sum(CacheSavedUsd)"""
+    sum(OutputTokens), sum(ReasoningTokens), sum(CostUsd) AS cost, sum(CacheSavedUsd), sum(PartialCalls)"""
 
 # the per-run values a filter or a sort can name, each from as few columns as it needs
 _RUN_NARROW = (
@@ -464,7 +464,7 @@ class Store:
         runs = []
         for r in rows:
             (run_id, start_ns, end_ns, _dur, flow_, service_, status_, spans, llm, errors, retries, fallbacks,
-             hits, unpriced, inp, cached, cwrite, out, reasoning, cost, saved) = r
+             hits, unpriced, inp, cached, cwrite, out, reasoning, cost, saved, partial) = r
             runs.append(
                 {
                     "run_id": run_id, "flow": flow_, "service": service_, "status": status_,
@@ -475,6 +475,7 @@ class Store:
                     "cached_input_tokens": int(cached), "cache_write_input_tokens": int(cwrite),
                     "output_tokens": int(out), "reasoning_tokens": int(reasoning),
                     "cost_usd": usd(Decimal(cost)), "cache_saved_usd": usd(Decimal(saved)),
+                    "partially_priced_calls": int(partial),
                 }
             )
         next_cursor = None
@@ -585,11 +586,12 @@ class Store:
                 params["until"] = _ch_time(until)
             sql = f"""
                 SELECT flow, '' AS provider, sum(calls), sum(inp), sum(cached), sum(cwrite), sum(out),
-                       sum(reasoning), sum(unpriced), sum(cost)
+                       sum(reasoning), sum(unpriced), sum(cost), sum(partial)
                 FROM (SELECT RunId, max(FlowName) AS flow, sum(LlmCalls) AS calls, sum(InputTokens) AS inp,
                              sum(CachedInputTokens) AS cached, sum(CacheWriteTokens) AS cwrite,
                              sum(OutputTokens) AS out, sum(ReasoningTokens) AS reasoning,
-                             sum(UnpricedCalls) AS unpriced, sum(CostUsd) AS cost
+                             sum(UnpricedCalls) AS unpriced, sum(CostUsd) AS cost,
+                             sum(PartialCalls) AS partial
                       FROM {self.db}.flowscope_runs WHERE {" AND ".join(where)} GROUP BY RunId)
                 GROUP BY flow HAVING sum(calls) > 0
                 ORDER BY sum(cost) DESC, flow LIMIT {{limit:UInt32}}
@@ -616,7 +618,8 @@ class Store:
                        sum(toUInt64OrZero({a}['gen_ai.usage.output_tokens'])),
                        sum(toUInt64OrZero({a}['gen_ai.usage.reasoning.output_tokens'])),
                        countIf({a}['flowscope.cost.source'] = 'unpriced'),
-                       sum(toDecimal128OrZero({a}['flowscope.cost.usd'], 18)) AS cost
+                       sum(toDecimal128OrZero({a}['flowscope.cost.usd'], 18)) AS cost,
+                       countIf({a}['flowscope.cost.source'] = 'partial')
                 FROM {self.db}.otel_traces WHERE {" AND ".join(where)}
                 GROUP BY k ORDER BY cost DESC, k LIMIT {{limit:UInt32}}
             """
@@ -639,7 +642,7 @@ class Store:
             sql = f"""
                 SELECT {key} AS k, {provider}, count(), sum(InputTokens), sum(CachedInputTokens),
                        sum(CacheWriteTokens), sum(OutputTokens), sum(ReasoningTokens),
-                       countIf(CostSource = 'unpriced'), sum(CostUsd) AS cost
+                       countIf(CostSource = 'unpriced'), sum(CostUsd) AS cost, countIf(CostSource = 'partial')
                 FROM {self.db}.flowscope_spans WHERE {" AND ".join(where)}
                 GROUP BY k ORDER BY {order} LIMIT {{limit:UInt32}}
             """
@@ -647,8 +650,9 @@ class Store:
         return [
             {"key": str(k), "provider": prov or None, "llm_calls": int(n), "input_tokens": int(i),
              "cached_input_tokens": int(c), "cache_write_input_tokens": int(w), "output_tokens": int(o),
-             "reasoning_tokens": int(r), "unpriced_calls": int(u), "cost_usd": usd(Decimal(cost))}
-            for k, prov, n, i, c, w, o, r, u, cost in rows
+             "reasoning_tokens": int(r), "unpriced_calls": int(u), "partially_priced_calls": int(pc),
+             "cost_usd": usd(Decimal(cost))}
+            for k, prov, n, i, c, w, o, r, u, cost, pc in rows
         ]
 
     def _costs_rollup_sql(self, group_by: str, since: datetime | None, until: datetime | None,
@@ -676,7 +680,8 @@ class Store:
             near.append(f"Timestamp >= {until_p} - INTERVAL 1 HOUR")
         arms = [
             f"SELECT {key} AS k, Provider AS p, LlmCalls AS n, InputTokens AS i, CachedInputTokens AS c, "
-            f"CacheWriteTokens AS w, OutputTokens AS o, ReasoningTokens AS r, UnpricedCalls AS u, CostUsd AS cost "
+            f"CacheWriteTokens AS w, OutputTokens AS o, ReasoningTokens AS r, UnpricedCalls AS u, CostUsd AS cost, "
+            f"PartialCalls AS pc "
             f"FROM {self.db}.flowscope_costs_hourly WHERE {' AND '.join(hours)}"
         ]
         if covered:
@@ -686,13 +691,13 @@ class Store:
             arms.append(
                 f"SELECT {key} AS k, Provider AS p, toUInt64(1) AS n, InputTokens AS i, CachedInputTokens AS c, "
                 f"CacheWriteTokens AS w, OutputTokens AS o, ReasoningTokens AS r, "
-                f"toUInt64(CostSource = 'unpriced') AS u, CostUsd AS cost "
+                f"toUInt64(CostSource = 'unpriced') AS u, CostUsd AS cost, toUInt64(CostSource = 'partial') AS pc "
                 f"FROM {self.db}.flowscope_spans WHERE {' AND '.join(edge)}"
             )
         provider = "any(p)" if group_by == "model" else "''"
         order = "k" if group_by == "day" else "cost DESC, k"
         return f"""
-            SELECT k, {provider}, sum(n), sum(i), sum(c), sum(w), sum(o), sum(r), sum(u), sum(cost) AS cost
+            SELECT k, {provider}, sum(n), sum(i), sum(c), sum(w), sum(o), sum(r), sum(u), sum(cost) AS cost, sum(pc)
             FROM ({" UNION ALL ".join(arms)})
             GROUP BY k HAVING sum(n) > 0 ORDER BY {order} LIMIT {{limit:UInt32}}
         """

@@ -514,32 +514,3 @@ WHERE (Project, TraceId, SpanId) NOT IN (
                if(SpanAttributes['flowscope.run.id'] = '', TraceId, SpanAttributes['flowscope.run.id'])
         FROM flowscope.otel_traces_local))
 LIMIT 1 BY Project, TraceId, SpanId;
-
-
--- migration 011_run_attributes
-CREATE TABLE IF NOT EXISTS flowscope.flowscope_run_attributes_local ON CLUSTER flowscope (
-    Project LowCardinality(String),
-    RunId String CODEC(ZSTD(1)),
-    Key LowCardinality(String),
-    Value String CODEC(ZSTD(1)),
-    Start SimpleAggregateFunction(min, DateTime64(9))
-) ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
-PARTITION BY toYYYYMM(Start)
-ORDER BY (Project, RunId, Key, Value)
-
-SETTINGS index_granularity = 8192, non_replicated_deduplication_window = 10000;
-
-CREATE TABLE IF NOT EXISTS flowscope.flowscope_run_attributes ON CLUSTER flowscope AS flowscope.flowscope_run_attributes_local ENGINE = Distributed(flowscope, flowscope, flowscope_run_attributes_local, cityHash64(RunId));
-
-CREATE MATERIALIZED VIEW IF NOT EXISTS flowscope.flowscope_run_attributes_mv ON CLUSTER flowscope
-TO flowscope.flowscope_run_attributes_local
-AS SELECT
-    if(ResourceAttributes['flowscope.project'] = '', 'default', ResourceAttributes['flowscope.project']) AS Project,
-    if(SpanAttributes['flowscope.run.id'] = '', TraceId, SpanAttributes['flowscope.run.id']) AS RunId,
-    kv.1 AS Key,
-    kv.2 AS Value,
-    min(Timestamp) AS Start
-FROM flowscope.otel_traces_local
-ARRAY JOIN arrayFilter(p -> p.1 IN ('user.id', 'gen_ai.conversation.id') OR startsWith(p.1, 'flowscope.run.attr.'),
-                       arrayZip(mapKeys(SpanAttributes), mapValues(SpanAttributes))) AS kv
-GROUP BY Project, RunId, Key, Value;

@@ -48,11 +48,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 from . import hazeljs, semconv
-from .pricing import PricingFileError, Usage, format_usd, get_catalog, price
+from .pricing import Cost, PricingCatalog, PricingFileError, Usage, format_usd, get_catalog, price
 
 logger = logging.getLogger("flowscope")
 
@@ -334,7 +335,7 @@ def _provider_cost(attrs: MutableMapping[str, str]) -> bool:
     return True
 
 
-def usage_of(attrs: MutableMapping[str, str]) -> Usage:
+def usage_of(attrs: Mapping[str, str]) -> Usage:
     return Usage(
         input_tokens=_int(attrs.get(semconv.GEN_AI_USAGE_INPUT_TOKENS)),
         output_tokens=_int(attrs.get(semconv.GEN_AI_USAGE_OUTPUT_TOKENS)),
@@ -366,18 +367,36 @@ def _computed_beside(attrs: MutableMapping[str, str]) -> None:
         attrs[semconv.COST_COMPUTED_USD] = text
 
 
-def _price_span(attrs: MutableMapping[str, str]) -> None:
+def span_cost(
+    attrs: Mapping[str, str], catalog: PricingCatalog | None = None, *, at: datetime | None = None
+) -> Cost | None:
+    """The cost of an LLM span from its stored attributes (model, provider, service tier, every usage part).
+
+    One rule for pricing at ingest and repricing stored spans later
+    (``flowscope-collector reprice``), so a span repriced under the catalog that
+    priced it gets the same figure. ``None`` when the span names no model.
+    Raises ``ValueError`` for self-contradicting usage (and ``PricingFileError``
+    for an unusable pricing file, when the shared catalog is built here).
+    """
     model = attrs.get(semconv.GEN_AI_RESPONSE_MODEL) or attrs.get(semconv.GEN_AI_REQUEST_MODEL)
-    provider = attrs.get(semconv.GEN_AI_PROVIDER_NAME)
     if not model:
-        attrs[semconv.COST_SOURCE] = semconv.COST_SOURCE_UNPRICED
-        return
+        return None
+    provider = attrs.get(semconv.GEN_AI_PROVIDER_NAME)
     tier = attrs.get(semconv.RESPONSE_SERVICE_TIER) or attrs.get(OPENAI_RESPONSE_SERVICE_TIER)
+    cat = catalog if catalog is not None else get_catalog()
+    if tier:
+        return cat.price_tier(model, provider, usage_of(attrs), tier, at=at)
+    if at is None and catalog is None:
+        return price(model, provider, usage_of(attrs))
+    return cat.price(model, provider, usage_of(attrs), at=at)
+
+
+def _price_span(attrs: MutableMapping[str, str]) -> None:
     try:
-        if tier:
-            cost = get_catalog().price_tier(model, provider, usage_of(attrs), tier)
-        else:
-            cost = price(model, provider, usage_of(attrs))
+        cost = span_cost(attrs)
+        if cost is None:
+            attrs[semconv.COST_SOURCE] = semconv.COST_SOURCE_UNPRICED
+            return
     except PricingFileError as exc:  # the pricing file is bad (the collector refuses to start on one)
         logger.error("flowscope: span unpriced, the pricing file is unusable: %s", exc)
         attrs[semconv.COST_SOURCE] = semconv.COST_SOURCE_UNPRICED

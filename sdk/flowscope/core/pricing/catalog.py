@@ -51,7 +51,8 @@ from types import MappingProxyType
 from typing import Any
 
 from .. import semconv
-from .overrides import _UTC, _as_utc, _load_override_source, _OverrideGroup, _parse_overrides
+from .limits import output_limit as _family_output_limit
+from .overrides import _UTC, _as_utc, _load_override_source, _OverrideGroup, _parse_aliases, _parse_overrides
 from .providers import _canonical_provider
 from .usage import _CTX, Cost, Usage
 
@@ -87,9 +88,11 @@ class PricingCatalog:
         if self._snapshot.from_auto_update:
             version += f"+update:{self._snapshot.timestamp:%Y%m%dT%H%M%S}"
         self._overrides: tuple[_OverrideGroup, ...] = ()
+        self._aliases: dict[str, str] = {}
         if overrides is not None:
             data, label, digest = _load_override_source(overrides)
             self._overrides = _parse_overrides(data, label)
+            self._aliases = _parse_aliases(data, label)
             version += f"+override:{digest}"
         self.version: str = version
         self._lock = threading.Lock()
@@ -108,6 +111,7 @@ class PricingCatalog:
     # -- lookup ------------------------------------------------------------
 
     def _resolve_uncached(self, provider: str | None, model: str) -> _Resolved:
+        model = self._aliases.get(model.strip().lower(), model)  # an Azure deployment name -> its model
         with self._lock:
             caller = _canonical_provider(provider) if provider else None
             override = self._match_override(caller, model.strip().lower())
@@ -208,6 +212,21 @@ class PricingCatalog:
         info = self._resolve(provider or None, model).catalog_model
         window = getattr(info, "context_window", None) if info is not None else None
         return window if isinstance(window, int) and window > 0 else None
+
+    def output_limit(self, model: str, provider: str | None) -> int | None:
+        """The most tokens one reply of the model can have: the pricing file's ``max_output_tokens``,
+        else the documented limit of its family (:mod:`.limits`), else None."""
+        if not model or not model.strip():
+            return None
+        resolved = self._resolve(provider or None, model)
+        model = self._aliases.get(model.strip().lower(), model)
+        if resolved.override is not None and resolved.override.max_output_tokens is not None:
+            return resolved.override.max_output_tokens
+        limit = _family_output_limit(model)
+        info = resolved.catalog_model
+        if limit is None and info is not None:
+            limit = _family_output_limit(str(info.id))
+        return limit
 
     def price_tier(
         self,

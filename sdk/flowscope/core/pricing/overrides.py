@@ -20,8 +20,12 @@ per million tokens as decimal strings (JSON/TOML numbers are read exactly)::
        "cache_write_1h_mtok": "0.60",    # optional: 1-hour cache writes (else cache_write_mtok)
        "reasoning_mtok": null,           # optional
        "tiers": [{"above_input_tokens": 200000, "input_mtok": "0.60", "output_mtok": "2.40"}],
-       "effective_from": "2026-01-01"}   # optional ISO date/datetime (UTC)
+       "effective_from": "2026-01-01",   # optional ISO date/datetime (UTC)
+       "max_output_tokens": 16384}       # optional: the longest reply (budgets' worst case)
     ]}
+
+A top-level ``"aliases": {"prod-chat": "gpt-4o"}`` prices calls reported under
+one name (an Azure OpenAI deployment, a proxy's renamed model) as another model.
 
 Overrides win over the catalog. Several entries with the same provider and
 model form a price history keyed by ``effective_from``; before the earliest
@@ -67,7 +71,8 @@ _PRICE_FIELDS: dict[str, str] = {
 # alias -> override key, for people used to genai-prices' own names
 _PRICE_ALIASES = {"cache_read_mtok": "cached_input_mtok"}
 _ALIAS_FOR = {canonical: alias for alias, canonical in _PRICE_ALIASES.items()}
-_ENTRY_KEYS = {"provider", "model", "match", "tiers", "effective_from", *_PRICE_FIELDS, *_PRICE_ALIASES}
+_ENTRY_KEYS = {"provider", "model", "match", "tiers", "effective_from", "max_output_tokens", *_PRICE_FIELDS,
+               *_PRICE_ALIASES}
 _TIER_KEYS = {"above_input_tokens", *_PRICE_FIELDS, *_PRICE_ALIASES}
 
 
@@ -80,6 +85,8 @@ class _OverrideGroup:
     exact: frozenset[str]
     globs: tuple[re.Pattern[str], ...]
     history: tuple[tuple[_dt.datetime | None, Any], ...]  # (effective_from, genai ModelPrice), ascending
+    # the most tokens one reply can have (budgets' worst case when a request sets no max_tokens)
+    max_output_tokens: int | None = None
 
     def prices_at(self, at: _dt.datetime) -> Any | None:
         for start, prices in reversed(self.history):
@@ -191,13 +198,37 @@ def _parse_overrides(data: Any, label: str) -> tuple[_OverrideGroup, ...]:
     return tuple(_override_group(group) for group in groups.values())
 
 
+def _parse_aliases(data: Any, label: str) -> dict[str, str]:
+    """The file's ``aliases``: a model name as calls report it -> the model to price it as.
+
+    Azure OpenAI calls name a deployment ("prod-chat"), not a model; a proxy may
+    rename models. Keys are matched case-insensitively, one level (an alias of an
+    alias is not followed).
+    """
+    if not isinstance(data, Mapping) or data.get("aliases") is None:
+        return {}
+    raw = data["aliases"]
+    if not isinstance(raw, Mapping):
+        raise PricingFileError(f'{label}: "aliases" must be an object of model name -> catalog model')
+    out: dict[str, str] = {}
+    for name, target in raw.items():
+        if str(name).startswith("_"):
+            continue
+        if not isinstance(name, str) or not name.strip() or not isinstance(target, str) or not target.strip():
+            raise PricingFileError(f'{label}: aliases[{name!r}] must map a non-empty name to a non-empty model name, '
+                                   f"got {target!r}")
+        out[name.strip().lower()] = target.strip()
+    return out
+
+
 def _models(data: Any, label: str) -> list[Any]:
     """The file's ``models`` list; nothing else may stand at the top level but comments."""
     if not isinstance(data, Mapping):
         raise ValueError(f'{label}: top level must be an object with a "models" list')
-    unknown = [k for k in data if k != "models" and not str(k).startswith(("_", "$"))]
+    unknown = [k for k in data if k not in ("models", "aliases") and not str(k).startswith(("_", "$"))]
     if unknown:
-        raise ValueError(f'{label}: unknown top-level key(s) {sorted(map(str, unknown))}; expected "models"')
+        raise ValueError(f'{label}: unknown top-level key(s) {sorted(map(str, unknown))}; expected "models" '
+                         'and optionally "aliases"')
     models = data.get("models", [])
     if not isinstance(models, list):
         raise ValueError(f'{label}: "models" must be a list')
@@ -225,6 +256,13 @@ def _add_entry(groups: dict[tuple[str | None, str], dict[str, Any]], entry: Any,
         raise ValueError(f"{where}: duplicate entry for this provider/model with {when}")
     group["history"][effective_from] = model_price
     group["match"].extend(m.strip().lower() for m in match)
+    limit = entry.get("max_output_tokens")
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+            raise ValueError(f'{where}: "max_output_tokens" must be a positive integer, got {limit!r}')
+        if group.get("max_output_tokens") not in (None, limit):
+            raise ValueError(f'{where}: "max_output_tokens" differs from another entry of this provider/model')
+        group["max_output_tokens"] = limit
 
 
 def _entry_model(entry: Any, where: str) -> str:
@@ -358,4 +396,4 @@ def _override_group(group: Mapping[str, Any]) -> _OverrideGroup:
             key=lambda item: (item[0] is not None, item[0] or _dt.datetime.min.replace(tzinfo=_UTC)),
         )
     )
-    return _OverrideGroup(group["provider"], group["model"], exact, globs, history)
+    return _OverrideGroup(group["provider"], group["model"], exact, globs, history, group.get("max_output_tokens"))

@@ -13,7 +13,7 @@ const A = {
   cacheWrite2: "gen_ai.usage.cache_write.input_tokens", reasoning: "gen_ai.usage.reasoning.output_tokens",
   cost: "flowscope.cost.usd", costIn: "flowscope.cost.input_usd", costCached: "flowscope.cost.cached_input_usd",
   costWrite: "flowscope.cost.cache_write_usd", costOut: "flowscope.cost.output_usd", source: "flowscope.cost.source",
-  pricing: "flowscope.pricing.version", estimated: "flowscope.usage.estimated", hit: "flowscope.cache.hit",
+  pricing: "flowscope.pricing.version", unpricedParts: "flowscope.cost.unpriced_parts", estimated: "flowscope.usage.estimated", hit: "flowscope.cache.hit",
   saved: "flowscope.cache.saved_usd", retries: "flowscope.retry.count", fbFrom: "flowscope.fallback.from",
   fbTo: "flowscope.fallback.to", fbReason: "flowscope.fallback.reason", inMsgs: "gen_ai.input.messages",
   outMsgs: "gen_ai.output.messages", errorType: "error.type", finish: "gen_ai.response.finish_reasons",
@@ -85,8 +85,11 @@ function costs(a) {
   if (!source && a[A.cost] === undefined) return null;
   const total = source === "unpriced"
     ? h("span", { class: "unpriced" }, "unpriced")
-    : h("strong", null, usd(a[A.cost] || "0"));
+    : source === "partial"
+      ? h("span", null, h("strong", null, usd(a[A.cost] || "0")), h("span", { class: "unpriced partial" }, " (partial: a lower bound)"))
+      : h("strong", null, usd(a[A.cost] || "0"));
   const rows = [["total", total]];
+  if (a[A.unpricedParts]) rows.push(["without a price", h("span", { class: "unpriced" }, a[A.unpricedParts])]);
   for (const [label, key] of [["input", A.costIn], ["cached input", A.costCached], ["cache write", A.costWrite],
     ["output", A.costOut]]) {
     if (a[key] !== undefined) rows.push([label, usd(a[key])]);
@@ -167,6 +170,7 @@ export function spanDetail(span, { stateHref } = {}) {
 export function llmCostText(span) {
   const a = span.attributes || {};
   if (a[A.source] === "unpriced") return "unpriced";
+  if (a[A.source] === "partial") return `${usd(a[A.cost] || "0")} (partial)`;
   if (a[A.hit] === "true") return `${usd(a[A.cost] || "0")} (cache hit)`;
   return usd(a[A.cost] || "0");
 }

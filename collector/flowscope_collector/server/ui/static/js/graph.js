@@ -26,17 +26,18 @@ function truncate(text, n) {
   return text.length > n ? text.slice(0, n - 1) + "…" : text;
 }
 
-export function nodeCostText(node, unpriced) {
-  if (unpriced && isZero(node.cost_usd)) return "unpriced";
-  if (isZero(node.cost_usd)) return "";
-  return usd(node.cost_usd) + (unpriced ? " + unpriced" : "");
+export function nodeCostText(node, unpriced, partial) {
+  if (unpriced && !partial && isZero(node.cost_usd)) return "unpriced";
+  if (isZero(node.cost_usd) && !partial) return "";
+  return usd(node.cost_usd) + (unpriced ? " + unpriced" : "") + (partial ? " (partial)" : "");
 }
 
 /**
  * The graph as an <svg>. nodes: the API's node list; edges: parseEdges(); status: the run's;
- * unpriced: Map node span_id -> unpriced calls; href(i): link of node i; selected: index or -1.
+ * unpriced / partial: Map node span_id -> unpriced / partially priced calls; href(i): link of node i;
+ * selected: index or -1.
  */
-export function drawGraph({ nodes, edges, status, unpriced, href, selected }) {
+export function drawGraph({ nodes, edges, status, unpriced, partial, href, selected }) {
   const n = nodes.length;
   const preds = Array.from({ length: n }, () => []);
   for (const [a, b] of edges) if (b >= 0 && a >= -1) preds[b].push(a);
@@ -87,7 +88,7 @@ export function drawGraph({ nodes, edges, status, unpriced, href, selected }) {
     s("text", { x: endP.x, y: endP.y + 4, "text-anchor": "middle" }, status === "running" ? "…" : status)));
   nodes.forEach((node, i) => {
     const failed = node.status === "error";
-    const cost = nodeCostText(node, unpriced.get(node.span_id) || 0);
+    const cost = nodeCostText(node, unpriced.get(node.span_id) || 0, partial ? partial.get(node.span_id) || 0 : 0);
     const label = `${node.step}. ${node.name}` + (node.attempt ? ` (attempt ${node.attempt + 1})` : "");
     const detail = [cost, fmtMs(node.duration_ms), failed ? "failed" : ""].filter(Boolean).join(" · ");
     const link = s("a", {

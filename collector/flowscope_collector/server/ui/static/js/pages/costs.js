@@ -136,7 +136,8 @@ export async function renderCosts(ctx) {
   });
   const { svg, totals } = chart(series, bs, RANGES[range].unit, groupBy);
   const max = whole.groups.reduce((m, g) => (money.compare(g.cost_usd, m) > 0 ? g.cost_usd : m), "0");
-  const unpricedModels = models.groups.filter((g) => g.unpriced_calls > 0);
+  const unpricedModels = models.groups.filter((g) => g.unpriced_calls > 0 || g.partially_priced_calls > 0);
+  const partialCalls = whole.partially_priced_calls || 0;
 
   replace(main, h("h1", null, "Costs"), form,
     h("div", { class: "stats" },
@@ -145,7 +146,9 @@ export async function renderCosts(ctx) {
       h("div", { class: "stat", dataset: { stat: "unpriced" } }, h("span", { class: "stat-label" }, "Unpriced calls"),
         h("span", { class: unpricedModels.length ? "stat-value unpriced" : "stat-value" },
           fmtInt(unpricedModels.reduce((n, g) => n + g.unpriced_calls, 0))),
-        h("span", { class: "stat-sub" }, "not in the totals: no price known"))),
+        h("span", { class: "stat-sub" }, "not in the totals: no price known",
+          partialCalls ? h("span", { class: "unpriced partial" },
+            ` · ${fmtInt(partialCalls)} partially priced: the total is a lower bound`) : null))),
     h("section", { "aria-labelledby": "h-time" }, h("h2", { id: "h-time" }, `Cost over time by ${groupBy}`),
       h("div", { class: "chart-wrap" }, svg),
       h("ul", { class: "legend" }, series.map((sr, k) => h("li", null, h("span", { class: `swatch series-${k}`, "aria-hidden": "true" }), sr))),
@@ -162,7 +165,10 @@ export async function renderCosts(ctx) {
           h("td", { class: "num" }, `${fmtInt(g.input_tokens)} / ${fmtInt(g.output_tokens)}`),
           h("td", { class: "num" }, fmtInt(g.cached_input_tokens)),
           h("td", { class: g.unpriced_calls ? "num unpriced" : "num" }, fmtInt(g.unpriced_calls)),
-          h("td", { class: "num" }, g.unpriced_calls && money.isZero(g.cost_usd) ? h("span", { class: "unpriced" }, "unpriced") : money.usd(g.cost_usd)),
+          h("td", { class: "num" }, g.unpriced_calls && !g.partially_priced_calls && money.isZero(g.cost_usd)
+            ? h("span", { class: "unpriced" }, "unpriced")
+            : [money.usd(g.cost_usd), g.partially_priced_calls
+              ? h("span", { class: "unpriced partial", title: "priced but for a part: a lower bound" }, ` (${fmtInt(g.partially_priced_calls)} partial)`) : null]),
           h("td", { class: "bar-cell" }, h("span", { class: "hbar", style: { width: `${money.ratio(g.cost_usd, max) * 100}%` } }))))
           : h("tr", null, h("td", { colspan: 7, class: "muted" }, "No LLM calls in this period.")))))),
     h("div", { class: "two-col" },
@@ -172,7 +178,10 @@ export async function renderCosts(ctx) {
           h("span", { class: "muted small" }, ` · ${fmtTime(r.start)}`))))),
       h("section", { "aria-labelledby": "h-unpriced" }, h("h2", { id: "h-unpriced" }, "Unpriced calls by model"),
         unpricedModels.length ? h("ul", { id: "unpriced-models" }, unpricedModels.map((g) => h("li", null,
-          h("code", null, g.key), ` (${g.provider || "?"}): `, h("span", { class: "unpriced" }, `${fmtInt(g.unpriced_calls)} unpriced`))))
+          h("code", null, g.key), ` (${g.provider || "?"}): `,
+          h("span", { class: "unpriced" }, [g.unpriced_calls ? `${fmtInt(g.unpriced_calls)} unpriced` : "",
+            g.unpriced_calls && g.partially_priced_calls ? ", " : "",
+            g.partially_priced_calls ? `${fmtInt(g.partially_priced_calls)} partially priced` : ""].join("")))))
           : h("p", { class: "muted" }, "Every call in this period had a price."),
         h("p", { class: "muted small" }, "Give these models a price with FLOWSCOPE_PRICING_FILE (see the README)."))));
 }

@@ -23,6 +23,7 @@ async function load(id, signal) {
   ]);
   const spanById = new Map();
   const unpriced = new Map(); // node span id -> unpriced LLM calls under it
+  const partial = new Map(); // node span id -> LLM calls under it priced but for a part
   const walk = (sp, node) => {
     spanById.set(sp.span_id, sp);
     const kind = kindOf(sp);
@@ -30,10 +31,13 @@ async function load(id, signal) {
     if (kind === "llm" && sp.attributes["flowscope.cost.source"] === "unpriced" && here) {
       unpriced.set(here, (unpriced.get(here) || 0) + 1);
     }
+    if (kind === "llm" && sp.attributes["flowscope.cost.source"] === "partial" && here) {
+      partial.set(here, (partial.get(here) || 0) + 1);
+    }
     for (const c of sp.children || []) walk(c, here);
   };
   for (const r of spans.roots) walk(r, null);
-  return { summary, nodes: nodes.nodes, spans, edges: parseEdges(graph), spanById, unpriced };
+  return { summary, nodes: nodes.nodes, spans, edges: parseEdges(graph), spanById, unpriced, partial };
 }
 
 function stat(key, label, value, sub) {
@@ -65,13 +69,17 @@ function header(data, id) {
       stat("cost", "Cost", costValue(s), [
         s.unpriced_calls && !money.isZero(s.cost_usd)
           ? h("span", { class: "unpriced" }, `+ ${s.unpriced_calls} unpriced call${s.unpriced_calls === 1 ? "" : "s"} · `) : null,
+        s.partially_priced_calls
+          ? h("span", { class: "unpriced partial" }, `${s.partially_priced_calls} partially priced: a lower bound · `) : null,
         `input ${money.usd(b.input_usd)} · cached ${money.usd(b.cached_input_usd)} · cache write ${money.usd(b.cache_write_usd)} · output ${money.usd(b.output_usd)}`]),
       stat("cache", "Cache savings", money.usd(s.cache_saved_usd), `${fmtInt(s.cache_hits)} cache hit${s.cache_hits === 1 ? "" : "s"}`),
       stat("tokens", "Tokens", `${fmtInt(s.input_tokens)} in / ${fmtInt(s.output_tokens)} out`,
         `cached ${fmtInt(s.cached_input_tokens)} · cache write ${fmtInt(s.cache_write_input_tokens)} · reasoning ${fmtInt(s.reasoning_tokens)}`),
       stat("duration", "Duration", fmtMs(s.duration_ms), s.waiting_ms ? `waiting ${fmtMs(s.waiting_ms)}` : `${fmtInt(s.spans)} spans`),
       stat("llm", "LLM calls", fmtInt(s.llm_calls),
-        [s.unpriced_calls ? `${s.unpriced_calls} unpriced` : "all priced", s.estimated_calls ? ` · ${s.estimated_calls} estimated` : ""].join("")),
+        [s.unpriced_calls ? `${s.unpriced_calls} unpriced` : s.partially_priced_calls ? "" : "all priced",
+          s.partially_priced_calls ? `${s.unpriced_calls ? " · " : ""}${s.partially_priced_calls} partial` : "",
+          s.estimated_calls ? ` · ${s.estimated_calls} estimated` : ""].join("")),
       stat("retries", "Retries", fmtInt(s.retries)),
       stat("fallbacks", "Fallbacks", fmtInt(s.fallbacks)),
       stat("errors", "Errors", fmtInt(s.errors), s.budget_exceeded ? "budget exceeded" : null)));
@@ -92,7 +100,7 @@ function nodesTable(data, id, selectedStep) {
   h("td", { class: "num" }, fmtMs(n.duration_ms)),
   h("td", { class: "num" }, fmtInt(n.llm_calls)),
   h("td", { class: "num" }, `${fmtInt(n.input_tokens)} / ${fmtInt(n.output_tokens)}`),
-  h("td", { class: "num" }, n.llm_calls ? nodeCostText(n, data.unpriced.get(n.span_id) || 0) || money.usd(n.cost_usd) : "—"),
+  h("td", { class: "num" }, n.llm_calls ? nodeCostText(n, data.unpriced.get(n.span_id) || 0, data.partial.get(n.span_id) || 0) || money.usd(n.cost_usd) : "—"),
   h("td", null, h("a", { href: `#/runs/${rid}/state/${n.step}`, "aria-label": `state after step ${n.step}` }, "state"))));
   return h("div", { class: "table-wrap" }, h("table", { class: "nodes", id: "nodes-table" },
     h("caption", { class: "sr-only" }, "Node sequence"),
@@ -224,7 +232,7 @@ function drawOverview(v) {
   replace(v.headerBox, header(d, v.id));
   const selectedIdx = selStep === null ? -1 : d.nodes.findIndex((n) => n.step === selStep);
   replace(v.graphBox, drawGraph({
-    nodes: d.nodes, edges: d.edges, status: d.summary.status, unpriced: d.unpriced,
+    nodes: d.nodes, edges: d.edges, status: d.summary.status, unpriced: d.unpriced, partial: d.partial,
     href: (i) => `#/runs/${rid}/step/${d.nodes[i].step}`, selected: selectedIdx,
   }));
   replace(v.nodesBox, nodesTable(d, v.id, selStep));

@@ -36,15 +36,18 @@ function hashOf(values) {
   return "#/runs" + (q ? "?" + q : "");
 }
 
-/** Cost as a person should read it: an unpriced call is never a silent $0. */
+/** Cost as a person should read it: an unpriced call is never a silent $0, a lower bound says so. */
 export function costCell(run) {
   const unpriced = run.unpriced_calls || 0;
-  if (unpriced && isZero(run.cost_usd)) {
+  const partial = run.partially_priced_calls || 0;
+  if (unpriced && !partial && isZero(run.cost_usd)) {
     return h("span", { class: "unpriced", title: `${unpriced} LLM call(s) without a price` }, "unpriced");
   }
   return h("span", null, usd(run.cost_usd),
     unpriced ? h("span", { class: "unpriced", title: `${unpriced} LLM call(s) without a price, not included` },
-      ` + ${unpriced} unpriced`) : null);
+      ` + ${unpriced} unpriced`) : null,
+    partial ? h("span", { class: "unpriced partial", title: `${partial} LLM call(s) priced but for a part: a lower bound` },
+      ` (${partial} partial)`) : null);
 }
 
 /** ok / failed / running, as a pill. */
@@ -60,6 +63,9 @@ export function runBadges(run, extra) {
   if (run.cache_hits) out.push(badge(`cache hit ×${run.cache_hits}`, "good", "answered from the response cache"));
   if (extra && extra.budget_exceeded) out.push(badge("budget stop", "failed", "the run hit its cost budget"));
   if (run.unpriced_calls) out.push(badge("unpriced", "unpriced", `${run.unpriced_calls} call(s) without a price`));
+  if (run.partially_priced_calls) {
+    out.push(badge("partial", "unpriced", `${run.partially_priced_calls} call(s) priced but for a part: the cost is a lower bound`));
+  }
   return out;
 }
 
