@@ -17,7 +17,10 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from tests._collector_kit import CollectorProcess, chdb_query, free_port
@@ -237,6 +240,41 @@ def test_partial_success_is_the_requests_own(col: CollectorProcess) -> None:
         answers.append(r.json()["partialSuccess"]["errorMessage"])
     assert "first-refused" in answers[0] and "second-refused" not in answers[0]
     assert "second-refused" in answers[1], f"the second request got the first one's answer: {answers[1]!r}"
+
+
+def test_run_ids_the_api_cannot_open_are_refused_with_the_reason(col: CollectorProcess) -> None:
+    """A run id outside the API's pattern was stored (200) and then 422 on every run route: refuse it
+    at ingest instead, per span (OTLP partial success), over protobuf and JSON alike."""
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+    names = {"runid-ok": "run-ok_1:2.x", "runid-space": "order 42", "runid-slash": "a/b",
+             "runid-long": "r" * 129, "runid-unicode": "ru\u00efn", "runid-int": None}
+    req = ExportTraceServiceRequest()
+    ss = req.resource_spans.add().scope_spans.add()
+    now = time.time_ns()
+    for name, run in names.items():
+        span = ss.spans.add()
+        span.trace_id, span.span_id, span.name = os.urandom(16), os.urandom(8), name
+        span.start_time_unix_nano, span.end_time_unix_nano = now, now + 1000
+        a = span.attributes.add()
+        a.key = "flowscope.run.id"
+        if run is None:  # not a string: what the store makes of it (its decimal digits) is fine
+            a.value.CopyFrom(AnyValue(int_value=4242))
+        else:
+            a.value.string_value = run
+    r = httpx.post(col.url + "/v1/traces", content=req.SerializeToString(), headers=PB, timeout=30)
+    assert r.status_code == 200, r.text
+    resp = ExportTraceServiceResponse.FromString(r.content)
+    assert resp.partial_success.rejected_spans == 4, resp
+    message = resp.partial_success.error_message
+    assert "'order 42' is not a run id" in message and "'a/b'" in message and "runid-long" in message
+    assert "runid-ok" not in message and "runid-int" not in message
+    assert col.get("/api/v1/runs/run-ok_1:2.x").status_code == 200
+    col.wait_for_run("4242")
+    js = {"content-type": "application/json"}
+    r = httpx.post(col.url + "/v1/traces", headers=js, timeout=30, content=_json_span(
+        "runid-json", start=now, attrs=[{"key": "flowscope.run.id", "value": {"stringValue": "x?y"}}]))
+    assert r.status_code == 200 and r.json()["partialSuccess"]["rejectedSpans"] == "1", r.text
 
 
 @pytest.mark.parametrize("query", [
