@@ -419,3 +419,37 @@ def test_an_untrusted_checkpoint_neither_drops_nor_doubles(tmp_path: Path, check
     assert runs[0] == [len(expected), len(expected)], f"flowscope_spans {runs[0]}, sent {len(expected)}"
     costs = chdb_query(data, "SELECT sum(Spans) FROM flowscope_runs WHERE ServiceName = 'wal-svc'")
     assert costs[0][0] == len(expected)
+
+
+@pytest.mark.parametrize("checkpoint", ["deleted", "garbage"])
+def test_a_replay_after_a_lost_checkpoint_stores_each_row_once(tmp_path: Path, checkpoint: str) -> None:
+    """Stored requests replayed because the checkpoint is gone regroup exactly as first inserted, under
+    the same deduplication tokens (the intent journal), so even raw ``otel_traces`` holds each row once.
+    Before, the replay grouped them anew under new tokens and ClickHouse stored them again."""
+    data = tmp_path / "data"
+    col = CollectorProcess(data, env={"FLOWSCOPE_WAL_SEGMENT_BYTES": "4000"})
+    col.start()
+    sent: set[str] = set()
+    try:
+        for _ in range(8):
+            body = _request("ckpt-svc", 15)
+            r = httpx.post(col.url + "/v1/traces", content=body, headers=PB, timeout=30)
+            assert r.status_code == 200, r.text
+            sent |= _ids(body)
+        wait_drained(col)
+    finally:
+        col.stop(kill=True)  # kill -9 with everything stored
+    ckpt = data / "flowscope-wal" / "checkpoint.json"
+    if checkpoint == "deleted":
+        ckpt.unlink()
+    else:
+        ckpt.write_text("{not json")
+    col.start()
+    try:
+        wait_drained(col)
+        assert metric(col, "flowscope_spans_replayed_total") > 0  # the log was replayed
+    finally:
+        col.stop()
+    ids = _stored(data, "ckpt-svc")
+    assert set(ids) == sent
+    assert len(ids) == len(sent), f"{len(ids) - len(sent)} rows stored twice in otel_traces"
