@@ -62,25 +62,38 @@ class _Body:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + s.body_timeout_s
         body = bytearray()
-        chunks = self.request.stream().__aiter__()
-        while True:
-            wait = min(s.body_idle_timeout_s, deadline - loop.time())
-            try:
-                if wait <= 0:
-                    raise TimeoutError
-                chunk = await asyncio.wait_for(chunks.__anext__(), wait)
-            except StopAsyncIteration:
-                break
-            except (TimeoutError, asyncio.TimeoutError):
-                raise Refused(408, f"request body not received in time (at most {s.body_timeout_s:g}s, "
-                                   f"{s.body_idle_timeout_s:g}s without data); {len(body)} bytes arrived") from None
-            if not chunk:
-                continue
-            if len(body) + len(chunk) > limit:
-                raise otlp.OTLPError(413, f"body exceeds the {limit} byte limit")
-            admission.reserve_bytes(len(chunk), self.project, self.claimed)
-            self.claimed += len(chunk)
-            body += chunk
+        # One timer, moved on with each chunk (no task per chunk): it cancels the read after the
+        # idle timeout without data, or at the overall deadline, whichever comes first.
+        task = asyncio.current_task()
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            if task is not None:
+                task.cancel()
+
+        timer = loop.call_at(min(deadline, loop.time() + s.body_idle_timeout_s), expire)
+        try:
+            async for chunk in self.request.stream():
+                if not chunk:
+                    continue
+                if len(body) + len(chunk) > limit:
+                    raise otlp.OTLPError(413, f"body exceeds the {limit} byte limit")
+                admission.reserve_bytes(len(chunk), self.project, self.claimed)
+                self.claimed += len(chunk)
+                body += chunk
+                timer.cancel()
+                timer = loop.call_at(min(deadline, loop.time() + s.body_idle_timeout_s), expire)
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+            if task is not None and hasattr(task, "uncancel"):
+                task.uncancel()
+            raise Refused(408, f"request body not received in time (at most {s.body_timeout_s:g}s, "
+                               f"{s.body_idle_timeout_s:g}s without data); {len(body)} bytes arrived") from None
+        finally:
+            timer.cancel()
         data = bytes(body)
         body.clear()  # one copy in memory, not two
         return data
