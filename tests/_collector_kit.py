@@ -24,8 +24,12 @@ def free_port() -> int:
 
 
 class CollectorProcess:
-    def __init__(self, data_dir: Path, port: int | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, env: dict[str, str] | None = None,
+                 dsn: str | None = None) -> None:
         self.data_dir = data_dir
+        # another DSN than the chDB directory (e.g. a ClickHouse server nobody listens on: every
+        # acknowledged span then waits in the write-ahead log); readiness is then /healthz
+        self.dsn = dsn
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = env or {}
@@ -34,7 +38,9 @@ class CollectorProcess:
 
     def start(self, timeout_s: float = 60.0) -> CollectorProcess:
         env = {**os.environ, "FLOWSCOPE_GRPC_PORT": "off", **self.env,
-               "FLOWSCOPE_CLICKHOUSE_DSN": f"chdb://{self.data_dir}"}
+               "FLOWSCOPE_CLICKHOUSE_DSN": self.dsn or f"chdb://{self.data_dir}"}
+        if self.dsn:
+            env.setdefault("FLOWSCOPE_WAL_DIR", str(self.data_dir / "wal"))
         self._logf = open(self.log, "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "flowscope_collector", "serve", "--port", str(self.port), "--log-level",
@@ -46,7 +52,7 @@ class CollectorProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"collector exited early:\n{self.log.read_text()[-3000:]}")
             try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                if httpx.get(self.url + ("/healthz" if self.dsn else "/readyz"), timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass

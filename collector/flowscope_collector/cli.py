@@ -200,8 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(settings)
     print(f"flowscope collector on {settings.url}  (OTLP: {settings.url}/v1/traces, API: {settings.url}/docs)",
           file=sys.stderr)
+    # An idle keep-alive connection is closed after idle_timeout_s; a body that trickles is cut off by
+    # the OTLP route itself (body_timeout_s, body_idle_timeout_s: server/otlp_http.py).
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level.lower(),
-                timeout_graceful_shutdown=10)
+                timeout_graceful_shutdown=10, timeout_keep_alive=max(1, round(settings.idle_timeout_s)))
     return 0
 
 

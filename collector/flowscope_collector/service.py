@@ -189,20 +189,22 @@ class Collector:
         :func:`admission.refusal` says what to answer for either.
         """
         self.admission.check_open()
+        self.admission.check_memory()
         self.stats.requests += 1
-        with self.admission.decode_slots:
+        with self.admission.decoding(project):
             return self._ingest(body, media, content_encoding, project)
 
     def _ingest(self, body: bytes, media: str, content_encoding: str | None, project: str) -> Ack:
-        try:
-            req, count = self._decode(body, media, content_encoding)
-        except otlp.OTLPError:
-            self.stats.requests_rejected += 1
-            raise
         # One pass applies the limits and builds the rows: the write-ahead log
         # then holds the request as it will be stored, and a request we could
         # not store is refused now (and logged), not acknowledged and set aside later.
+        # OTLP/JSON meets the count limits while it is decoded (they bound its work).
         limiter = SpanLimiter(self.limits)
+        try:
+            req, count = self._decode(body, media, content_encoding, limiter)
+        except otlp.OTLPError:
+            self.stats.requests_rejected += 1
+            raise
         try:
             batch = self.rows.build(req, project, limiter)
         except otlp.OTLPError:  # the request's fault (ids of the wrong length): 400 with the reason
@@ -250,11 +252,12 @@ class Collector:
         ack.add_done_callback(lambda f: self.recent.forget(digest) if f.exception() is not None else None)
         return ack
 
-    def _decode(self, body: bytes, media: str, content_encoding: str | None,
+    def _decode(self, body: bytes, media: str, content_encoding: str | None, limiter: SpanLimiter,
                 ) -> tuple[ExportTraceServiceRequest, int]:
-        raw = otlp.decompress(body, content_encoding, self.settings.max_decompressed_bytes)
+        raw = otlp.decompress(body, content_encoding, self.settings.max_decompressed_bytes,
+                              self.settings.max_inflation_ratio)
         try:
-            req = otlp.parse(raw, media)
+            req = otlp.parse(raw, media, limiter.limits, limiter.report)
         except otlp.OTLPError:
             raise
         except Exception as exc:  # deep nesting, odd values: still the request's fault, never a 500

@@ -44,8 +44,22 @@ class CollectorSettings:
     api_keys: str | None = field(default=None, repr=False)
     api_keys_file: str | None = None
     insecure: bool = False
-    max_inflight_bytes: int = 256 * 1024 * 1024  # request bodies being received/decoded at once
+    max_inflight_bytes: int = 256 * 1024 * 1024  # request bytes received (not declared) and not yet decoded
     max_concurrent_decodes: int = 4
+    # No client can starve the others (admission.py, server/otlp_http.py, ingest/otlp.py):
+    # one project's share of the buffer, the in-flight bytes and the decode slots (None: half of each).
+    max_pending_spans_per_project: int | None = None
+    max_pending_bytes_per_project: int | None = None
+    max_inflight_bytes_per_project: int | None = None
+    max_concurrent_decodes_per_project: int | None = None
+    decode_wait_s: float = 10.0  # a request waiting longer for a decode slot gets 503 + Retry-After
+    body_timeout_s: float = 30.0  # a request body not fully received by then gets 408
+    body_idle_timeout_s: float = 10.0  # ... or one that sends nothing for this long
+    idle_timeout_s: float = 5.0  # an idle keep-alive connection is closed after this long
+    max_inflation_ratio: int = 100  # gzip/deflate output past 1 MiB may be at most this many times the body
+    # Refuse ingest with 503 + Retry-After while the process's resident memory is above this (the OTel
+    # Collector's memory_limiter). None: 80% of the cgroup memory limit if there is one, else off; 0: off.
+    max_memory_bytes: int | None = None
     # OTLP/gRPC (server/otlp_grpc.py): None or 0 = off. `serve` defaults it to 4317.
     grpc_port: int | None = None
 
@@ -87,8 +101,13 @@ def _reliability_from_env(s: CollectorSettings) -> None:
     for name in ("max_pending_spans", "max_pending_bytes", "max_cache_bytes", "max_spans_per_request",
                  "max_decompressed_bytes", "max_attributes", "max_events", "max_value_chars", "max_batch_spans",
                  "max_batch_bytes",
-                 "max_inflight_bytes", "wal_segment_bytes"):
+                 "max_inflight_bytes", "wal_segment_bytes", "max_concurrent_decodes", "max_pending_spans_per_project",
+                 "max_pending_bytes_per_project", "max_inflight_bytes_per_project",
+                 "max_concurrent_decodes_per_project", "max_inflation_ratio", "max_memory_bytes"):
         setattr(s, name, _env_int("FLOWSCOPE_" + name.upper(), getattr(s, name)))
+    for name in ("decode_wait_s", "body_timeout_s", "body_idle_timeout_s", "idle_timeout_s"):
+        if env.get("FLOWSCOPE_" + name.upper()):
+            setattr(s, name, float(env["FLOWSCOPE_" + name.upper()]))
     if env.get("FLOWSCOPE_ACK_WAIT_S"):
         s.ack_wait_s = float(env["FLOWSCOPE_ACK_WAIT_S"])
     s.api_keys = env.get("FLOWSCOPE_API_KEYS") or s.api_keys

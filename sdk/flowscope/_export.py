@@ -199,6 +199,28 @@ def scrub_span(span: ReadableSpan, redact: Callable[[str, Any], Any] | None = No
     ), n
 
 
+# Export threads of processors shutting down: their exporter's log lines (retry warnings, "failed to
+# export") are dropped, as the processor's own one-line summary says what was lost.
+_QUIET_THREADS: set[int] = set()
+_QUIET_LOGGERS: set[str] = set()
+
+
+class _QuietThreads(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread not in _QUIET_THREADS
+
+
+def _quiet(exporter: SpanExporter, thread: int | None) -> None:
+    """Drop log records from ``thread`` on the exporter's logger (and the OTLP HTTP client's)."""
+    if thread is None:
+        return
+    _QUIET_THREADS.add(thread)
+    for name in (type(exporter).__module__, "opentelemetry.exporter.otlp.common.http"):
+        if name not in _QUIET_LOGGERS:
+            _QUIET_LOGGERS.add(name)
+            logging.getLogger(name).addFilter(_QuietThreads())
+
+
 @dataclass
 class ExportStats:
     queued: int = 0  # waiting in the queue now
@@ -304,20 +326,43 @@ class BoundedBatchProcessor(SpanProcessor):
         return True
 
     def shutdown(self, timeout_millis: int = 2000) -> None:
+        """Flush for at most ``timeout_millis`` in all, then stop; one warning line if spans are left.
+
+        The exporter may be stuck in a request to a hung collector or waiting
+        to retry one that is down: its retries are cut short (``shutdown``)
+        and its log lines from then on are dropped, so an exiting app waits
+        the bound and prints one line saying what was lost, not a retry log.
+        """
         if self._shutdown:
             return
+        deadline = time.monotonic() + max(0, timeout_millis) / 1000
+        _quiet(self.exporter, self._worker.ident)
         self.force_flush(timeout_millis)
         self._shutdown = True
         self._wake.set()
-        self._worker.join(max(0.1, min(timeout_millis / 1000, 5.0)))
         try:
-            self.exporter.shutdown()
+            self.exporter.shutdown()  # aborts the exporter's wait between retries
         except Exception:
             logger.debug("flowscope: exporter shutdown failed", exc_info=True)
+        self._worker.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            left = self.stats.ended - self.stats.exported - self.stats.failed
+            failed, dropped = self.stats.failed, self.stats.dropped
+        if left or failed or dropped:
+            logger.warning("flowscope: %d spans not exported: %d still unsent after the %.1fs shutdown bound, "
+                           "%d failed (collector unreachable or refusing), %d dropped (queue full); "
+                           "flowscope.stats() counts them, FLOWSCOPE_SHUTDOWN_TIMEOUT_S sets the bound",
+                           left + failed + dropped, left, timeout_millis / 1000, failed, dropped)
 
     # --- the worker -----------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            _QUIET_THREADS.discard(threading.get_ident())
+
+    def _loop(self) -> None:
         while not self._shutdown:
             self._wake.wait(self.delay_s)
             self._wake.clear()

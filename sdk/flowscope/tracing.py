@@ -63,9 +63,13 @@ class _SwappableProcessor(SpanProcessor):
         if inner is not None:
             inner.on_end(span)
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout_millis: int | None = None) -> None:
         inner, self.inner = self.inner, None
-        if inner is not None:
+        if inner is None:
+            return
+        if timeout_millis is not None and isinstance(inner, BoundedBatchProcessor):
+            inner.shutdown(timeout_millis)
+        else:
             inner.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
@@ -230,14 +234,31 @@ def force_flush(timeout_s: float = 10.0) -> bool:
         return False
 
 
-def shutdown(timeout_s: float = 10.0) -> None:
-    """Flush and stop exporting. Safe to call more than once."""
+SHUTDOWN_TIMEOUT_ENV = "FLOWSCOPE_SHUTDOWN_TIMEOUT_S"
+DEFAULT_SHUTDOWN_TIMEOUT_S = 2.0
+
+
+def shutdown_timeout(timeout_s: float | None = None) -> float:
+    """``timeout_s``, else ``FLOWSCOPE_SHUTDOWN_TIMEOUT_S``, else 2 s."""
+    if timeout_s is not None:
+        return max(0.0, timeout_s)
+    raw = os.environ.get(SHUTDOWN_TIMEOUT_ENV, "").strip()
+    try:
+        return max(0.0, float(raw)) if raw else DEFAULT_SHUTDOWN_TIMEOUT_S
+    except ValueError:
+        return DEFAULT_SHUTDOWN_TIMEOUT_S
+
+
+def shutdown(timeout_s: float | None = None) -> None:
+    """Flush for at most ``timeout_s`` in all (default 2 s, ``FLOWSCOPE_SHUTDOWN_TIMEOUT_S``), then
+    stop exporting; spans still unsent are counted and named in one warning line. Runs at exit
+    too, so a dead, hung or slow collector delays the app's exit by this bound at most. Safe to
+    call more than once."""
     with _lock:
         swappable: _SwappableProcessor | None = _state["export"]
         if swappable is None:
             return
         try:
-            swappable.force_flush(int(timeout_s * 1000))
-            swappable.shutdown()
-        except Exception:
-            logger.warning("flowscope: shutdown failed", exc_info=True)
+            swappable.shutdown(int(shutdown_timeout(timeout_s) * 1000))
+        except Exception as exc:  # one line, never a traceback at the app's exit
+            logger.warning("flowscope: shutdown failed: %s: %s", type(exc).__name__, exc)

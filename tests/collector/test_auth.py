@@ -29,7 +29,8 @@ KEY_B = "fs_b_" + "2" * 24
 KEY_A_INGEST = "fs_ai_" + "3" * 24
 KEY_A_READ = "fs_ar_" + "4" * 24
 KEY_B_HASHED = "fs_bh_" + "5" * 24
-ALL_KEYS = (KEY_A, KEY_B, KEY_A_INGEST, KEY_A_READ, KEY_B_HASHED)
+KEY_OPS = "fs_op_" + "6" * 24
+ALL_KEYS = (KEY_A, KEY_B, KEY_A_INGEST, KEY_A_READ, KEY_B_HASHED, KEY_OPS)
 PB = {"content-type": "application/x-protobuf"}
 
 
@@ -147,7 +148,8 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorProce
     digest = hashlib.sha256(KEY_B_HASHED.encode()).hexdigest()
     keys_file.write_text(f"{KEY_B}=beta\nsha256:{digest}=beta:read\n")
     env = {
-        "FLOWSCOPE_API_KEYS": f"{KEY_A}=alpha,{KEY_A_INGEST}=alpha:ingest,{KEY_A_READ}=alpha:read",
+        "FLOWSCOPE_API_KEYS": f"{KEY_A}=alpha,{KEY_A_INGEST}=alpha:ingest,{KEY_A_READ}=alpha:read,"
+                              f"{KEY_OPS}=ops:operator",
         "FLOWSCOPE_API_KEYS_FILE": str(keys_file),
     }
     proc = KeyedCollector(tmp_path_factory.mktemp("secured") / "data", env=env).start()
@@ -232,6 +234,26 @@ def test_scopes_are_enforced(secured: CollectorProcess) -> None:
     r = httpx.get(secured.url + "/api/v1/runs", headers=_auth(KEY_A_INGEST), timeout=10)
     assert r.status_code == 403 and "read" in r.json()["error"]
     assert httpx.get(secured.url + "/api/v1/runs", headers=_auth(KEY_A_READ, "x"), timeout=10).status_code == 200
+
+
+def test_metrics_is_for_an_operator_key_only(secured: CollectorProcess) -> None:
+    """``/metrics`` counts every project's spans and refusals: no project's key may read it."""
+    for key in (KEY_A, KEY_A_READ, KEY_B):
+        r = httpx.get(secured.url + "/metrics", headers=_auth(key), timeout=10)
+        assert r.status_code == 403 and "operator" in r.json()["error"], key
+    r = httpx.get(secured.url + "/metrics", headers=_auth(KEY_OPS), timeout=10)
+    assert r.status_code == 200 and "flowscope_spans_received_total" in r.text
+    # and an operator key reads nothing of any project, nor writes
+    assert httpx.get(secured.url + "/api/v1/runs", headers=_auth(KEY_OPS), timeout=10).status_code == 403
+    r = httpx.post(secured.url + "/v1/traces", content=otlp_body(1), headers={**PB, **_auth(KEY_OPS)}, timeout=10)
+    assert r.status_code == 403
+
+
+def test_operator_scope_is_never_a_default() -> None:
+    keys = KeyStore.load(f"{KEY_A}=alpha,{KEY_OPS}=ops:operator+read")
+    assert keys.authenticate(KEY_A) is not None and not keys.authenticate(KEY_A).may("operator")
+    ops = keys.authenticate(KEY_OPS)
+    assert ops is not None and ops.may("operator") and ops.may("read") and not ops.may("ingest")
 
 
 def _get_params(op: dict[str, Any], run_id: str) -> dict[str, Any] | None:
@@ -324,7 +346,7 @@ def test_keys_never_reach_the_log(secured: CollectorProcess, two_projects: dict[
     assert "GET /api/v1/runs" in log  # the access log is on, and still
     for key in (*ALL_KEYS, "fs_wrong_" + "8" * 20):
         assert key not in log
-    assert "API keys required: 5 keys for projects alpha, beta" in log
+    assert "API keys required: 6 keys for projects alpha, beta, ops" in log
 
 
 @pytest.mark.parametrize("field", ["service", "flow", "cursor", "since", "group_by"])

@@ -305,6 +305,7 @@ def _populate(url: str, service: str) -> dict[str, Any]:
                 with flowscope.node("answer"):
                     client.chat.completions.create(model="gpt-4o", messages=msgs)
             runs["triage"] = run.id
+    assert flowscope.force_flush(timeout_s=60)  # everything, however loaded the machine; shutdown waits 2 s at most
     flowscope.shutdown()
     return runs
 

@@ -17,7 +17,10 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from tests._collector_kit import CollectorProcess, chdb_query, free_port
@@ -239,6 +242,41 @@ def test_partial_success_is_the_requests_own(col: CollectorProcess) -> None:
     assert "second-refused" in answers[1], f"the second request got the first one's answer: {answers[1]!r}"
 
 
+def test_run_ids_the_api_cannot_open_are_refused_with_the_reason(col: CollectorProcess) -> None:
+    """A run id outside the API's pattern was stored (200) and then 422 on every run route: refuse it
+    at ingest instead, per span (OTLP partial success), over protobuf and JSON alike."""
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+    names = {"runid-ok": "run-ok_1:2.x", "runid-space": "order 42", "runid-slash": "a/b",
+             "runid-long": "r" * 129, "runid-unicode": "ru\u00efn", "runid-int": None}
+    req = ExportTraceServiceRequest()
+    ss = req.resource_spans.add().scope_spans.add()
+    now = time.time_ns()
+    for name, run in names.items():
+        span = ss.spans.add()
+        span.trace_id, span.span_id, span.name = os.urandom(16), os.urandom(8), name
+        span.start_time_unix_nano, span.end_time_unix_nano = now, now + 1000
+        a = span.attributes.add()
+        a.key = "flowscope.run.id"
+        if run is None:  # not a string: what the store makes of it (its decimal digits) is fine
+            a.value.CopyFrom(AnyValue(int_value=4242))
+        else:
+            a.value.string_value = run
+    r = httpx.post(col.url + "/v1/traces", content=req.SerializeToString(), headers=PB, timeout=30)
+    assert r.status_code == 200, r.text
+    resp = ExportTraceServiceResponse.FromString(r.content)
+    assert resp.partial_success.rejected_spans == 4, resp
+    message = resp.partial_success.error_message
+    assert "'order 42' is not a run id" in message and "'a/b'" in message and "runid-long" in message
+    assert "runid-ok" not in message and "runid-int" not in message
+    assert col.get("/api/v1/runs/run-ok_1:2.x").status_code == 200
+    col.wait_for_run("4242")
+    js = {"content-type": "application/json"}
+    r = httpx.post(col.url + "/v1/traces", headers=js, timeout=30, content=_json_span(
+        "runid-json", start=now, attrs=[{"key": "flowscope.run.id", "value": {"stringValue": "x?y"}}]))
+    assert r.status_code == 200 and r.json()["partialSuccess"]["rejectedSpans"] == "1", r.text
+
+
 @pytest.mark.parametrize("query", [
     "since=99999999999d", "since=1500-01-01T00:00:00Z", "until=2300-01-01", "since=9999-12-31",
     *(f"cursor={__import__('base64').urlsafe_b64encode(raw.encode()).decode()}" for raw in
@@ -381,3 +419,37 @@ def test_an_untrusted_checkpoint_neither_drops_nor_doubles(tmp_path: Path, check
     assert runs[0] == [len(expected), len(expected)], f"flowscope_spans {runs[0]}, sent {len(expected)}"
     costs = chdb_query(data, "SELECT sum(Spans) FROM flowscope_runs WHERE ServiceName = 'wal-svc'")
     assert costs[0][0] == len(expected)
+
+
+@pytest.mark.parametrize("checkpoint", ["deleted", "garbage"])
+def test_a_replay_after_a_lost_checkpoint_stores_each_row_once(tmp_path: Path, checkpoint: str) -> None:
+    """Stored requests replayed because the checkpoint is gone regroup exactly as first inserted, under
+    the same deduplication tokens (the intent journal), so even raw ``otel_traces`` holds each row once.
+    Before, the replay grouped them anew under new tokens and ClickHouse stored them again."""
+    data = tmp_path / "data"
+    col = CollectorProcess(data, env={"FLOWSCOPE_WAL_SEGMENT_BYTES": "4000"})
+    col.start()
+    sent: set[str] = set()
+    try:
+        for _ in range(8):
+            body = _request("ckpt-svc", 15)
+            r = httpx.post(col.url + "/v1/traces", content=body, headers=PB, timeout=30)
+            assert r.status_code == 200, r.text
+            sent |= _ids(body)
+        wait_drained(col)
+    finally:
+        col.stop(kill=True)  # kill -9 with everything stored
+    ckpt = data / "flowscope-wal" / "checkpoint.json"
+    if checkpoint == "deleted":
+        ckpt.unlink()
+    else:
+        ckpt.write_text("{not json")
+    col.start()
+    try:
+        wait_drained(col)
+        assert metric(col, "flowscope_spans_replayed_total") > 0  # the log was replayed
+    finally:
+        col.stop()
+    ids = _stored(data, "ckpt-svc")
+    assert set(ids) == sent
+    assert len(ids) == len(sent), f"{len(ids) - len(sent)} rows stored twice in otel_traces"

@@ -11,10 +11,14 @@ recovery. A torn record was never acknowledged, because acknowledgement waits
 for the fsync that covers it.
 
 Which records went into which ClickHouse insert is written down (the
-*intent*) before the insert is sent. After a restart the first insert
-repeats that exact range with the same deduplication token, so ClickHouse
-drops it if it had landed: a replay never doubles a row or a cost. Segments
-are deleted once every record in them is in ClickHouse.
+*intent*) before the insert is sent: in the checkpoint, and appended to an
+intent journal (``intents.log``) that keeps every intent whose records are
+still on disk. After a restart the first insert repeats that exact range with
+the same deduplication token, so ClickHouse drops it if it had landed; and
+when the checkpoint is lost or cannot be trusted, every stored record still
+on disk is replayed in the groups and under the tokens the journal names, so
+a replay never doubles a row or a cost, in raw ``otel_traces`` either.
+Segments are deleted once every record in them is in ClickHouse.
 
 fsyncs are grouped: request threads only ``write()``; one flusher thread
 calls ``fsync`` for everything written since its last call and resolves the
@@ -23,6 +27,7 @@ waiting futures, so many concurrent requests share one disk flush.
 
 from __future__ import annotations
 
+import bisect
 import fcntl
 import json
 import logging
@@ -41,6 +46,7 @@ _FRAME = struct.Struct("<II")  # body length, crc32(body)
 _HEAD = struct.Struct("<QIH32s")  # seq, spans, len(project), digest
 _SUFFIX = ".wal"
 _CHECKPOINT = "checkpoint.json"
+_JOURNAL = "intents.log"
 _LOCK = "LOCK"
 MAX_RECORD_BYTES = 1 << 30
 # How many records past a damaged one recovery looks for the next intact one.
@@ -67,7 +73,7 @@ class Record:
     durable: Future[None] = field(default_factory=Future)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Intent:
     """The records of one ClickHouse insert and its deduplication token."""
 
@@ -82,6 +88,9 @@ class Recovery:
     committed: list[Record]  # still on disk and already in ClickHouse (for duplicate detection)
     intent: Intent | None
     truncated_bytes: int  # torn tail cut off
+    # every journaled insert that covers a pending record, by first seq: a replay regroups
+    # those records exactly so, under the same tokens
+    intents: list[Intent] = field(default_factory=list)
 
 
 def _ranges(seqs: list[int]) -> str:
@@ -125,6 +134,7 @@ class WAL:
         self._next_seq = 1
         self._committed = 0
         self._segments: dict[Path, int] = {}  # segment -> last seq in it
+        self._journal: list[Intent] = []  # intents whose records may still be on disk
         self._failed: BaseException | None = None
         self._closed = False
         self._lock_fd: int | None = None
@@ -147,6 +157,7 @@ class WAL:
             self._lock_fd = None
             raise WALError(f"another collector is using the write-ahead log in {self.dir}") from None
         committed, intent = self._read_checkpoint()
+        self._journal = self._read_journal()
         self._committed = committed
         pending: list[Record] = []
         done: list[Record] = []
@@ -220,10 +231,19 @@ class WAL:
             # Every record of the interrupted insert is lost (see above): nothing to
             # repeat, and a writer waiting to regroup them would wait forever.
             intent = None
+        seqs = sorted(r.seq for r in pending)
+
+        def covers(i: Intent) -> bool:
+            at = bisect.bisect_left(seqs, i.first)
+            return at < len(seqs) and seqs[at] <= i.last
+
+        replay = {i for i in self._journal if i.last > committed and covers(i)}
+        if intent is not None:
+            replay.add(intent)
         self._delete_committed_segments()
         self._flusher = threading.Thread(target=self._flush_loop, name="flowscope-wal-fsync", daemon=True)
         self._flusher.start()
-        return Recovery(pending, done, intent, truncated)
+        return Recovery(pending, done, intent, truncated, sorted(replay, key=lambda i: (i.first, i.last)))
 
     def _scan(self, seg: Path) -> tuple[list[Record], int, list[tuple[int, int]]]:
         """The intact records of ``seg``, where the last one ends, and the damaged regions before it.
@@ -404,8 +424,30 @@ class WAL:
             raise WALError(f"record {rec.seq} is shorter on disk than recorded")
         return data
 
+    def _read_journal(self) -> list[Intent]:
+        """The intents journaled by earlier processes (a torn or garbled line is skipped)."""
+        try:
+            text = (self.dir / _JOURNAL).read_text(errors="replace")
+        except OSError:
+            return []
+        out = []
+        for line in text.splitlines():
+            try:
+                raw = json.loads(line)
+                out.append(Intent(int(raw["first"]), int(raw["last"]), str(raw["token"])))
+            except (ValueError, KeyError, TypeError):
+                continue
+        return out
+
     def begin(self, intent: Intent) -> None:
-        """Write down an insert's range and token before sending it (durably)."""
+        """Write down an insert's range and token before sending it (durably): journal, then checkpoint."""
+        line = json.dumps({"first": intent.first, "last": intent.last, "token": intent.token}) + "\n"
+        with open(self.dir / _JOURNAL, "a") as f:
+            f.write(line)
+            f.flush()
+            if self.fsync:
+                os.fsync(f.fileno())
+        self._journal.append(intent)
         self._write_checkpoint({"committed": self._committed,
                                 "intent": {"first": intent.first, "last": intent.last, "token": intent.token}},
                                durable=True)
@@ -448,6 +490,24 @@ class WAL:
                 pass
         if doomed:
             logger.debug("deleted %d stored write-ahead log segments", len(doomed))
+            self._prune_journal()
+
+    def _prune_journal(self) -> None:
+        """Forget the intents of records no longer on disk (atomically: old or new file, both valid)."""
+        with self._lock:
+            oldest = min((int(p.name[: -len(_SUFFIX)]) for p in self._segments
+                          if p.name[: -len(_SUFFIX)].isdigit()), default=self._committed + 1)
+        keep = [i for i in self._journal if i.last >= oldest]
+        if len(keep) == len(self._journal):
+            return
+        tmp = self.dir / (_JOURNAL + ".tmp")
+        with open(tmp, "w") as f:
+            f.write("".join(json.dumps({"first": i.first, "last": i.last, "token": i.token}) + "\n" for i in keep))
+            f.flush()
+            if self.fsync:
+                os.fsync(f.fileno())
+        os.replace(tmp, self.dir / _JOURNAL)
+        self._journal = keep
 
     def segments(self) -> Iterator[Path]:
         with self._lock:

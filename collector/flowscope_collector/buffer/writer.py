@@ -102,6 +102,7 @@ class Writer:
         self._pending_spans = 0
         self._cache_bytes = 0
         self._intent: Intent | None = None
+        self._replay: deque[Intent] = deque()  # journaled inserts a replay repeats as they were
         self._cond = threading.Condition()
         self._stopping = False  # drain what is queued, then stop
         self._abort = threading.Event()  # stop retrying, leave the rest in the log
@@ -168,7 +169,10 @@ class Writer:
                 self._queue.append(_Entry(rec, ack))
                 self._pending_spans += rec.spans
                 out.append((rec, ack))
-            self._intent = recovery.intent
+            # Every journaled insert still covering a pending record is repeated as it was, with
+            # its token (the checkpoint's intent among them); the rest are grouped afresh.
+            self._replay = deque(recovery.intents or ([recovery.intent] if recovery.intent else []))
+            self._intent = None
         self.stats.spans_replayed = sum(r.spans for r in recovery.pending)
         if recovery.pending:
             logger.info("replaying %d acknowledged requests (%d spans) from the write-ahead log",
@@ -257,6 +261,15 @@ class Writer:
                 self._cond.wait()
             if not self._queue or self._abort.is_set():
                 return []
+            bound = None  # a fresh group stops before the next journaled insert
+            if self._intent is None:
+                head = self._queue[0].rec.seq
+                while self._replay and self._replay[0].last < head:
+                    self._replay.popleft()
+                if self._replay and self._replay[0].first <= head:
+                    self._intent = self._replay.popleft()
+                elif self._replay:
+                    bound = self._replay[0].first
             intent = self._intent
         if intent is None and self.linger_s and not self._stopping and self._pending_spans < self.max_batch_spans:
             time.sleep(self.linger_s)  # let concurrent requests join this insert
@@ -267,9 +280,11 @@ class Writer:
                 if intent is not None:
                     if e.rec.seq > intent.last:
                         break
-                elif entries and (spans + e.rec.spans > self.max_batch_spans
-                                  or size + e.rec.disk_bytes > self.max_batch_bytes):
-                    break
+                else:
+                    full = bool(entries) and (spans + e.rec.spans > self.max_batch_spans
+                                              or size + e.rec.disk_bytes > self.max_batch_bytes)
+                    if full or (bound is not None and e.rec.seq >= bound):
+                        break
                 entries.append(e)
                 spans += e.rec.spans
                 size += e.rec.disk_bytes

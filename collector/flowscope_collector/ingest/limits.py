@@ -18,6 +18,11 @@ from typing import Any
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from flowscope.core import semconv
+from flowscope.core.ids import is_valid_run_id
+
+from .values import value_str
+
 # DateTime64(9) holds nanoseconds in an Int64.
 MAX_TIMESTAMP_NS = (1 << 63) - 1
 DROPPED_ATTRIBUTES = "flowscope.dropped_attributes"
@@ -185,12 +190,16 @@ class SpanLimiter:
 
     def refuse(self, span: Any) -> bool:
         """True (and counted, with a reason) for a span storage cannot hold; the caller drops it."""
-        bad = _bad_timestamp(span)
+        bad = _run_id_problem(_run_id_of(span)) or _bad_timestamp(span)
         if bad:
-            self.report.rejected_spans += 1
-            if len(self._reasons) < 5:
-                self._reasons.append(f"span {span.name[:100]!r}: {bad}")
+            self.reject(span, bad)
         return bad is not None
+
+    def reject(self, span: Any, reason: str) -> None:
+        """Count ``span`` as refused, for ``reason`` (the first five reasons go back to the client)."""
+        self.report.rejected_spans += 1
+        if len(self._reasons) < 5:
+            self._reasons.append(f"span {span.name[:100]!r}: {reason}")
 
     def span(self, span: Any) -> None:
         """Cut ``span`` (in place) to the limits."""
@@ -258,6 +267,57 @@ def max_depth(span: Any) -> int:
     """Deepest array/kvlist nesting among the span's attribute values (1: a flat array or kvlist)."""
     owners = [span, *span.events, *span.links]
     return max((_depth(kv.value) for o in owners for kv in o.attributes), default=0)
+
+
+K_RUN_ID = semconv.RUN_ID.encode()
+# flowscope.run.id as a span attribute of under 128 bytes: Span.attributes (tag 9, a one-byte
+# length), KeyValue.key (tag 1, 16 bytes), then KeyValue.value (tag 2). Nested kvlists (tag 1),
+# event (tag 3) and link (tag 4) attributes do not match.
+_K_RUN_ID_KV = b"\x0a" + bytes([len(K_RUN_ID)]) + K_RUN_ID + b"\x12"
+
+
+def _varint_at(raw: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while pos < len(raw):
+        b = raw[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, pos
+        shift += 7
+    return -1, pos
+
+
+def _run_id_of(span: Any) -> bytes | None:
+    for kv in span.attributes:
+        if kv.key == semconv.RUN_ID:
+            return value_str(kv.value).encode("utf-8", "surrogatepass")
+    return None
+
+
+def _run_id_problem(value: bytes | None) -> str | None:
+    if not value or is_valid_run_id(value):  # none, or empty: the trace id stands in
+        return None
+    shown = value[:80].decode("utf-8", "replace")
+    return (f"flowscope.run.id {shown!r} is not a run id: 1-128 characters of A-Z a-z 0-9 _ - : . "
+            "(it could never be opened)")
+
+
+def bad_run_id(span: Any, raw: bytes) -> str | None:
+    """Why the span's ``flowscope.run.id`` cannot be stored as a run id (None: it can, or it has none).
+
+    A run named outside :data:`flowscope.core.ids.RUN_ID_PATTERN` was stored but could never
+    be opened; such a span is refused instead, with the reason. Read off the serialised span
+    ``raw`` in the usual case (a short string value), from the attributes otherwise.
+    """
+    at = raw.find(_K_RUN_ID_KV)
+    if at >= 2 and raw[at - 2] == 0x4A and raw[at - 1] < 0x80:
+        length, pos = _varint_at(raw, at + len(_K_RUN_ID_KV))
+        if length >= 0 and pos < len(raw) and raw[pos] == 0x0A:
+            size, start = _varint_at(raw, pos + 1)
+            if size >= 0 and start + size <= pos + length:
+                return _run_id_problem(raw[start:start + size])
+    return _run_id_problem(_run_id_of(span))
 
 
 def _bad_timestamp(span: Any) -> str | None:

@@ -28,7 +28,7 @@ from flowscope.core.normalize import INGEST_HINTS, normalize_attributes
 from . import otlp
 from .batch import Batch
 from .framing import field, varint
-from .limits import MAX_TIMESTAMP_NS, RequestLimits, SpanLimiter, may_nest
+from .limits import K_RUN_ID, MAX_TIMESTAMP_NS, RequestLimits, SpanLimiter, bad_run_id, may_nest
 from .values import value_str
 
 
@@ -114,6 +114,13 @@ class RowBuilder:
                 refused: list[int] = []
                 for i, span in enumerate(ss.spans):
                     raw = span.SerializeToString()
+                    if limiter is not None and K_RUN_ID in raw:
+                        bad = bad_run_id(span, raw)
+                        if bad is not None:
+                            otlp.check_span(span)
+                            limiter.reject(span, bad)
+                            refused.append(i)
+                            continue
                     n = len(raw)
                     nested = may_nest(raw)
                     plain = (n <= small and not nested and _plain_header(raw)

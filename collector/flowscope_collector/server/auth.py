@@ -5,6 +5,7 @@ Keys come from ``FLOWSCOPE_API_KEYS`` and/or a keys file, one entry each::
     KEY=PROJECT                 # ingest and read
     KEY=PROJECT:ingest          # an exporter's key: can write, cannot read
     sha256:HEX=PROJECT:read     # the key's SHA-256 instead of the key itself
+    KEY=ops:operator            # a scraper's key: /metrics only (never given by default)
 
 (comma- or newline-separated; ``#`` starts a comment), or, in a ``.json``
 file, ``[{"key" | "sha256": …, "project": …, "scopes": ["ingest", "read"]}]``.
@@ -35,7 +36,12 @@ logger = logging.getLogger("flowscope.collector")
 
 INGEST = "ingest"
 READ = "read"
-SCOPES = frozenset({INGEST, READ})
+# /metrics holds the whole collector's counters (every project's spans, refusals, queue), so no
+# project's key reads it: only a key given this scope explicitly.
+OPERATOR = "operator"
+SCOPES = frozenset({INGEST, READ})  # what a key without explicit scopes may do
+KNOWN_SCOPES = SCOPES | {OPERATOR}
+OPERATOR_PATHS = frozenset({"/metrics"})
 OPEN_PATHS = frozenset({"/healthz"})
 # Probes cannot send secrets (a Kubernetes httpGet probe has only static headers), so
 # /readyz answers without a key too, but then says only "ready" or "not ready".
@@ -71,9 +77,9 @@ def _entry(key: str | None, sha256: str | None, project: str, scopes: Iterable[s
     if not _PROJECT.match(project or ""):
         raise KeyConfigError(f"{where}: project {project!r} must be 1-64 of A-Z a-z 0-9 _ . -")
     scope_set = frozenset(s.strip().lower() for s in scopes if s.strip()) or SCOPES
-    unknown = scope_set - SCOPES
+    unknown = scope_set - KNOWN_SCOPES
     if unknown:
-        raise KeyConfigError(f"{where}: unknown scopes {sorted(unknown)}; use ingest, read")
+        raise KeyConfigError(f"{where}: unknown scopes {sorted(unknown)}; use ingest, read, operator")
     if sha256 is not None:
         try:
             digest = bytes.fromhex(sha256)
@@ -193,6 +199,8 @@ def key_from_headers(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
 def scope_for(method: str, path: str) -> str:
     if path.rstrip("/") in ("/v1/traces", "/v1/metrics") or path.startswith("/opentelemetry.proto.collector."):
         return INGEST
+    if path.rstrip("/") in OPERATOR_PATHS:
+        return OPERATOR
     return READ
 
 

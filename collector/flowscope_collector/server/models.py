@@ -42,13 +42,16 @@ class ErrorBody(BaseModel):
 _ERRORS = {
     400: "The body is not valid OTLP; the message says what is wrong. Not worth retrying",
     401: "No API key, or an unknown one (only when the collector has API keys: FLOWSCOPE_API_KEYS)",
-    403: "The API key lacks the scope this route needs (read or ingest)",
+    403: "The API key lacks the scope this route needs (read, ingest, or operator for /metrics)",
     404: "No such run in the API key's project",
+    408: "The body did not arrive in time (FLOWSCOPE_BODY_TIMEOUT_S overall, or idle too long); "
+         "nothing of it was stored. Retry",
     413: "The body is larger than the collector takes (FLOWSCOPE_MAX_BODY_BYTES), before or after gzip",
     415: "A content type or encoding other than OTLP protobuf/JSON, gzip or none",
     422: "A parameter is invalid: the message names it and what it accepts",
     429: "Too much is waiting to be stored; retry after Retry-After seconds",
-    503: "The collector is starting or stopping, or cannot reach ClickHouse (the message says which); "
+    503: "The collector is starting or stopping, cannot reach ClickHouse, or is above its memory limit "
+         "(the message says which); "
          "retry after Retry-After",
 }
 

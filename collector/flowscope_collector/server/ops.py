@@ -19,8 +19,10 @@ router = APIRouter(tags=["ops"])
 
 
 @router.get("/healthz", response_model=models.Health)
-def healthz() -> Any:
-    """Liveness: the process answers. Needs no API key; says nothing about ClickHouse (see /readyz)."""
+async def healthz() -> Any:
+    """Liveness: the process answers. Needs no API key; says nothing about ClickHouse (see /readyz).
+    Answered on the event loop, never behind the thread pool that decodes and queries: a busy
+    collector still says it is alive."""
     return {"status": "ok"}
 
 
@@ -107,6 +109,8 @@ _SERIES: tuple[tuple[str, str, str, str], ...] = (
      "writer:quarantined_spans"),
     ("flowscope_overloaded_total", "counter", "Requests answered 429 because the buffer was full",
      "admission.overloaded"),
+    ("flowscope_memory_refused_total", "counter",
+     "Requests answered 503 because resident memory was above FLOWSCOPE_MAX_MEMORY_BYTES", "admission.memory_refused"),
     ("flowscope_queue_spans", "gauge", "Spans accepted but not yet in ClickHouse", "writer:pending_spans"),
     ("flowscope_queue_bytes", "gauge", "Bytes of the write-ahead log not yet in ClickHouse", "writer:pending_bytes"),
 )
@@ -114,7 +118,11 @@ _SERIES: tuple[tuple[str, str, str, str], ...] = (
 
 @router.get("/metrics", response_class=PlainTextResponse, responses=models.errors(401, 403, plain_route=True))
 def metrics(request: Request) -> str:
-    """Prometheus text exposition of the collector's counters."""
+    """Prometheus text exposition of the collector's counters.
+
+    They are the whole collector's (every project's spans, refusals and queue), so with API keys
+    only a key with the ``operator`` scope reads them (server/auth.py), never a project's key.
+    """
     col = get_collector(request)
     sources = {"ingest": col.stats, "admission": col.admission, "writer": getattr(col.writer, "stats", None)}
     out = []

@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from flowscope.core import views
+from flowscope.core.ids import RUN_ID_PATTERN
 from flowscope.core.run_attributes import attribute_key, who_fields
 from flowscope.core.state import diff as state_diff
 
@@ -27,7 +28,7 @@ def time_range(since: str | None, until: str | None) -> tuple[datetime | None, d
 
 router = APIRouter(prefix="/api/v1", tags=["runs"], responses=models.READ_ERRORS)
 
-_RUN_ID = r"^[A-Za-z0-9_\-:.]+$"
+_RUN_ID = RUN_ID_PATTERN  # the one ingest holds spans to (core/ids.py)
 RunId = Annotated[str, Path(min_length=1, max_length=128, pattern=_RUN_ID)]
 RunIdQuery = Annotated[str, Query(min_length=1, max_length=128, pattern=_RUN_ID)]
 

@@ -9,8 +9,16 @@ cares which it got), and time-ordered, so ClickHouse cursor pagination and
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
+
+# What a run id may be wherever one is stored or asked for: the SDK's own are 32 hex digits, a
+# run id given by hand (``flowscope.run(run_id=...)``) or another producer's must be 1-128 of
+# these, so it fits a URL path segment as it is. The collector refuses a span naming any other
+# (OTLP partial success, with the reason) instead of storing a run no one can open.
+RUN_ID_PATTERN = r"^[A-Za-z0-9_\-:.]{1,128}$"
+_RUN_ID_RE = re.compile(RUN_ID_PATTERN.encode())
 
 _lock = threading.Lock()
 _last_ms = 0
@@ -38,3 +46,9 @@ def new_run_id() -> str:
 
 def is_run_id(value: str) -> bool:
     return len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+
+
+def is_valid_run_id(value: str | bytes) -> bool:
+    """True when ``value`` matches :data:`RUN_ID_PATTERN` (any run id the API can open)."""
+    raw = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value
+    return _RUN_ID_RE.fullmatch(raw) is not None
