@@ -23,12 +23,13 @@ import logging
 from collections.abc import Callable, Collection
 from typing import Any
 
+from .. import _replaying
 from ..core import semconv
 from ..core.pricing import Usage
 from ..llm import KIND_PROVIDER_HTTP, LLMCall, current_call
 from . import _tokens as tokens
 from ._base import FlowscopeInstrumentor, Telemetry, import_class
-from ._call import Endpoint, async_wrapper, get, plan, server_of, sync_wrapper
+from ._call import Endpoint, async_wrapper, get, mark, plan, replay_answer, server_of, sync_wrapper
 from ._retries import instrument_client_retries, uninstrument_client_retries
 from ._stream import AsyncStreamProxy, StreamObserver, SyncStreamProxy
 
@@ -226,11 +227,19 @@ def _traced_request_sync(api_request: Any, instance: Any, kwargs: dict[str, Any]
 
     def request() -> Any:
         p = plan(MESSAGES, instance, kwargs, stream=True)
-        call = tel.start_call(MESSAGES.operation, PROVIDER, **p.start) if p is not None else None
-        if call is None:
-            return api_request()
-        with call.sending():
-            raw = api_request()
+        book, answer = replay_answer(p) if p is not None else (None, None)
+        call = tel.start_call(MESSAGES.operation, PROVIDER, check_budget=answer is None, **p.start) \
+            if p is not None else None
+        token = _replaying.PENDING.set(answer) if answer is not None else None
+        try:
+            if call is None or p is None:
+                return api_request()
+            mark(call, p, book, answer)
+            with call.sending():
+                raw = api_request()
+        finally:
+            if token is not None:
+                _replaying.PENDING.reset(token)
         return SyncStreamProxy(raw, MessageStreamObserver(call, kwargs))
 
     return request
@@ -239,14 +248,22 @@ def _traced_request_sync(api_request: Any, instance: Any, kwargs: dict[str, Any]
 async def _traced_request_async(api_request: Any, instance: Any, kwargs: dict[str, Any], tel: Telemetry) -> Any:
     p = plan(MESSAGES, instance, kwargs, stream=True)
     try:
-        call = tel.start_call(MESSAGES.operation, PROVIDER, **p.start) if p is not None else None
+        book, answer = replay_answer(p) if p is not None else (None, None)
+        call = tel.start_call(MESSAGES.operation, PROVIDER, check_budget=answer is None, **p.start) \
+            if p is not None else None
     except BaseException:
         _close_awaitable(api_request)
         raise
-    if call is None:
+    if call is None or p is None:
         return await api_request
-    with call.sending():
-        raw = await api_request
+    mark(call, p, book, answer)
+    token = _replaying.PENDING.set(answer) if answer is not None else None
+    try:
+        with call.sending():
+            raw = await api_request
+    finally:
+        if token is not None:
+            _replaying.PENDING.reset(token)
     return AsyncStreamProxy(raw, MessageStreamObserver(call, kwargs))
 
 

@@ -1,0 +1,234 @@
+"""Replay and fork (flowscope.replay): a stored run restarted from a step, end to end.
+
+All real: LangGraph / PocketFlow with their own runtimes, the real openai client
+against the fake provider (which counts the requests that reach it), spans
+exported to a real collector (API keys on, so runs belong to projects) and read
+back through its API by the replay itself.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Annotated, Any, TypedDict
+
+import pytest
+
+import flowscope
+from flowscope import Client, ReplayError
+from flowscope.core import semconv
+from flowscope.testing import FakeProvider, Reply
+
+from .._collector_kit import CollectorProcess
+
+KEY_A, KEY_B = "key-alpha-0123456789", "key-beta-0123456789"
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorProcess]:
+    proc = CollectorProcess(tmp_path_factory.mktemp("replay") / "data",
+                            env={"FLOWSCOPE_API_KEYS": f"{KEY_A}=alpha,{KEY_B}=beta"}).start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture()
+def fs(keyed: CollectorProcess) -> Iterator[Client]:
+    flowscope.init(service_name="replay-tests", endpoint=keyed.url, api_key=KEY_A, capture_content=True)
+    with Client(keyed.url, api_key=KEY_A) as client:
+        yield client
+    flowscope.force_flush()
+
+
+def wait_run(client: Client, flow: str, *, after: set[str] | None = None) -> dict[str, Any]:
+    """The newest ended run of ``flow`` (not one of ``after``), once the collector has it."""
+    flowscope.force_flush()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for run in client.runs(flow=flow, limit=20):
+            if run["run_id"] not in (after or set()) and run["status"] != "running":
+                return client.run(run["run_id"])
+        time.sleep(0.1)
+    raise AssertionError(f"no run of {flow!r} arrived")
+
+
+# --- the LangGraph flow: a router, LLM calls, and a tool that fails in production --------
+
+class State(TypedDict, total=False):
+    messages: Annotated[list, operator.add]
+    question: str
+    route: str
+    notes: Annotated[list, operator.add]
+    answer: str
+
+
+class Flow:
+    """The app under test; ``tool_ok`` and ``act_prompt`` are the code a developer changes."""
+
+    def __init__(self, fp: FakeProvider, name: str) -> None:
+        self.client = fp.openai_client()
+        self.name = name
+        self.tool_ok = False
+        self.act_prompt = "Pick the tool arguments."
+
+    def ask(self, prompt: str, *, stream: bool = False) -> str:
+        if stream:
+            chunks = self.client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": prompt}], stream=True,
+                stream_options={"include_usage": True})
+            return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        r = self.client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": prompt}])
+        return r.choices[0].message.content or ""
+
+    def graph(self) -> Any:
+        from langgraph.checkpoint.memory import InMemorySaver
+        from langgraph.graph import END, START, StateGraph
+
+        def plan(s: State) -> State:
+            return {"messages": [self.ask(f"Plan: {s['question']}")], "notes": ["planned"]}
+
+        def route(s: State) -> State:
+            return {"route": "lookup" if "price" in s["question"] else "chat"}
+
+        def draft(s: State) -> State:
+            return {"messages": [self.ask("Draft from: " + s["messages"][-1])], "notes": ["drafted"]}
+
+        def review(s: State) -> State:
+            return {"messages": [self.ask("Review: " + s["messages"][-1])]}
+
+        def act(s: State) -> State:
+            args = self.ask(self.act_prompt + " " + s["messages"][-1], stream=True)
+            if not self.tool_ok:
+                raise RuntimeError("price tool: upstream timeout")
+            return {"notes": [f"tool({len(args)})"]}
+
+        def answer(s: State) -> State:
+            return {"answer": self.ask("Answer with: " + ", ".join(s["notes"]))}
+
+        def chat(s: State) -> State:
+            return {"answer": "small talk"}
+
+        g = StateGraph(State)
+        for fn in (plan, route, draft, review, act, answer, chat):
+            g.add_node(fn.__name__, fn)
+        g.add_edge(START, "plan")
+        g.add_edge("plan", "route")
+        g.add_conditional_edges("route", lambda s: s["route"], {"lookup": "draft", "chat": "chat"})
+        g.add_edge("draft", "review")
+        g.add_edge("review", "act")
+        g.add_edge("act", "answer")
+        g.add_edge("answer", END)
+        g.add_edge("chat", END)
+        return g.compile(checkpointer=InMemorySaver(), name=self.name)
+
+
+def _production_run(fs: Client, fp: FakeProvider) -> tuple[Flow, Any, dict[str, Any], dict[str, Any]]:
+    fp.set_default(lambda req: Reply(text="re: " + req.body["messages"][-1]["content"][:40]))
+    flow = Flow(fp, f"support-{uuid.uuid4().hex[:6]}")
+    graph = flow.graph()
+    config = {"configurable": {"thread_id": "prod-1"}}
+    with pytest.raises(RuntimeError, match="upstream timeout"):
+        graph.invoke({"question": "what is the price of X?"}, config)
+    run1 = wait_run(fs, flow.name)
+    return flow, graph, config, run1
+
+
+def test_langgraph_fork_reuses_recorded_answers_and_continues_differently(
+    fs: Client, fake_provider: FakeProvider
+) -> None:
+    flow, graph1, config1, run1 = _production_run(fs, fake_provider)
+    assert run1["status"] == "error"
+    nodes1 = fs.nodes(run1["run_id"])
+    assert [n["name"] for n in nodes1] == ["plan", "route", "draft", "review", "act"]
+    # the collector's state at each step equals LangGraph's own checkpoint after that superstep
+    history = list(reversed(list(graph1.get_state_history(config1))))
+    by_step = {h.metadata["step"] - 1: h.values for h in history}  # LangGraph counts its input superstep
+    for step in range(4):
+        assert fs.state(run1["run_id"], step) == json.loads(json.dumps(by_step[step])), step
+
+    sent_before = len(fake_provider.requests)
+    flow.tool_ok = True  # the fix
+    result = flowscope.replay(run1["run_id"], flow.graph(), from_step=3, client=fs)
+    run2 = wait_run(fs, flow.name, after={run1["run_id"]})
+    assert result.run_id == run2["run_id"]
+    new_requests = fake_provider.requests[sent_before:]
+    # step 4's prompt is unchanged: answered from the recording (streamed); only the new answer node's went out
+    assert result.recorded_calls == 1 and result.live_calls == 1
+    assert [r.body["messages"][0]["content"][:11] for r in new_requests] == ["Answer with"]
+    assert result.output["answer"].startswith("re: Answer with")
+
+    # run 2 is a fork: it names its parent and the step, in its summary and in the runs list
+    assert run2["forked_from"] == run1["run_id"] and run2["forked_at_step"] == 3
+    listed = next(r for r in fs.runs(flow=flow.name) if r["run_id"] == run2["run_id"])
+    assert listed["forked_from"] == run1["run_id"] and listed["forked_at_step"] == 3
+    # states 0..3 equal run 1's; the path continues differently
+    for step in range(-1, 4):
+        assert fs.state(run2["run_id"], step) == fs.state(run1["run_id"], step), step
+    nodes2 = fs.nodes(run2["run_id"])
+    assert [n["name"] for n in nodes2] == ["plan", "route", "draft", "review", "act", "answer"]
+    assert run2["status"] == "ok"
+    # LangGraph's checkpointer of the fork starts from run 1's state after step 3
+    forked = list(reversed(list(result.details["graph"].get_state_history(result.details["config"]))))
+    assert json.loads(json.dumps(forked[0].values)) == fs.state(run1["run_id"], 3)
+
+    spans = [s for s in _flat(fs.spans(run2["run_id"])["roots"])
+             if s["attributes"].get(semconv.SPAN_KIND) == semconv.KIND_LLM]
+    recorded = [s for s in spans if s["attributes"].get(semconv.REPLAY_RECORDED) == "true"]
+    live = [s for s in spans if s["attributes"].get(semconv.REPLAY_LIVE) == "true"]
+    assert len(recorded) == 1 and recorded[0]["attributes"][semconv.COST_USD] == "0"
+    assert recorded[0]["attributes"][semconv.NODE_STEP] == "4"
+    assert len(live) == 1 and live[0]["attributes"][semconv.NODE_STEP] == "5"
+
+    cmp = fs.compare(run1["run_id"], run2["run_id"])
+    assert cmp["fork"] == {"parent": run1["run_id"], "child": run2["run_id"], "at_step": 3,
+                           "diverged_at_step": 4}
+
+
+def test_a_changed_prompt_goes_live_and_is_marked_and_recorded_only_refuses_it(
+    fs: Client, fake_provider: FakeProvider
+) -> None:
+    flow, _, _, run1 = _production_run(fs, fake_provider)
+    flow.tool_ok = True
+    flow.act_prompt = "Pick the tool arguments, carefully."  # the prompt under test
+    with pytest.raises(Exception, match="recorded-only"):
+        flowscope.replay(run1["run_id"], flow.graph(), from_step=3, llm="recorded-only", client=fs)
+    sent_before = len(fake_provider.requests)
+    result = flowscope.replay(run1["run_id"], flow.graph(), from_step=3, client=fs)
+    assert result.recorded_calls == 0 and result.live_calls == 2
+    assert len(fake_provider.requests) - sent_before == 2
+    run2 = wait_run(fs, flow.name, after={run1["run_id"]})
+    spans = [s for s in _flat(fs.spans(run2["run_id"])["roots"])
+             if s["attributes"].get(semconv.SPAN_KIND) == semconv.KIND_LLM]
+    assert all(s["attributes"].get(semconv.REPLAY_LIVE) == "true" for s in spans)
+    assert all(s["attributes"].get(semconv.REPLAY_LIVE_REASON) == "no recorded request matches" for s in spans)
+
+
+def test_actionable_errors(fs: Client, fake_provider: FakeProvider, keyed: CollectorProcess) -> None:
+    flow, _, _, run1 = _production_run(fs, fake_provider)
+    rid = run1["run_id"]
+    with pytest.raises(ReplayError, match="no run 'ffffffffffffffffffffffffffffffff'"):
+        flowscope.replay("f" * 32, flow.graph(), from_step=1, client=fs)
+    with pytest.raises(ReplayError, match=r"from_step=9 is out of range: .* steps 0 to 4"):
+        flowscope.replay(rid, flow.graph(), from_step=9, client=fs)
+    from langgraph.graph import END, START, StateGraph
+
+    other = StateGraph(State)
+    other.add_node("plan", lambda s: {})
+    other.add_edge(START, "plan")
+    other.add_edge("plan", END)
+    with pytest.raises(ReplayError, match="this graph has no node named 'route', 'draft', 'review', 'act'"):
+        flowscope.replay(rid, other.compile(), from_step=1, client=fs)
+    # another project's key does not see the run: refused, saying why
+    with Client(keyed.url, api_key=KEY_B) as other_project, pytest.raises(ReplayError, match="another project"):
+        flowscope.replay(rid, flow.graph(), from_step=1, client=other_project)
+
+
+def _flat(roots: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for r in roots:
+        out.append(r)
+        out.extend(_flat(r.get("children") or []))
+    return out
