@@ -89,12 +89,19 @@ def _attr_filter(raw: str) -> tuple[str, str]:
 
 @router.get("/runs/compare", response_model=models.RunComparison, summary="Two runs side by side")
 def compare_runs(request: Request, a: RunIdQuery, b: RunIdQuery) -> Any:
-    return views.compare_runs(run_view(request, a, with_state=True), run_view(request, b, with_state=True))
+    store, project = get_store(request), project_of(request)
+    forks = {a: store.run_fork(project, a), b: store.run_fork(project, b)}
+    fork = None
+    for parent, child in ((a, b), (b, a)):
+        if forks[child]["forked_from"] == parent:
+            fork = (parent, child, forks[child]["forked_at_step"])
+    return views.compare_runs(run_view(request, a, with_state=True), run_view(request, b, with_state=True), fork=fork)
 
 
 @router.get("/runs/{run_id}", response_model=models.RunSummary)
 def get_run(request: Request, run_id: RunId) -> Any:
     summary = run_view(request, run_id).summary()
+    summary.update(get_store(request).run_fork(project_of(request), run_id))
     summary["url"] = f"{get_collector(request).settings.url}/api/v1/runs/{run_id}"
     return summary
 

@@ -63,6 +63,13 @@ def parse_run_record(project: str, run_id: str, line: str) -> SpanRecord:
     )
 
 
+def fork_fields(forked_from: str, forked_at: int) -> dict[str, Any]:
+    """The run's parent and fork step as the API shows them: None for a run that is not a fork."""
+    if not forked_from:
+        return {"forked_from": None, "forked_at_step": None}
+    return {"forked_from": forked_from, "forked_at_step": int(forked_at)}
+
+
 def _first_by_span(records: list[SpanRecord]) -> list[SpanRecord]:
     """Rows in (start, span id) order, the first of each (trace, span) id kept: what
     ``ORDER BY Timestamp, SpanId LIMIT 1 BY TraceId, SpanId`` returned, done in Python
@@ -101,7 +108,8 @@ _RUN_AGGREGATES = """
     multiIf(max(RootSeen) = 0, 'running', max(RootError) = 1, 'error', 'ok') AS status,
     sum(Spans), sum(LlmCalls), sum(Errors), sum(Retries), sum(Fallbacks), sum(CacheHits),
     sum(UnpricedCalls), sum(InputTokens), sum(CachedInputTokens), sum(CacheWriteTokens),
-    sum(OutputTokens), sum(ReasoningTokens), sum(CostUsd) AS cost, sum(CacheSavedUsd)"""
+    sum(OutputTokens), sum(ReasoningTokens), sum(CostUsd) AS cost, sum(CacheSavedUsd),
+    max(ForkedFrom), max(ForkedAtStep)"""
 
 # the per-run values a filter or a sort can name, each from as few columns as it needs
 _RUN_NARROW = (
@@ -318,6 +326,15 @@ class Store:
             )
         return out
 
+    def run_fork(self, project: str, run_id: str) -> dict[str, Any]:
+        """``forked_from`` / ``forked_at_step`` of a run (both None unless it is a replay's fork)."""
+        rows = self.client.query(
+            f"SELECT max(ForkedFrom), max(ForkedAtStep) FROM {self.db}.flowscope_runs "
+            "WHERE Project = {project:String} AND RunId = {run_id:String}",
+            parameters={"project": project, "run_id": run_id},
+        ).result_rows
+        return fork_fields(*rows[0]) if rows else fork_fields("", -1)
+
     # --- lists ----------------------------------------------------------------------
 
     def list_runs(
@@ -414,7 +431,7 @@ class Store:
         runs = []
         for r in rows:
             (run_id, start_ns, end_ns, _dur, flow_, service_, status_, spans, llm, errors, retries, fallbacks,
-             hits, unpriced, inp, cached, cwrite, out, reasoning, cost, saved) = r
+             hits, unpriced, inp, cached, cwrite, out, reasoning, cost, saved, forked_from, forked_at) = r
             runs.append(
                 {
                     "run_id": run_id, "flow": flow_, "service": service_, "status": status_,
@@ -425,6 +442,7 @@ class Store:
                     "cached_input_tokens": int(cached), "cache_write_input_tokens": int(cwrite),
                     "output_tokens": int(out), "reasoning_tokens": int(reasoning),
                     "cost_usd": usd(Decimal(cost)), "cache_saved_usd": usd(Decimal(saved)),
+                    **fork_fields(forked_from, forked_at),
                 }
             )
         next_cursor = None

@@ -514,3 +514,26 @@ WHERE (Project, TraceId, SpanId) NOT IN (
                if(SpanAttributes['flowscope.run.id'] = '', TraceId, SpanAttributes['flowscope.run.id'])
         FROM flowscope.otel_traces_local))
 LIMIT 1 BY Project, TraceId, SpanId;
+
+
+-- migration 013_run_fork
+ALTER TABLE flowscope.flowscope_runs_local ON CLUSTER flowscope
+    ADD COLUMN IF NOT EXISTS ForkedFrom SimpleAggregateFunction(max, String),
+    ADD COLUMN IF NOT EXISTS ForkedAtStep SimpleAggregateFunction(max, Int32) DEFAULT -1;
+
+ALTER TABLE flowscope.flowscope_runs ON CLUSTER flowscope
+    ADD COLUMN IF NOT EXISTS ForkedFrom SimpleAggregateFunction(max, String),
+    ADD COLUMN IF NOT EXISTS ForkedAtStep SimpleAggregateFunction(max, Int32) DEFAULT -1;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS flowscope.flowscope_runs_fork_mv ON CLUSTER flowscope
+TO flowscope.flowscope_runs_local
+AS SELECT
+    if(ResourceAttributes['flowscope.project'] = '', 'default', ResourceAttributes['flowscope.project']) AS Project,
+    if(SpanAttributes['flowscope.run.id'] = '', TraceId, SpanAttributes['flowscope.run.id']) AS RunId,
+    Timestamp AS Start,
+    fromUnixTimestamp64Nano(toUnixTimestamp64Nano(Timestamp) + toInt64(Duration)) AS End,
+    ServiceName,
+    SpanAttributes['flowscope.run.forked_from'] AS ForkedFrom,
+    ifNull(toInt32OrNull(SpanAttributes['flowscope.run.forked_at_step']), -1) AS ForkedAtStep
+FROM flowscope.otel_traces_local
+WHERE SpanAttributes['flowscope.run.forked_from'] != '';
