@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import json
 import operator
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 import pytest
@@ -232,3 +236,186 @@ def _flat(roots: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out.append(r)
         out.extend(_flat(r.get("children") or []))
     return out
+
+
+# --- the CLI, through its entry point -----------------------------------------------------
+
+APP_MODULE = '''
+import os
+from openai import OpenAI
+from tests.e2e.test_replay import Flow
+
+class _Provider:
+    def openai_client(self):
+        return OpenAI(base_url=os.environ["REPLAY_FAKE_OPENAI"], api_key="test-key")
+
+flow = Flow(_Provider(), os.environ["REPLAY_FLOW_NAME"])
+flow.tool_ok = True  # the fix under test
+graph = flow.graph()
+'''
+
+
+def _cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    root = Path(__file__).resolve().parents[2]
+    pythonpath = os.pathsep.join([str(root / "sdk"), str(root / "collector"), str(root)])
+    return subprocess.run([sys.executable, "-m", "flowscope.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": pythonpath, **env}, timeout=120)
+
+
+def test_cli_replays_a_run_through_its_entry_point(
+    fs: Client, fake_provider: FakeProvider, keyed: CollectorProcess, tmp_path: Path
+) -> None:
+    flow, _, _, run1 = _production_run(fs, fake_provider)
+    (tmp_path / "replay_app.py").write_text(APP_MODULE)
+    env = {"REPLAY_FAKE_OPENAI": fake_provider.openai_base_url, "REPLAY_FLOW_NAME": flow.name}
+    common = ["--url", keyed.url, "--api-key", KEY_A]
+    sent_before = len(fake_provider.requests)
+    done = _cli(["runs", "replay", run1["run_id"], "--from-step", "3", "--app", "replay_app:graph",
+                 "--json", *common], tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert got["forked_from"] == run1["run_id"] and got["forked_at_step"] == 3
+    assert (got["recorded_calls"], got["live_calls"]) == (1, 1)
+    assert len(fake_provider.requests) - sent_before == 1  # only the new node's prompt went out
+    run2 = wait_run(fs, flow.name, after={run1["run_id"]})
+    assert run2["run_id"] == got["run_id"] and run2["forked_from"] == run1["run_id"]
+
+    shown = _cli(["runs", "show", got["run_id"], *common], tmp_path, env)
+    assert f"forked from {run1['run_id']} at step 3" in shown.stdout
+    compared = _cli(["runs", "compare", run1["run_id"], got["run_id"], *common], tmp_path, env)
+    assert f"is a fork of {run1['run_id']} after step 3: diverged at step 4" in compared.stdout
+
+    # errors a person can act on, on stderr, exit 1
+    bad = _cli(["runs", "replay", run1["run_id"], "--from-step", "7", "--app", "replay_app:graph", *common],
+               tmp_path, env)
+    assert bad.returncode == 1 and "from_step=7 is out of range" in bad.stderr
+    wrong_key = _cli(["runs", "replay", run1["run_id"], "--from-step", "3", "--app", "replay_app:graph",
+                      "--url", keyed.url, "--api-key", KEY_B], tmp_path, env)
+    assert wrong_key.returncode == 1 and "another project" in wrong_key.stderr
+
+
+# --- PocketFlow: the shared store at step k and the next node --------------------------------
+
+
+def test_pocketflow_fork_continues_from_the_next_node(fs: Client, fake_provider: FakeProvider) -> None:
+    import pocketflow
+
+    fake_provider.set_default(lambda req: Reply(text="re: " + req.body["messages"][-1]["content"][:30]))
+    client = fake_provider.openai_client()
+    state = {"fixed": False}
+
+    def ask(prompt: str) -> str:
+        r = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": prompt}])
+        return r.choices[0].message.content or ""
+
+    class Plan(pocketflow.Node):
+        def exec(self, prep_res: Any) -> Any:
+            return ask("plan the refund")
+
+        def post(self, shared: dict, prep_res: Any, exec_res: Any) -> Any:
+            shared["plan"] = exec_res
+            return None
+
+    class Route(pocketflow.Node):
+        def post(self, shared: dict, prep_res: Any, exec_res: Any) -> Any:
+            shared["route"] = "refund"
+            return "refund"
+
+    class Refund(pocketflow.Node):
+        def prep(self, shared: dict) -> Any:
+            return shared["plan"]
+
+        def exec(self, prep_res: Any) -> Any:
+            amount = ask("amount for: " + prep_res)
+            if not state["fixed"]:
+                raise RuntimeError("payments API: 502")
+            return amount
+
+        def post(self, shared: dict, prep_res: Any, exec_res: Any) -> Any:
+            shared["refund"] = exec_res
+            return None
+
+    class Notify(pocketflow.Node):
+        def exec(self, prep_res: Any) -> Any:
+            return ask("tell the customer")
+
+        def post(self, shared: dict, prep_res: Any, exec_res: Any) -> Any:
+            shared["notified"] = exec_res
+            return None
+
+    class Escalate(pocketflow.Node):
+        pass
+
+    def build() -> Any:
+        plan, route, refund, notify = Plan(), Route(), Refund(), Notify()
+        plan >> route
+        route - "refund" >> refund
+        route - "escalate" >> Escalate()
+        refund >> notify
+        flow = pocketflow.Flow(start=plan)
+        flow.name = name
+        return flow
+
+    name = f"refunds-{uuid.uuid4().hex[:6]}"
+    with pytest.raises(RuntimeError, match="502"):
+        build().run({"order": "o-1"})
+    run1 = wait_run(fs, name)
+    assert [n["name"] for n in fs.nodes(run1["run_id"])] == ["Plan", "Route", "Refund"]
+
+    state["fixed"] = True
+    sent_before = len(fake_provider.requests)
+    result = flowscope.replay(run1["run_id"], build(), from_step=1, client=fs)
+    assert result.runtime == "pocketflow" and result.details["next_node"] == "Refund"
+    assert (result.recorded_calls, result.live_calls) == (1, 1)
+    assert [r.body["messages"][0]["content"] for r in fake_provider.requests[sent_before:]] == ["tell the customer"]
+    assert result.details["shared"]["notified"].startswith("re: tell the customer")
+    run2 = wait_run(fs, name, after={run1["run_id"]})
+    assert run2["forked_from"] == run1["run_id"] and run2["status"] == "ok"
+    assert [n["name"] for n in fs.nodes(run2["run_id"])] == ["Plan", "Route", "Refund", "Notify"]
+    for step in (-1, 0, 1):
+        assert fs.state(run2["run_id"], step) == fs.state(run1["run_id"], step), step
+
+
+# --- hand-recorded flows: the resume hook, and state that cannot be restored -----------------
+
+
+class Connection:
+    """A value with no JSON form: recorded only as its repr."""
+
+
+def _steps(state: dict[str, Any], start_at: str | None, name: str) -> dict[str, Any]:
+    order = ["load", "enrich", "publish"]
+    with flowscope.run(name, input=state if start_at is None else None):
+        for step_name in order[order.index(start_at) if start_at else 0:]:
+            with flowscope.node(step_name):
+                if step_name == "load":
+                    state["rows"] = [1, 2, 3]
+                    state["conn"] = Connection()
+                elif step_name == "enrich":
+                    state["total"] = sum(state["rows"])
+                else:
+                    state["published"] = f"{state['total']} via {type(state['conn']).__name__}"
+                for key in ("rows", "conn", "total", "published"):
+                    if key in state:
+                        flowscope.record_state(key, state[key])
+    return state
+
+
+def test_hand_recorded_flow_resumes_through_its_hook_and_refuses_represented_values(fs: Client) -> None:
+    name = f"etl-{uuid.uuid4().hex[:6]}"
+    _steps({"source": "s3://bucket"}, None, name)
+    run1 = wait_run(fs, name)
+    assert fs.state(run1["run_id"], 1)["conn"]["__flowscope_repr__"].startswith("<")
+
+    def resume(state: dict[str, Any], from_step: int, next_node: str | None) -> dict[str, Any]:
+        return _steps(state, next_node, name)
+
+    with pytest.raises(ReplayError, match=r"conn: only represented \(.*Connection\).*state=\{'conn': \.\.\.\}"):
+        flowscope.replay(run1["run_id"], resume, from_step=1, client=fs)
+
+    result = flowscope.replay(run1["run_id"], resume, from_step=1, state={"conn": Connection()}, client=fs)
+    assert result.output["published"] == "6 via Connection"
+    run2 = wait_run(fs, name, after={run1["run_id"]})
+    assert run2["forked_from"] == run1["run_id"] and run2["forked_at_step"] == 1
+    assert [n["name"] for n in fs.nodes(run2["run_id"])] == ["load", "enrich", "publish"]
+    assert fs.state(run2["run_id"], 0) == fs.state(run1["run_id"], 0)
