@@ -419,3 +419,70 @@ def test_hand_recorded_flow_resumes_through_its_hook_and_refuses_represented_val
     assert run2["forked_from"] == run1["run_id"] and run2["forked_at_step"] == 1
     assert [n["name"] for n in fs.nodes(run2["run_id"])] == ["load", "enrich", "publish"]
     assert fs.state(run2["run_id"], 0) == fs.state(run1["run_id"], 0)
+
+
+# --- PenguiFlow: the message on the edge after step k, re-injected -------------------------
+
+
+def test_penguiflow_fork_reinjects_the_recorded_message(fs: Client, fake_provider: FakeProvider) -> None:
+    import asyncio
+
+    import openai
+    from penguiflow import Headers, Message, Node, NodePolicy, create
+
+    fake_provider.set_default(lambda req: Reply(text="re: " + req.body["messages"][-1]["content"][:30]))
+    fixed = {"ok": False}
+
+    async def ask(prompt: str) -> str:
+        # a client per call: the original run and the replay each run their own event loop
+        async with openai.AsyncOpenAI(base_url=fake_provider.openai_base_url, api_key="sk-test") as aclient:
+            r = await aclient.chat.completions.create(model="gpt-4o-mini",
+                                                      messages=[{"role": "user", "content": prompt}])
+        return r.choices[0].message.content or ""
+
+    async def triage(msg: Message, ctx: Any) -> Message:
+        return msg.model_copy(update={"payload": await ask("triage " + msg.payload)})
+
+    async def lookup(msg: Message, ctx: Any) -> Message:
+        facts = await ask("facts for " + msg.payload)
+        if not fixed["ok"]:
+            raise ConnectionError("kb down")
+        return msg.model_copy(update={"payload": msg.payload + " | " + facts})
+
+    async def reply(msg: Message, ctx: Any) -> Message:
+        return msg.model_copy(update={"payload": await ask("reply using " + msg.payload)})
+
+    def build() -> Any:
+        policy = NodePolicy(validate="none", max_retries=0)
+        t, lk, r = (Node(fn, name=fn.__name__, policy=policy) for fn in (triage, lookup, reply))
+        return create(t.to(lk), lk.to(r), r.to(), emit_errors_to_rookery=True)
+
+    async def first_run() -> Any:
+        flow = build()
+        flow.run()
+        try:
+            await flow.emit(Message(payload="card declined", headers=Headers(tenant="acme")))
+            return await asyncio.wait_for(flow.fetch(), 10)
+        finally:
+            await flow.stop()
+
+    asyncio.run(first_run())
+    run1 = wait_run(fs, "penguiflow")
+    assert [n["name"] for n in fs.nodes(run1["run_id"])] == ["triage", "lookup"]
+
+    fixed["ok"] = True
+    sent_before = len(fake_provider.requests)
+    result = flowscope.replay(run1["run_id"], build(), from_step=0, client=fs)
+    assert result.details["edges"] == ["triage->lookup"]
+    assert (result.recorded_calls, result.live_calls) == (1, 1)
+    assert [r.body["messages"][0]["content"][:11] for r in fake_provider.requests[sent_before:]] == ["reply using"]
+    assert result.output.payload.startswith("re: reply using")
+    run2 = wait_run(fs, "penguiflow", after={run1["run_id"]})
+    assert run2["forked_from"] == run1["run_id"] and run2["forked_at_step"] == 0
+    assert [n["name"] for n in fs.nodes(run2["run_id"])] == ["triage", "lookup", "reply"]
+    # the same messages up to step 0; the re-injected one carries the fork's own trace id (its run)
+    s1, s2 = fs.state(run1["run_id"], 0), fs.state(run2["run_id"], 0)
+    assert s2["triage->lookup"]["trace_id"] == result.details["trace_id"] != s1["triage->lookup"]["trace_id"]
+    for s in (s1, s2):
+        s["triage->lookup"].pop("trace_id")
+    assert s1 == s2

@@ -8,6 +8,7 @@ fork step behaves as in a normal run.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import uuid
 from collections.abc import Callable
@@ -25,16 +26,20 @@ def kind_of(app: Any) -> str:
         return "langgraph"
     if module.startswith("pocketflow") or hasattr(app, "start_node"):
         return "pocketflow"
+    if module.startswith("penguiflow"):
+        return "penguiflow"
     for klass in type(app).__mro__:
         if (klass.__module__ or "").startswith("pocketflow"):
             return "pocketflow"
         if (klass.__module__ or "").startswith("langgraph"):
             return "langgraph"
+        if (klass.__module__ or "").startswith("penguiflow"):
+            return "penguiflow"
     if callable(app):
         return "callable"
     raise ReplayError(
         f"cannot resume {type(app).__qualname__}: pass a compiled LangGraph graph (or a StateGraph), a "
-        "PocketFlow Flow, or a function resume(state, from_step, next_node) for a hand-recorded flow"
+        "PocketFlow Flow, a PenguiFlow flow, or a function resume(state, from_step, next_node) for a hand-recorded flow"
     )
 
 
@@ -129,6 +134,61 @@ def pocketflow(app: Any, run: RecordedRun, step: int, state: Any) -> tuple[Any, 
     return output, {"shared": shared, "next_node": _pf_name(current)}
 
 
+# --- PenguiFlow ----------------------------------------------------------------------------
+
+
+def _edges_sent_at(run: RecordedRun, step: int, source: str) -> list[str]:
+    """The edges (``"source->target"``) the node at ``step`` sent a message on, as recorded at that step."""
+    changes = dict(run.state_changes(step))
+    return [path for op, path, _ in changes.get(step, []) if op == "set" and path.startswith(f"{source}->")]
+
+
+def penguiflow(app: Any, run: RecordedRun, step: int, state: Any) -> tuple[Any, dict[str, Any]]:
+    """Re-inject the message(s) the node at ``step`` sent, on the same edge(s), into a running flow.
+
+    The message goes out from the node's own context (``Context.emit(msg, to=target)``),
+    as if the node had just sent it, under a fresh trace id: the downstream nodes
+    handle it as in a normal run, and the fork's first result is fetched.
+    """
+    from penguiflow.types import Message
+
+    node = run.node_at(step)
+    assert node is not None
+    edges = _edges_sent_at(run, step, node["name"])
+    if not isinstance(state, dict) or not edges:
+        raise ReplayError(
+            f"run {run.run_id!r} recorded no message sent by {node['name']!r} at step {step}: nothing to re-inject "
+            "(pick the step of a node that passed a message on)"
+        )
+    by_name = {getattr(n, "name", None): n for n in getattr(app, "_nodes", ())}
+    trace_id = uuid.uuid4().hex
+    sends = []
+    for edge in edges:
+        target_name = edge.split("->", 1)[1]
+        source, target = by_name.get(node["name"]), by_name.get(target_name)
+        if source is None or target is None:
+            missing = node["name"] if source is None else target_name
+            raise ReplayError(
+                f"this flow has no node named {missing!r} (run {run.run_id!r} sent a message on {edge!r}; the flow "
+                f"has {', '.join(sorted(str(n) for n in by_name))}): pass the flow the run was recorded with"
+            )
+        recorded = revive(state[edge])
+        message = Message.model_validate({**recorded, "trace_id": trace_id}) if isinstance(recorded, dict) \
+            else recorded
+        sends.append((source, target, message))
+
+    async def go() -> Any:
+        app.run()
+        try:
+            for source, target, message in sends:
+                await app._contexts[source].emit(message, to=target)
+            return await app.fetch()
+        finally:
+            await app.stop()
+
+    return asyncio.run(go()), {"trace_id": trace_id, "edges": edges}
+
+
 # --- hand-recorded flows -------------------------------------------------------------------
 
 ResumeHook = Callable[[Any, int, "str | None"], Any]
@@ -149,5 +209,6 @@ def callable_hook(app: Any, run: RecordedRun, step: int, state: Any) -> tuple[An
 RESUMERS: dict[str, Callable[[Any, RecordedRun, int, Any], tuple[Any, dict[str, Any]]]] = {
     "langgraph": langgraph,
     "pocketflow": pocketflow,
+    "penguiflow": penguiflow,
     "callable": callable_hook,
 }
