@@ -486,3 +486,69 @@ def test_penguiflow_fork_reinjects_the_recorded_message(fs: Client, fake_provide
     for s in (s1, s2):
         s["triage->lookup"].pop("trace_id")
     assert s1 == s2
+
+
+# --- Anthropic (create and the messages.stream helper), and a run recorded without content ---
+
+
+def _anthropic_flow(fp: FakeProvider, name: str, question: str) -> dict[str, Any]:
+    client = fp.anthropic_client()
+
+    def resume(state: dict[str, Any], from_step: int, next_node: str | None) -> dict[str, Any]:
+        return go(state, next_node)
+
+    def go(state: dict[str, Any], start_at: str | None = None) -> dict[str, Any]:
+        order = ["intake", "draft", "polish"]
+        with flowscope.run(name, input=state if start_at is None else None):
+            for step_name in order[order.index(start_at) if start_at else 0:]:
+                with flowscope.node(step_name):
+                    if step_name == "intake":
+                        state["question"] = question
+                    elif step_name == "draft":
+                        m = client.messages.create(model="claude-haiku-4-5", max_tokens=100,
+                                                   messages=[{"role": "user", "content": state["question"]}])
+                        state["draft"] = m.content[0].text
+                    else:
+                        with client.messages.stream(model="claude-haiku-4-5", max_tokens=100, messages=[
+                                {"role": "user", "content": "polish: " + state["draft"]}]) as stream:
+                            state["final"] = "".join(stream.text_stream)
+                    key = {"intake": "question", "draft": "draft", "polish": "final"}[step_name]
+                    flowscope.record_state(key, state[key])
+        return state
+
+    return {"go": go, "resume": resume}
+
+
+def test_anthropic_create_and_stream_are_replayed_from_the_recording(fs: Client, fake_provider: FakeProvider) -> None:
+    fake_provider.set_default(lambda req: Reply(text="ok: " + str(req.body["messages"][-1]["content"])[:30]))
+    name = f"claude-{uuid.uuid4().hex[:6]}"
+    flow = _anthropic_flow(fake_provider, name, "refund?")
+    original = flow["go"]({})
+    run1 = wait_run(fs, name)
+    sent_before = len(fake_provider.requests)
+    result = flowscope.replay(run1["run_id"], flow["resume"], from_step=0, llm="recorded-only", client=fs)
+    assert len(fake_provider.requests) == sent_before  # nothing went out
+    assert (result.recorded_calls, result.live_calls, result.unreplayable) == (2, 0, [])
+    assert result.output["final"] == original["final"] and result.output["draft"] == original["draft"]
+    run2 = wait_run(fs, name, after={run1["run_id"]})
+    assert run2["cost_usd"] == 0 and run1["cost_usd"] > 0
+    assert run2["llm_calls"] == 2
+
+
+def test_a_run_recorded_without_content_says_which_calls_cannot_be_replayed(
+    keyed: CollectorProcess, fake_provider: FakeProvider
+) -> None:
+    flowscope.init(service_name="replay-tests", endpoint=keyed.url, api_key=KEY_A, capture_content=False)
+    fake_provider.set_default(lambda req: Reply(text="ok"))
+    name = f"nocontent-{uuid.uuid4().hex[:6]}"
+    flow = _anthropic_flow(fake_provider, name, "refund?")
+    flow["go"]({})
+    with Client(keyed.url, api_key=KEY_A) as client:
+        run1 = wait_run(client, name)
+        result = flowscope.replay(run1["run_id"], flow["resume"], from_step=0, client=client)
+        assert [u.step for u in result.unreplayable] == [1, 2]
+        assert all("without content capture" in u.reason for u in result.unreplayable)
+        assert (result.recorded_calls, result.live_calls) == (0, 2)
+        with pytest.raises(Exception, match="recorded-only"):
+            flowscope.replay(run1["run_id"], flow["resume"], from_step=0, llm="recorded-only", client=client)
+    flowscope.force_flush()
