@@ -106,6 +106,9 @@ def replay(
     finally:
         _replaying.BOOK.reset(book_token)
         _replaying.FORK.reset(fork_token)
+    if fork.run_id is None:
+        logger.warning("flowscope: the replay of run %s opened no run: is the flow's runtime instrumented "
+                       "(flowscope.init() before building the app)?", run_id)
     return ReplayResult(run_id=fork.run_id, parent_run_id=run_id, from_step=from_step, runtime=kind, output=output,
                         recorded_calls=book.recorded, live_calls=book.live, unreplayable=missing, details=details)
 
