@@ -78,7 +78,15 @@ class RecordedAnswer:
     finish_reason: str | None = None
 
 
-class RecordedOnlyMiss(Exception):
+class ReplayError(Exception):
+    """A run cannot be replayed as asked; the message says why and what to do.
+
+    Defined here, below the LLM call path, so that a refused request
+    (:class:`RecordedOnlyMiss`) is one too.
+    """
+
+
+class RecordedOnlyMiss(ReplayError):
     """``llm="recorded-only"`` and the flow made a request the parent run never made."""
 
 

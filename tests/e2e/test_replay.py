@@ -197,7 +197,7 @@ def test_a_changed_prompt_goes_live_and_is_marked_and_recorded_only_refuses_it(
     flow, _, _, run1 = _production_run(fs, fake_provider)
     flow.tool_ok = True
     flow.act_prompt = "Pick the tool arguments, carefully."  # the prompt under test
-    with pytest.raises(Exception, match="recorded-only"):
+    with pytest.raises(ReplayError, match="recorded-only"):
         flowscope.replay(run1["run_id"], flow.graph(), from_step=3, llm="recorded-only", client=fs)
     sent_before = len(fake_provider.requests)
     result = flowscope.replay(run1["run_id"], flow.graph(), from_step=3, client=fs)
@@ -549,6 +549,6 @@ def test_a_run_recorded_without_content_says_which_calls_cannot_be_replayed(
         assert [u.step for u in result.unreplayable] == [1, 2]
         assert all("without content capture" in u.reason for u in result.unreplayable)
         assert (result.recorded_calls, result.live_calls) == (0, 2)
-        with pytest.raises(Exception, match="recorded-only"):
+        with pytest.raises(ReplayError, match="recorded-only"):
             flowscope.replay(run1["run_id"], flow["resume"], from_step=0, llm="recorded-only", client=client)
     flowscope.force_flush()
