@@ -552,3 +552,48 @@ def test_a_run_recorded_without_content_says_which_calls_cannot_be_replayed(
         with pytest.raises(ReplayError, match="recorded-only"):
             flowscope.replay(run1["run_id"], flow["resume"], from_step=0, llm="recorded-only", client=client)
     flowscope.force_flush()
+
+
+def test_tool_calls_are_replayed_streamed_or_not(fs: Client, fake_provider: FakeProvider) -> None:
+    from flowscope.testing import ToolCall
+
+    tools_oa = [{"type": "function", "function": {"name": "refund", "parameters": {"type": "object"}}}]
+    tools_an = [{"name": "refund", "input_schema": {"type": "object"}}]
+    fake_provider.set_default(Reply(tool_calls=[ToolCall("refund", {"order": "o-1", "amount": 12})]))
+    oa, an = fake_provider.openai_client(), fake_provider.anthropic_client()
+    name = f"tools-{uuid.uuid4().hex[:6]}"
+
+    def go(state: dict[str, Any], start_at: str | None = None) -> dict[str, Any]:
+        order = ["intake", "openai", "anthropic"]
+        with flowscope.run(name, input=state if start_at is None else None):
+            for step_name in order[order.index(start_at) if start_at else 0:]:
+                with flowscope.node(step_name):
+                    if step_name == "intake":
+                        state["q"] = "refund o-1"
+                    elif step_name == "openai":
+                        chunks = oa.chat.completions.create(
+                            model="gpt-4o-mini", messages=[{"role": "user", "content": state["q"]}], tools=tools_oa,
+                            stream=True, stream_options={"include_usage": True})
+                        parts: dict[int, list[str]] = {}
+                        for c in chunks:
+                            for d in (c.choices[0].delta.tool_calls or []) if c.choices else []:
+                                parts.setdefault(d.index, []).append(d.function.arguments or "")
+                        state["oa_args"] = [json.loads("".join(p)) for _, p in sorted(parts.items())]
+                    else:
+                        m = an.messages.create(model="claude-haiku-4-5", max_tokens=100, tools=tools_an,
+                                               messages=[{"role": "user", "content": state["q"]}])
+                        state["an_calls"] = [(b.name, b.input) for b in m.content if b.type == "tool_use"]
+                        state["an_text_blocks"] = sum(b.type == "text" for b in m.content)
+                    flowscope.record_state("", dict(state))
+        return state
+
+    original = go({})
+    assert original["oa_args"] == [{"order": "o-1", "amount": 12}]
+    run1 = wait_run(fs, name)
+    sent_before = len(fake_provider.requests)
+    result = flowscope.replay(run1["run_id"], lambda s, k, nxt: go(s, nxt), from_step=0, llm="recorded-only",
+                              client=fs)
+    assert len(fake_provider.requests) == sent_before and result.unreplayable == []
+    assert result.output["oa_args"] == original["oa_args"]
+    assert result.output["an_calls"] == original["an_calls"] == [("refund", {"order": "o-1", "amount": 12})]
+    assert result.output["an_text_blocks"] == original["an_text_blocks"] == 0

@@ -91,8 +91,10 @@ def reply_of(answer: RecordedAnswer) -> Reply:
         ToolCall(name=str(c.get("name") or ""), arguments=c.get("arguments") or {}, id=c.get("id"))
         for c in answer.tool_calls
     ]
+    # a pure tool-call turn has no text (OpenAI: content null; Anthropic: no text block)
+    text = (answer.text or None) if calls else (answer.text or "")
     return Reply(
-        text=answer.text if answer.text is not None else "",
+        text=text,
         input_tokens=answer.input_tokens,
         output_tokens=answer.output_tokens,
         model=answer.model,
