@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 import pytest
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+from langgraph.graph.message import add_messages
 
 import flowscope
 from flowscope import Client, ReplayError
@@ -57,6 +59,10 @@ def wait_run(client: Client, flow: str, *, after: set[str] | None = None) -> dic
                 return client.run(run["run_id"])
         time.sleep(0.1)
     raise AssertionError(f"no run of {flow!r} arrived")
+
+
+class Chat(TypedDict):
+    messages: Annotated[list[AnyMessage], add_messages]
 
 
 # --- the LangGraph flow: a router, LLM calls, and a tool that fails in production --------
@@ -597,3 +603,61 @@ def test_tool_calls_are_replayed_streamed_or_not(fs: Client, fake_provider: Fake
     assert result.output["oa_args"] == original["oa_args"]
     assert result.output["an_calls"] == original["an_calls"] == [("refund", {"order": "o-1", "amount": 12})]
     assert result.output["an_text_blocks"] == original["an_text_blocks"] == 0
+
+
+def test_langgraph_messages_and_subgraphs_fork_through_the_reducers(fs: Client, fake_provider: FakeProvider) -> None:
+    from langgraph.graph import END, START, StateGraph
+
+    fixed = {"ok": False}
+
+    def agent(s: Chat) -> Chat:
+        return {"messages": [AIMessage("", id="a1", tool_calls=[{"name": "lookup", "args": {"q": "x"}, "id": "c1"}])]}
+
+    def tools(s: Chat) -> Chat:
+        return {"messages": [ToolMessage("42", tool_call_id="c1", id="t1")]}
+
+    def check(s: Chat) -> Chat:
+        if not fixed["ok"]:
+            raise RuntimeError("checker crashed")
+        return {"messages": [AIMessage("checked", id="k1")]}
+
+    def respond(s: Chat) -> Chat:
+        return {"messages": [AIMessage(f"answer: {s['messages'][-2].content}", id="r1")]}
+
+    inner = StateGraph(Chat)
+    inner.add_node("tools", tools)
+    inner.add_node("check", check)
+    inner.add_edge(START, "tools")
+    inner.add_edge("tools", "check")
+    inner.add_edge("check", END)
+
+    def build() -> Any:
+        g = StateGraph(Chat)
+        g.add_node("agent", agent)
+        g.add_node("work", inner.compile())
+        g.add_node("respond", respond)
+        g.add_edge(START, "agent")
+        g.add_edge("agent", "work")
+        g.add_edge("work", "respond")
+        g.add_edge("respond", END)
+        return g.compile(name=name)
+
+    name = f"agent-{uuid.uuid4().hex[:6]}"
+    with pytest.raises(RuntimeError, match="checker crashed"):
+        build().invoke({"messages": [HumanMessage("hi", id="h1")]})
+    run1 = wait_run(fs, name)
+    steps = [(n["step"], n["name"]) for n in fs.nodes(run1["run_id"])]
+    assert steps == [(0, "agent"), (1, "work"), (2, "tools"), (3, "check")]
+    with pytest.raises(ReplayError, match=r"step 2 \('tools'\) ran inside a subgraph.*0 \(agent\), 1 \(work\)"):
+        flowscope.replay(run1["run_id"], build(), from_step=2, client=fs)
+
+    fixed["ok"] = True
+    result = flowscope.replay(run1["run_id"], build(), from_step=0, client=fs)
+    seeded = list(reversed(list(result.details["graph"].get_state_history(result.details["config"]))))[0]
+    # the fork's checkpoint holds real messages again, through add_messages
+    assert seeded.values["messages"] == [HumanMessage("hi", id="h1"), agent({"messages": []})["messages"][0]]
+    assert [type(m) for m in result.output["messages"]] == [HumanMessage, AIMessage, ToolMessage, AIMessage, AIMessage]
+    assert result.output["messages"][-1].content == "answer: 42"
+    run2 = wait_run(fs, name, after={run1["run_id"]})
+    assert [n["name"] for n in fs.nodes(run2["run_id"])] == ["agent", "work", "tools", "check", "respond"]
+    assert fs.state(run2["run_id"], 0) == fs.state(run1["run_id"], 0)

@@ -79,6 +79,13 @@ def langgraph(app: Any, run: RecordedRun, step: int, state: Any) -> tuple[Any, d
         graph = graph.copy(update={"checkpointer": InMemorySaver()})
     node = run.node_at(step)
     assert node is not None
+    top = set(getattr(graph, "nodes", {}) or {})
+    if node["name"] not in top:
+        can = [f"{n['step']} ({n['name']})" for n in run.nodes if n["name"] in top]
+        raise ReplayError(
+            f"step {step} ({node['name']!r}) ran inside a subgraph: a LangGraph fork restarts after a node of the "
+            f"top graph; fork from one of the steps {', '.join(can)}"
+        )
     config: dict[str, Any] = {
         "configurable": {"thread_id": f"flowscope-fork-{run.run_id}-{step}-{uuid.uuid4().hex[:8]}"},
         "run_name": run.summary.get("flow") or getattr(graph, "name", None) or "LangGraph",
