@@ -653,7 +653,7 @@ def test_langgraph_messages_and_subgraphs_fork_through_the_reducers(fs: Client, 
 
     fixed["ok"] = True
     result = flowscope.replay(run1["run_id"], build(), from_step=0, client=fs)
-    seeded = list(reversed(list(result.details["graph"].get_state_history(result.details["config"]))))[0]
+    seeded = list(result.details["graph"].get_state_history(result.details["config"]))[-1]  # the oldest
     # the fork's checkpoint holds real messages again, through add_messages
     assert seeded.values["messages"] == [HumanMessage("hi", id="h1"), agent({"messages": []})["messages"][0]]
     assert [type(m) for m in result.output["messages"]] == [HumanMessage, AIMessage, ToolMessage, AIMessage, AIMessage]
