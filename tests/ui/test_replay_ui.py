@@ -67,6 +67,10 @@ def test_fork_header_and_comparison(context_factory: Any, col: CollectorProcess)
     assert result.run_id == child
 
     w: Watched = watch(context_factory(), col.url)
+    page = w.open("#/runs")
+    row = page.locator(f'#runs-table tr[data-run="{child}"]')
+    expect(row.locator(".badge")).to_have_text("fork @ step 0")
+    expect(page.locator(f'#runs-table tr[data-run="{parent}"] .badge')).to_have_count(0)
     page = w.open(f"#/runs/{child}")
     fork = page.locator("#run-fork")
     expect(fork).to_contain_text(f"Forked from {parent} at step 0")

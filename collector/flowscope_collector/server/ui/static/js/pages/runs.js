@@ -60,6 +60,9 @@ export function runBadges(run, extra) {
   if (run.cache_hits) out.push(badge(`cache hit ×${run.cache_hits}`, "good", "answered from the response cache"));
   if (extra && extra.budget_exceeded) out.push(badge("budget stop", "failed", "the run hit its cost budget"));
   if (run.unpriced_calls) out.push(badge("unpriced", "unpriced", `${run.unpriced_calls} call(s) without a price`));
+  if (run.forked_from) {
+    out.push(badge(`fork @ step ${run.forked_at_step}`, "running", `replayed from run ${run.forked_from} after step ${run.forked_at_step}`));
+  }
   return out;
 }
 
