@@ -384,7 +384,13 @@ def _replay(args: argparse.Namespace, client: Any, out: TextIO) -> int:
         finally:
             tracing.force_flush()
     except ReplayError as exc:
-        sys.stderr.write(f"flowscope: {exc}\n")
+        fork = getattr(exc, "flowscope_fork_run_id", None)
+        sys.stderr.write(f"flowscope: {exc}\n" + (f"flowscope: the fork is run {fork}\n" if fork else ""))
+        return 1
+    except Exception as exc:  # the flow itself failed after the fork step: that is news, not a crash
+        fork = getattr(exc, "flowscope_fork_run_id", None)
+        sys.stderr.write(f"flowscope: the replayed flow raised {type(exc).__name__}: {exc}\n"
+                         + (f"flowscope: the fork is run {fork}: flowscope runs show {fork}\n" if fork else ""))
         return 1
     summary = {"run_id": result.run_id, "forked_from": result.parent_run_id, "forked_at_step": result.from_step,
                "runtime": result.runtime, "recorded_calls": result.recorded_calls, "live_calls": result.live_calls,

@@ -256,7 +256,7 @@ class _Provider:
         return OpenAI(base_url=os.environ["REPLAY_FAKE_OPENAI"], api_key="test-key")
 
 flow = Flow(_Provider(), os.environ["REPLAY_FLOW_NAME"])
-flow.tool_ok = True  # the fix under test
+flow.tool_ok = os.environ.get("REPLAY_TOOL_OK", "1") == "1"  # the fix under test
 graph = flow.graph()
 '''
 
@@ -290,6 +290,13 @@ def test_cli_replays_a_run_through_its_entry_point(
     assert f"forked from {run1['run_id']} at step 3" in shown.stdout
     compared = _cli(["runs", "compare", run1["run_id"], got["run_id"], *common], tmp_path, env)
     assert f"is a fork of {run1['run_id']} after step 3: diverged at step 4" in compared.stdout
+
+    # the flow failing again after the fork: the error, and which run recorded the fork
+    broken = _cli(["runs", "replay", run1["run_id"], "--from-step", "3", "--app", "replay_app:graph", *common],
+                  tmp_path, {**env, "REPLAY_TOOL_OK": "0"})
+    assert broken.returncode == 1
+    assert "the replayed flow raised RuntimeError: price tool: upstream timeout" in broken.stderr
+    assert "flowscope: the fork is run " in broken.stderr
 
     # errors a person can act on, on stderr, exit 1
     bad = _cli(["runs", "replay", run1["run_id"], "--from-step", "7", "--app", "replay_app:graph", *common],

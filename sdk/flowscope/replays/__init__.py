@@ -103,6 +103,18 @@ def replay(
     book_token = _replaying.BOOK.set(book)
     try:
         output, details = resume.RESUMERS[kind](app, run, from_step, restored)
+    except Exception as exc:
+        # the fork failed (the flow's own error, or a request refused under recorded-only):
+        # say which run recorded it, since there is no result to carry the id
+        if fork.run_id is not None:
+            try:
+                exc.flowscope_fork_run_id = fork.run_id  # type: ignore[attr-defined]
+                note = getattr(exc, "add_note", None)  # Python 3.11+
+                if note is not None:
+                    note(f"flowscope: the fork of run {run_id} after step {from_step} is run {fork.run_id}")
+            except Exception:
+                pass
+        raise
     finally:
         _replaying.BOOK.reset(book_token)
         _replaying.FORK.reset(fork_token)
