@@ -20,7 +20,7 @@ from .source import RecordedRun
 
 
 def kind_of(app: Any) -> str:
-    """``langgraph``, ``pocketflow`` or ``callable`` (a hand-recorded flow's resume hook)."""
+    """``langgraph``, ``pocketflow``, ``penguiflow`` or ``callable`` (a hand-recorded flow's resume hook)."""
     module = type(app).__module__ or ""
     if module.startswith("langgraph") or hasattr(app, "update_state"):
         return "langgraph"
@@ -115,7 +115,7 @@ def pocketflow(app: Any, run: RecordedRun, step: int, state: Any) -> tuple[Any, 
         raise ReplayError(f"the shared store of run {run.run_id!r} at step {step} is not a dict: cannot resume")
     current = getattr(app, "start_node", None)
     nodes = sorted(run.nodes, key=lambda n: n["step"])
-    for i, recorded in enumerate(n for n in nodes if n["step"] <= step):
+    for recorded in (n for n in nodes if n["step"] <= step):
         if current is None or _pf_name(current) != recorded["name"]:
             found = "the end of the flow" if current is None else repr(_pf_name(current))
             raise ReplayError(
@@ -131,7 +131,6 @@ def pocketflow(app: Any, run: RecordedRun, step: int, state: Any) -> tuple[Any, 
         if nxt is None:
             nxt = successors.get("default")
         current = nxt
-        del i
     if current is None:
         raise ReplayError(f"nothing runs after step {step} of run {run.run_id!r}: it was the flow's last node")
     fork = copy.copy(app)
