@@ -26,7 +26,7 @@ from langgraph.graph.message import add_messages
 import flowscope
 from flowscope import Client, ReplayError
 from flowscope.core import semconv
-from flowscope.testing import FakeProvider, Reply
+from flowscope.testing import FakeProvider, Reply, capture
 
 from .._collector_kit import CollectorProcess
 
@@ -426,10 +426,14 @@ def test_hand_recorded_flow_resumes_through_its_hook_and_refuses_represented_val
     with pytest.raises(ReplayError, match=r"conn: only represented \(.*Connection\).*state=\{'conn': \.\.\.\}"):
         flowscope.replay(run1["run_id"], resume, from_step=1, client=fs)
 
-    result = flowscope.replay(run1["run_id"], resume, from_step=1, state={"conn": Connection()}, client=fs)
+    with capture() as cap:
+        result = flowscope.replay(run1["run_id"], resume, from_step=1, state={"conn": Connection()}, client=fs)
     assert result.output["published"] == "6 via Connection"
     run2 = wait_run(fs, name, after={run1["run_id"]})
     assert run2["forked_from"] == run1["run_id"] and run2["forked_at_step"] == 1
+    # the test kit says what the API says
+    kit = cap.run(result.run_id).summary
+    assert (kit["forked_from"], kit["forked_at_step"]) == (run1["run_id"], 1)
     assert [n["name"] for n in fs.nodes(run2["run_id"])] == ["load", "enrich", "publish"]
     assert fs.state(run2["run_id"], 0) == fs.state(run1["run_id"], 0)
 

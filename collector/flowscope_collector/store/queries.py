@@ -21,7 +21,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from flowscope.core.run_attributes import attribute_key
-from flowscope.core.views import SpanRecord, StateEvent, iso, ms, usd
+from flowscope.core.views import SpanRecord, StateEvent, fork_fields, iso, ms, usd
 
 _SPAN_COLUMNS = (
     "Project, RunId, TraceId, SpanId, ParentSpanId, SpanName, toUnixTimestamp64Nano(Timestamp), Duration, "
@@ -61,13 +61,6 @@ def parse_run_record(project: str, run_id: str, line: str) -> SpanRecord:
         retry_count=int(f[34]), fallback_from=s(f[35]), fallback_to=s(f[36]), budget_exceeded=f[37] == "1",
         ttfc_s=float(f[38]),
     )
-
-
-def fork_fields(forked_from: str, forked_at: int) -> dict[str, Any]:
-    """The run's parent and fork step as the API shows them: None for a run that is not a fork."""
-    if not forked_from:
-        return {"forked_from": None, "forked_at_step": None}
-    return {"forked_from": forked_from, "forked_at_step": int(forked_at)}
 
 
 def _first_by_span(records: list[SpanRecord]) -> list[SpanRecord]:

@@ -30,6 +30,21 @@ def first_state_divergence(a: RunView, b: RunView) -> dict[str, Any] | None:
     return None
 
 
+def fork_fields(forked_from: str | None, forked_at: Any) -> dict[str, Any]:
+    """A run's parent and fork step as the API shows them (``flowscope.replay``): None unless it is a fork.
+
+    The collector reads them from its runs table, the test kit from the run's
+    spans; both answer through this one function.
+    """
+    if not forked_from:
+        return {"forked_from": None, "forked_at_step": None}
+    try:
+        step = int(forked_at)
+    except (TypeError, ValueError):
+        step = -1
+    return {"forked_from": str(forked_from), "forked_at_step": step}
+
+
 def fork_divergence(parent: RunView, child: RunView, at_step: int) -> int | None:
     """The first step after ``at_step`` where a fork ran another node than its parent, or its state differs."""
     names_p = {n["step"]: n["name"] for n in parent.nodes()}
