@@ -27,6 +27,8 @@ _LAZY: dict[str, str] = {
     "Client": ".client",
     "FlowscopeError": ".client",
     "fallback": ".fallbacks",
+    "replay": ".replays",
+    "ReplayError": ".replays",
     "Cost": ".core.pricing",
     "Usage": ".core.pricing",
     "price": ".core.pricing",
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
     from .core.pricing import Cost, Usage, price
     from .core.state import redact_keys
     from .fallbacks import fallback
+    from .replays import ReplayError, replay
     from .scopes import flow, node, record_state, run, set_branch, tool
     from .tracing import force_flush, init, shutdown, stats
     from .waiting import record_wait, wait
@@ -79,6 +82,7 @@ __all__ = [
     "Client",
     "Cost",
     "FlowscopeError",
+    "ReplayError",
     "Run",
     "Usage",
     "__version__",
@@ -94,6 +98,7 @@ __all__ = [
     "record_state",
     "record_wait",
     "redact_keys",
+    "replay",
     "run",
     "set_branch",
     "set_run_attributes",

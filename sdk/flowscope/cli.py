@@ -4,6 +4,7 @@
     flowscope runs show RUN_ID
     flowscope runs state RUN_ID --at 3
     flowscope runs tail RUN_ID
+    flowscope runs replay RUN_ID --from-step 3 --app myflows:graph [--llm recorded-only] [--set path=json]
     flowscope costs --by model --since 7d
 
 The collector is ``--url`` (or ``FLOWSCOPE_URL``, default http://127.0.0.1:4318);
@@ -207,6 +208,19 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("a")
     cmp_.add_argument("b")
 
+    rp = runs.add_parser("replay", parents=[common],
+                         help="rerun a stored run from a step in your flow, with its state and LLM answers")
+    rp.add_argument("run_id")
+    rp.add_argument("--from-step", type=int, required=True, help="continue after this step (its state is restored)")
+    rp.add_argument("--app", required=True, metavar="MODULE:ATTR",
+                    help="your flow: a compiled LangGraph graph, a PocketFlow Flow, or a resume(state, step, "
+                         "next_node) function, importable from the current directory")
+    rp.add_argument("--llm", choices=("recorded", "live", "recorded-only"), default="recorded",
+                    help="recorded (default): unchanged requests get the recorded answer at $0, others go live; "
+                         "recorded-only: others fail; live: every request goes to the provider")
+    rp.add_argument("--set", action="append", default=[], metavar="PATH=JSON",
+                    help="put a value over the recorded state (repeatable), e.g. --set 'retries=0'")
+
     costs = sub.add_parser("costs", parents=[common], help="cost and tokens, grouped")
     costs.add_argument("--by", default="model",
                        help="model, provider, service, flow, node, day or attr:KEY (default model)")
@@ -298,6 +312,8 @@ def _run(args: argparse.Namespace, client: Any, out: TextIO) -> int:
             return 0
         s = summary
         out.write(f"run {s['run_id']}  {s['flow']} ({s['service']})  {s['status'].upper()}\n")
+        if s.get("forked_from"):
+            out.write(f"  forked from {s['forked_from']} at step {s['forked_at_step']}\n")
         out.write(f"  started {s['start']}, {s['duration_ms']:,.1f} ms, {plural(s['spans'], 'span')}\n")
         out.write(f"  {plural(s['llm_calls'], 'LLM call')}, {s['input_tokens']} in ({s['cached_input_tokens']} cached) / "
                   f"{s['output_tokens']} out ({s['reasoning_tokens']} reasoning) tokens\n")
@@ -356,6 +372,11 @@ def _run(args: argparse.Namespace, client: Any, out: TextIO) -> int:
                       f"{' > '.join(r['path'])}\n")
         out.write(f"cost b-a: {_usd(c['cost_delta_usd'])}   latency b-a: {c['duration_delta_ms']:,.1f} ms   "
                   f"same path: {'yes' if c['same_path'] else 'no'}\n")
+        fork = c.get("fork")
+        if fork:
+            where = f"diverged at step {fork['diverged_at_step']}" if fork["diverged_at_step"] is not None \
+                else "did the same after it"
+            out.write(f"{fork['child']} is a fork of {fork['parent']} after step {fork['at_step']}: {where}\n")
         div = c["first_state_divergence"]
         if div is None:
             out.write("states never diverge\n")
@@ -363,6 +384,8 @@ def _run(args: argparse.Namespace, client: Any, out: TextIO) -> int:
             out.write(f"states diverge after step {div['step']} ({div['node_a']} / {div['node_b']}):\n")
             _print_json({k: div[k] for k in ("added", "removed", "changed")}, out)
         return 0
+    if cmd == "replay":
+        return _replay(args, client, out)
     if cmd == "tail":
         for ev in client.stream(args.run_id, wait=args.wait):
             if args.json:
@@ -372,6 +395,64 @@ def _run(args: argparse.Namespace, client: Any, out: TextIO) -> int:
             out.flush()
         return 0
     return 2
+
+
+def _load_app(spec: str) -> Any:
+    """``module:attr`` (dots in attr walk attributes), imported with the current directory on the path."""
+    import importlib
+
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise SystemExit(f"flowscope: --app {spec!r}: use MODULE:ATTR, e.g. --app myflows.support:graph")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        value: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SystemExit(f"flowscope: --app {spec!r}: cannot import {module_name!r}: {exc}") from None
+    for part in attr.split("."):
+        if not hasattr(value, part):
+            raise SystemExit(f"flowscope: --app {spec!r}: {module_name!r} has no attribute {attr!r}")
+        value = getattr(value, part)
+    return value
+
+
+def _replay(args: argparse.Namespace, client: Any, out: TextIO) -> int:
+    """``runs replay``: trace to the same collector, continue the app after the step, say what happened."""
+    from . import tracing
+    from .replays import ReplayError, replay
+    from .replays.fidelity import parse_assignment
+
+    app = _load_app(args.app)
+    try:
+        overrides = dict(parse_assignment(a) for a in args.set)
+        tracing.init(endpoint=client.url, api_key=args.api_key or os.environ.get("FLOWSCOPE_API_KEY"))
+        try:
+            result = replay(args.run_id, app, from_step=args.from_step, state=overrides, llm=args.llm, client=client)
+        finally:
+            tracing.force_flush()
+    except ReplayError as exc:
+        fork = getattr(exc, "flowscope_fork_run_id", None)
+        sys.stderr.write(f"flowscope: {exc}\n" + (f"flowscope: the fork is run {fork}\n" if fork else ""))
+        return 1
+    except Exception as exc:  # the flow itself failed after the fork step: that is news, not a crash
+        fork = getattr(exc, "flowscope_fork_run_id", None)
+        sys.stderr.write(f"flowscope: the replayed flow raised {type(exc).__name__}: {exc}\n"
+                         + (f"flowscope: the fork is run {fork}: flowscope runs show {fork}\n" if fork else ""))
+        return 1
+    summary = {"run_id": result.run_id, "forked_from": result.parent_run_id, "forked_at_step": result.from_step,
+               "runtime": result.runtime, "recorded_calls": result.recorded_calls, "live_calls": result.live_calls,
+               "unreplayable": [str(u) for u in result.unreplayable]}
+    if args.json:
+        _print_json(summary, out)
+        return 0
+    out.write(f"run {result.run_id}: fork of {result.parent_run_id} after step {result.from_step} ({result.runtime})\n")
+    out.write(f"  {plural(result.recorded_calls, 'LLM call')} answered from the recording ($0), "
+              f"{result.live_calls} sent to the provider\n")
+    for item in result.unreplayable:
+        out.write(f"  not replayable: {item}\n")
+    out.write(f"\nflowscope runs compare {result.parent_run_id} {result.run_id}\n")
+    return 0
 
 
 def _event_line(ev: dict[str, Any]) -> str:

@@ -62,6 +62,13 @@ class Run:
         self.budget_exceeded = False
         self.span: Span | None = None
         self.attributes: dict[str, Any] = {}
+        # a fork (flowscope.replay) continues its parent after this step: its own steps come after it
+        self.fork_step: int | None = None
+
+    def continue_after(self, step: int) -> None:
+        """This run is a fork of another after ``step``: its next node is step ``step + 1``."""
+        self.fork_step = step
+        self._steps = itertools.count(step + 1)
 
     def next_step(self) -> int:
         return next(self._steps)

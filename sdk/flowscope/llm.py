@@ -65,6 +65,7 @@ class LLMCall:
         "instruments",
         "operation",
         "provider",
+        "recorded",
         "request_model",
         "response_model",
         "retries",
@@ -100,6 +101,7 @@ class LLMCall:
         self.response_model: str | None = None
         self.cost: Cost | None = None
         self.retries = 0
+        self.recorded = False  # answered from a replayed run's recording (flowscope.replay): free
         self.instruments = instruments
         attrs: dict[str, Any] = {
             semconv.GEN_AI_OPERATION_NAME: operation,
@@ -219,9 +221,9 @@ class LLMCall:
                 attrs[semconv.GEN_AI_RESPONSE_FINISH_REASONS] = tuple([str(r) for r in finish_reasons])
             if output_messages is not None and config.current.capture_content:
                 attrs[semconv.GEN_AI_OUTPUT_MESSAGES] = _json(output_messages)
-            if cache_hit:
+            if cache_hit or self.recorded:
                 span.set_attributes(attrs)
-                self._record_cache_hit(response_model, usage)
+                self._record_cache_hit(response_model, usage, recorded=self.recorded)
             else:
                 if service_tier:
                     attrs[semconv.RESPONSE_SERVICE_TIER] = service_tier
@@ -315,16 +317,18 @@ class LLMCall:
         if run is not None:  # the run counted the computed figure (or an unpriced call): correct it
             run.replace_cost(computed, amount)
 
-    def _record_cache_hit(self, response_model: str | None, usage: Usage | None) -> None:
+    def _record_cache_hit(self, response_model: str | None, usage: Usage | None, *, recorded: bool = False) -> None:
         """Served from the response cache: nothing was sent, so nothing was spent.
 
         Token counts are not recorded as usage (no tokens were consumed); what
-        the call would have cost goes to ``flowscope.cache.saved_usd``.
+        the call would have cost goes to ``flowscope.cache.saved_usd``. A replay's
+        recorded answer (``recorded``) is free the same way, marked
+        ``flowscope.replay.recorded`` instead (its cost was the parent run's).
         """
         span = self.span
-        span.set_attribute(semconv.CACHE_HIT, True)
+        span.set_attribute(semconv.REPLAY_RECORDED if recorded else semconv.CACHE_HIT, True)
         would_have = None
-        if usage is not None:
+        if usage is not None and not recorded:
             would_have = _safe_price(response_model or self.request_model, self.provider, usage)
         zero = "0"
         span.set_attribute(semconv.COST_USD, zero)

@@ -19,7 +19,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span
 
-from . import _otel, config
+from . import _otel, _replaying, config
 from .context import NODE_KEY, RUN_KEY, Node, Run, current_run
 from .core import semconv
 from .core.state import encode_value
@@ -46,6 +46,9 @@ def open_run(
     run's state snapshot at step -1.
     """
     run_ = Run(flow, run_id, budget_usd)
+    fork = _replaying.FORK.get()
+    if fork is not None and not fork.claim(run_.id):
+        fork = None
     attrs: dict[str, Any] = {
         semconv.GEN_AI_OPERATION_NAME: semconv.OP_INVOKE_WORKFLOW,
         semconv.GEN_AI_WORKFLOW_NAME: flow,
@@ -56,6 +59,10 @@ def open_run(
         attrs[semconv.BUDGET_USD] = str(run_.budget_usd)
     if attributes:
         attrs.update(attributes)
+    if fork is not None:
+        attrs[semconv.RUN_FORKED_FROM] = fork.parent_run_id
+        attrs[semconv.RUN_FORKED_AT_STEP] = fork.at_step
+        run_.continue_after(fork.at_step)
     # The run id goes in the context before the span starts, so the span
     # processor stamps the root itself as well as everything below it.
     ctx = otel_context.set_value(RUN_KEY, run_, context)
@@ -63,9 +70,41 @@ def open_run(
     span = (tracer or _otel.tracer()).start_span(semconv.run_span_name(flow), context=ctx, attributes=attrs)
     run_.span = span
     ctx = trace.set_span_in_context(span, ctx)
+    if fork is not None:
+        _copy_prefix(fork, run_, span, ctx, tracer or _otel.tracer())
     if input is not _NO_INPUT and input is not None:
         emit_state(span, run_, "snapshot", "", input, step=-1)
     return run_, span, ctx
+
+
+def _copy_prefix(
+    fork: _replaying.Fork, run_: Run, span: Span, ctx: otel_context.Context, tracer: trace.Tracer
+) -> None:
+    """The parent's steps 0..k in the fork: its state at each step, and a node span standing for each.
+
+    The node spans (``flowscope.replay.copied``) did not run again; they keep the
+    fork's path and steps aligned with the parent's, so a comparison shows
+    where the two part. Never raises.
+    """
+    try:
+        for step, ops in fork.states:
+            for op, path, value in ops:
+                emit_state_of(span, run_, None, op, path, value, step=step, exact=True)
+        for node_ in fork.nodes:
+            attrs: dict[str, Any] = {
+                semconv.SPAN_KIND: semconv.KIND_NODE,
+                semconv.NODE_NAME: node_.name,
+                semconv.NODE_TYPE: node_.type if node_.type in semconv.NODE_TYPES else "task",
+                semconv.NODE_STEP: node_.step,
+                semconv.NODE_ATTEMPT: 0,
+                semconv.RUN_ID: run_.id,
+                semconv.REPLAY_COPIED: True,
+            }
+            if node_.branch:
+                attrs[semconv.ROUTER_BRANCH] = node_.branch
+            tracer.start_span(node_.name, context=ctx, attributes=attrs).end()
+    except Exception:
+        logger.warning("flowscope: could not copy the parent run's steps into the fork", exc_info=True)
 
 
 def open_node(
@@ -141,14 +180,22 @@ def ensure_run_processor(tracer_provider: Any = None) -> None:
 
 
 def emit_state_of(
-    span: Span, run_: Run, node_: Node | None, op: str, path: str, value: Any, *, step: int | None = None
+    span: Span, run_: Run, node_: Node | None, op: str, path: str, value: Any, *, step: int | None = None,
+    exact: bool = False,
 ) -> None:
-    """A state event ``op path=value`` on ``span``, made in ``node_`` (or at ``step``); may raise."""
+    """A state event ``op path=value`` on ``span``, made in ``node_`` (or at ``step``); may raise.
+
+    In a fork, what a runtime records as its input (step -1) is the state it
+    resumed from, the parent's state at the fork step: it is recorded there
+    (``exact=True``: the step as given, for the parent's copied states).
+    """
     if not span.is_recording():
         return
     settings = config.current
     if step is None:
         step = node_.step if node_ is not None else -1
+    if not exact and run_.fork_step is not None and step < run_.fork_step:
+        step = run_.fork_step
     attrs: dict[str, Any] = {
         semconv.STATE_SEQ: run_.next_seq(),
         semconv.STATE_OP: op,

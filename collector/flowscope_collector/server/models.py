@@ -130,6 +130,8 @@ class RunListItem(_Completeness):
     reasoning_tokens: int
     cost_usd: Money
     cache_saved_usd: Money
+    forked_from: str | None = Field(None, description="A replay's fork: the run it was forked from")
+    forked_at_step: int | None = Field(None, description="A replay's fork: the parent's step it restarted after")
 
 
 class RunSummary(RunListItem):
@@ -296,6 +298,15 @@ class StateDivergence(BaseModel):
     changed: dict[str, Any]
 
 
+class ForkComparison(BaseModel):
+    parent: str
+    child: str
+    at_step: int = Field(description="The parent's step the fork restarted after (steps up to it are shared)")
+    diverged_at_step: int | None = Field(
+        description="First step after at_step where the two runs ran another node, or their states differ; "
+        "None if they did the same")
+
+
 class RunComparison(BaseModel):
     a: CompareSide
     b: CompareSide
@@ -304,3 +315,4 @@ class RunComparison(BaseModel):
     cost_delta_usd: Money = Field(description="b minus a")
     duration_delta_ms: float = Field(description="b minus a")
     first_state_divergence: StateDivergence | None
+    fork: ForkComparison | None = Field(None, description="Set when one run is a replay's fork of the other")

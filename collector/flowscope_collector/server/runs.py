@@ -102,7 +102,13 @@ def _attr_filter(raw: str) -> tuple[str, str]:
 def compare_runs(request: Request, a: RunIdQuery, b: RunIdQuery) -> Any:
     """Two runs side by side: their paths, where they first differ, the cost and latency
     deltas (b minus a), and the first step after which their states diverge."""
-    return views.compare_runs(run_view(request, a, with_state=True), run_view(request, b, with_state=True))
+    store, project = get_store(request), project_of(request)
+    forks = {a: store.run_fork(project, a), b: store.run_fork(project, b)}
+    fork = None
+    for parent, child in ((a, b), (b, a)):
+        if forks[child]["forked_from"] == parent:
+            fork = (parent, child, forks[child]["forked_at_step"])
+    return views.compare_runs(run_view(request, a, with_state=True), run_view(request, b, with_state=True), fork=fork)
 
 
 @router.get("/runs/{run_id}", response_model=models.RunSummary, responses=models.RUN_ERRORS)
@@ -111,6 +117,7 @@ def get_run(request: Request, run_id: RunId) -> Any:
     errors, retries, fallbacks, cache hits and who the run was for (user, session, tenant)."""
     summary = run_view(request, run_id).summary()
     summary.update(who_fields(get_store(request).run_attributes(project_of(request), [run_id]).get(run_id, {})))
+    summary.update(get_store(request).run_fork(project_of(request), run_id))
     summary["url"] = f"{get_collector(request).settings.url}/api/v1/runs/{run_id}"
     return summary
 

@@ -21,7 +21,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from flowscope.core.run_attributes import attribute_key
-from flowscope.core.views import SpanRecord, StateEvent, iso, ms, usd
+from flowscope.core.views import SpanRecord, StateEvent, fork_fields, iso, ms, usd
 
 _SPAN_COLUMNS = (
     "Project, RunId, TraceId, SpanId, ParentSpanId, SpanName, toUnixTimestamp64Nano(Timestamp), Duration, "
@@ -101,7 +101,8 @@ _RUN_AGGREGATES = """
     multiIf(max(RootSeen) = 0, 'running', max(RootError) = 1, 'error', 'ok') AS status,
     sum(Spans), sum(LlmCalls), sum(Errors), sum(Retries), sum(Fallbacks), sum(CacheHits),
     sum(UnpricedCalls), sum(InputTokens), sum(CachedInputTokens), sum(CacheWriteTokens),
-    sum(OutputTokens), sum(ReasoningTokens), sum(CostUsd) AS cost, sum(CacheSavedUsd), sum(PartialCalls)"""
+    sum(OutputTokens), sum(ReasoningTokens), sum(CostUsd) AS cost, sum(CacheSavedUsd), sum(PartialCalls),
+    max(ForkedFrom), max(ForkedAtStep)"""
 
 # the per-run values a filter or a sort can name, each from as few columns as it needs
 _RUN_NARROW = (
@@ -368,6 +369,15 @@ class Store:
             )
         return out
 
+    def run_fork(self, project: str, run_id: str) -> dict[str, Any]:
+        """``forked_from`` / ``forked_at_step`` of a run (both None unless it is a replay's fork)."""
+        rows = self.client.query(
+            f"SELECT max(ForkedFrom), max(ForkedAtStep) FROM {self.db}.flowscope_runs "
+            "WHERE Project = {project:String} AND RunId = {run_id:String}",
+            parameters={"project": project, "run_id": run_id},
+        ).result_rows
+        return fork_fields(*rows[0]) if rows else fork_fields("", -1)
+
     # --- lists ----------------------------------------------------------------------
 
     def list_runs(
@@ -464,7 +474,7 @@ class Store:
         runs = []
         for r in rows:
             (run_id, start_ns, end_ns, _dur, flow_, service_, status_, spans, llm, errors, retries, fallbacks,
-             hits, unpriced, inp, cached, cwrite, out, reasoning, cost, saved, partial) = r
+             hits, unpriced, inp, cached, cwrite, out, reasoning, cost, saved, partial, forked_from, forked_at) = r
             runs.append(
                 {
                     "run_id": run_id, "flow": flow_, "service": service_, "status": status_,
@@ -476,6 +486,7 @@ class Store:
                     "output_tokens": int(out), "reasoning_tokens": int(reasoning),
                     "cost_usd": usd(Decimal(cost)), "cache_saved_usd": usd(Decimal(saved)),
                     "partially_priced_calls": int(partial),
+                    **fork_fields(forked_from, forked_at),
                 }
             )
         next_cursor = None

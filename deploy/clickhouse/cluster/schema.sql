@@ -514,3 +514,138 @@ WHERE (Project, TraceId, SpanId) NOT IN (
                if(SpanAttributes['flowscope.run.id'] = '', TraceId, SpanAttributes['flowscope.run.id'])
         FROM flowscope.otel_traces_local))
 LIMIT 1 BY Project, TraceId, SpanId;
+
+
+-- migration 009_partial_calls
+ALTER TABLE flowscope.flowscope_runs_local ON CLUSTER flowscope
+    ADD COLUMN IF NOT EXISTS PartialCalls SimpleAggregateFunction(sum, UInt64) AFTER UnpricedCalls;
+
+ALTER TABLE flowscope.flowscope_runs ON CLUSTER flowscope
+    ADD COLUMN IF NOT EXISTS PartialCalls SimpleAggregateFunction(sum, UInt64) AFTER UnpricedCalls;
+
+ALTER TABLE flowscope.flowscope_costs_hourly_local ON CLUSTER flowscope
+    ADD COLUMN IF NOT EXISTS PartialCalls SimpleAggregateFunction(sum, UInt64) AFTER UnpricedCalls;
+
+ALTER TABLE flowscope.flowscope_costs_hourly ON CLUSTER flowscope
+    ADD COLUMN IF NOT EXISTS PartialCalls SimpleAggregateFunction(sum, UInt64) AFTER UnpricedCalls;
+
+DROP VIEW IF EXISTS flowscope.flowscope_runs_mv ON CLUSTER flowscope;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS flowscope.flowscope_runs_mv ON CLUSTER flowscope
+TO flowscope.flowscope_runs_local
+AS SELECT
+    Project,
+    RunId,
+    min(Timestamp) AS Start,
+    max(fromUnixTimestamp64Nano(toUnixTimestamp64Nano(Timestamp) + toInt64(Duration))) AS End,
+    max(if(Kind = 'run' OR (ParentSpanId = '' AND RunId = TraceId),
+           if(FlowName != '', FlowName, SpanName), '')) AS FlowName,
+    max(ServiceName) AS ServiceName,
+    max(toUInt8(Kind = 'run' OR (ParentSpanId = '' AND RunId = TraceId))) AS RootSeen,
+    max(toUInt8((Kind = 'run' OR (ParentSpanId = '' AND RunId = TraceId)) AND StatusCode = 'Error')) AS RootError,
+    count() AS Spans,
+    countIf(Kind = 'llm') AS LlmCalls,
+    countIf(StatusCode = 'Error') AS Errors,
+    sumIf(RetryCount, Kind IN ('llm', 'node')) AS Retries,
+    countIf(Kind = 'llm' AND FallbackTo != '') AS Fallbacks,
+    countIf(Kind = 'llm' AND CacheHit) AS CacheHits,
+    countIf(Kind = 'llm' AND CostSource = 'unpriced') AS UnpricedCalls,
+    countIf(Kind = 'llm' AND CostSource = 'partial') AS PartialCalls,
+    sumIf(InputTokens, Kind = 'llm') AS InputTokens,
+    sumIf(CachedInputTokens, Kind = 'llm') AS CachedInputTokens,
+    sumIf(CacheWriteTokens, Kind = 'llm') AS CacheWriteTokens,
+    sumIf(OutputTokens, Kind = 'llm') AS OutputTokens,
+    sumIf(ReasoningTokens, Kind = 'llm') AS ReasoningTokens,
+    sumIf(CostUsd, Kind = 'llm') AS CostUsd,
+    sumIf(CacheSavedUsd, Kind = 'llm') AS CacheSavedUsd
+FROM flowscope.flowscope_spans_local
+GROUP BY Project, RunId;
+
+DROP VIEW IF EXISTS flowscope.flowscope_costs_hourly_mv ON CLUSTER flowscope;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS flowscope.flowscope_costs_hourly_mv ON CLUSTER flowscope
+TO flowscope.flowscope_costs_hourly_local
+AS SELECT Project, toStartOfHour(Timestamp) AS Timestamp, ServiceName, Provider, Model, NodeName,
+    count() AS LlmCalls, sum(InputTokens) AS InputTokens, sum(CachedInputTokens) AS CachedInputTokens,
+    sum(CacheWriteTokens) AS CacheWriteTokens, sum(OutputTokens) AS OutputTokens,
+    sum(ReasoningTokens) AS ReasoningTokens, countIf(CostSource = 'unpriced') AS UnpricedCalls,
+    countIf(CostSource = 'partial') AS PartialCalls,
+    sum(CostUsd) AS CostUsd, countIf(CacheHit) AS CacheHits, sum(CacheSavedUsd) AS CacheSavedUsd
+FROM flowscope.flowscope_spans_local
+WHERE Kind = 'llm'
+GROUP BY Project, Timestamp, ServiceName, Provider, Model, NodeName;
+
+INSERT INTO flowscope.flowscope_runs (Project, RunId, Start, End, FlowName, ServiceName, RootSeen, RootError,
+    Spans, LlmCalls, Errors, Retries, Fallbacks, CacheHits, UnpricedCalls, PartialCalls, InputTokens,
+    CachedInputTokens, CacheWriteTokens, OutputTokens, ReasoningTokens, CostUsd, CacheSavedUsd)
+SELECT p.Project, p.RunId, r.s, r.e, r.f, r.sv, 0, 0, 0, 0, 0, 0, 0, 0, 0, p.n, 0, 0, 0, 0, 0, 0, 0
+FROM (SELECT Project, RunId, count() AS n FROM flowscope.flowscope_spans
+      WHERE Kind = 'llm' AND CostSource = 'partial' GROUP BY Project, RunId) AS p
+INNER JOIN (SELECT Project, RunId, min(Start) AS s, max(End) AS e, max(FlowName) AS f, max(ServiceName) AS sv
+            FROM flowscope.flowscope_runs GROUP BY Project, RunId) AS r
+ON p.Project = r.Project AND p.RunId = r.RunId
+ORDER BY p.Project, p.RunId
+SETTINGS insert_deduplication_token = 'flowscope-migration-009-runs', max_threads = 1, max_insert_threads = 1;
+
+INSERT INTO flowscope.flowscope_costs_hourly (Project, Timestamp, ServiceName, Provider, Model, NodeName, LlmCalls,
+    InputTokens, CachedInputTokens, CacheWriteTokens, OutputTokens, ReasoningTokens, UnpricedCalls, PartialCalls,
+    CostUsd, CacheHits, CacheSavedUsd)
+SELECT Project, toStartOfHour(Timestamp) AS Hour, ServiceName, Provider, Model, NodeName, 0, 0, 0, 0, 0, 0, 0,
+    count(), 0, 0, 0
+FROM flowscope.flowscope_spans
+WHERE Kind = 'llm' AND CostSource = 'partial'
+GROUP BY Project, Hour, ServiceName, Provider, Model, NodeName
+ORDER BY Project, Hour, ServiceName, Provider, Model, NodeName
+SETTINGS insert_deduplication_token = 'flowscope-migration-009-hourly', max_threads = 1, max_insert_threads = 1;
+
+
+-- migration 011_run_attributes
+CREATE TABLE IF NOT EXISTS flowscope.flowscope_run_attributes_local ON CLUSTER flowscope (
+    Project LowCardinality(String),
+    RunId String CODEC(ZSTD(1)),
+    Key LowCardinality(String),
+    Value String CODEC(ZSTD(1)),
+    Start SimpleAggregateFunction(min, DateTime64(9))
+) ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+PARTITION BY toYYYYMM(Start)
+ORDER BY (Project, RunId, Key, Value)
+
+SETTINGS index_granularity = 8192, non_replicated_deduplication_window = 10000;
+
+CREATE TABLE IF NOT EXISTS flowscope.flowscope_run_attributes ON CLUSTER flowscope AS flowscope.flowscope_run_attributes_local ENGINE = Distributed(flowscope, flowscope, flowscope_run_attributes_local, cityHash64(RunId));
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS flowscope.flowscope_run_attributes_mv ON CLUSTER flowscope
+TO flowscope.flowscope_run_attributes_local
+AS SELECT
+    if(ResourceAttributes['flowscope.project'] = '', 'default', ResourceAttributes['flowscope.project']) AS Project,
+    if(SpanAttributes['flowscope.run.id'] = '', TraceId, SpanAttributes['flowscope.run.id']) AS RunId,
+    kv.1 AS Key,
+    kv.2 AS Value,
+    min(Timestamp) AS Start
+FROM flowscope.otel_traces_local
+ARRAY JOIN arrayFilter(p -> p.1 IN ('user.id', 'gen_ai.conversation.id') OR startsWith(p.1, 'flowscope.run.attr.'),
+                       arrayZip(mapKeys(SpanAttributes), mapValues(SpanAttributes))) AS kv
+GROUP BY Project, RunId, Key, Value;
+
+
+-- migration 013_run_fork
+ALTER TABLE flowscope.flowscope_runs_local ON CLUSTER flowscope
+    ADD COLUMN IF NOT EXISTS ForkedFrom SimpleAggregateFunction(max, String),
+    ADD COLUMN IF NOT EXISTS ForkedAtStep SimpleAggregateFunction(max, Int32) DEFAULT -1;
+
+ALTER TABLE flowscope.flowscope_runs ON CLUSTER flowscope
+    ADD COLUMN IF NOT EXISTS ForkedFrom SimpleAggregateFunction(max, String),
+    ADD COLUMN IF NOT EXISTS ForkedAtStep SimpleAggregateFunction(max, Int32) DEFAULT -1;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS flowscope.flowscope_runs_fork_mv ON CLUSTER flowscope
+TO flowscope.flowscope_runs_local
+AS SELECT
+    if(ResourceAttributes['flowscope.project'] = '', 'default', ResourceAttributes['flowscope.project']) AS Project,
+    if(SpanAttributes['flowscope.run.id'] = '', TraceId, SpanAttributes['flowscope.run.id']) AS RunId,
+    Timestamp AS Start,
+    fromUnixTimestamp64Nano(toUnixTimestamp64Nano(Timestamp) + toInt64(Duration)) AS End,
+    ServiceName,
+    SpanAttributes['flowscope.run.forked_from'] AS ForkedFrom,
+    ifNull(toInt32OrNull(SpanAttributes['flowscope.run.forked_at_step']), -1) AS ForkedAtStep
+FROM flowscope.otel_traces_local
+WHERE SpanAttributes['flowscope.run.forked_from'] != '';

@@ -121,6 +121,19 @@ WAIT_REASON = "flowscope.wait.reason"
 USER_ID = "user.id"
 RUN_ATTR_PREFIX = "flowscope.run.attr."
 RUN_PARENT_ID = "flowscope.run.parent_id"
+# Forks (flowscope.replay): the run this one was replayed from, and the step it restarted after.
+RUN_FORKED_FROM = "flowscope.run.forked_from"
+RUN_FORKED_AT_STEP = "flowscope.run.forked_at_step"
+# On a replayed run's node spans standing for the parent's steps 0..k (they did not run again).
+REPLAY_COPIED = "flowscope.replay.copied"
+# On LLM spans of a replay: answered from the parent run's recorded response (cost 0) ...
+REPLAY_RECORDED = "flowscope.replay.recorded"
+# ... or sent to the provider because no recorded request matched it (why, in REPLAY_LIVE_REASON).
+REPLAY_LIVE = "flowscope.replay.live"
+REPLAY_LIVE_REASON = "flowscope.replay.live_reason"
+# On LLM spans recorded with content capture: a digest of the request (provider, method, model,
+# messages, tools, parameters; the response cache's key), which a replay matches requests by.
+REPLAY_REQUEST_KEY = "flowscope.replay.request_key"
 BUDGET_SPENT_USD = "flowscope.budget.spent_usd"
 EVENT_BUDGET_EXCEEDED = "flowscope.budget.exceeded"
 EVENT_STREAM_ABANDONED = "flowscope.stream.abandoned"

@@ -11,6 +11,13 @@ and async, so the order of the rules is decided once:
 3. the request runs with the LLM span current, so the client's retries land
    on it as ``flowscope.retry`` events and HTTP-level spans nest under it;
 4. the response (or stream) finishes the span; a fresh response is stored.
+
+In a replay (:mod:`flowscope.replays`), a request the parent run made is
+answered from its recording: the key is the cache's (provider, method, model,
+messages, tools, parameters), the span says ``flowscope.replay.recorded`` and
+costs 0, and the answer goes out as the provider's own HTTP response
+(:mod:`flowscope.replays.wire`) so the client parses it as always. A request
+that matches none goes live, marked ``flowscope.replay.live``.
 """
 
 from __future__ import annotations
@@ -23,7 +30,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from .. import _replaying, config
 from .. import cache as cache_mod
+from ..core import semconv
 from ..llm import LLMCall
 from ._base import GLOBAL, Telemetry
 from ._stream import AsyncStreamProxy, StreamObserver, SyncStreamProxy
@@ -55,7 +64,7 @@ class Endpoint:
 class Plan:
     """Everything decided about one call before its request is sent."""
 
-    __slots__ = ("cache", "key", "kwargs", "raw", "start", "stream")
+    __slots__ = ("cache", "key", "kwargs", "raw", "replay_key", "start", "stream")
 
     def __init__(
         self,
@@ -71,6 +80,7 @@ class Plan:
         self.raw = raw
         self.kwargs = kwargs
         self.cache = cache
+        self.replay_key: str | None = None
         self.key = key
 
 
@@ -96,10 +106,51 @@ def plan(ep: Endpoint, instance: Any, kwargs: dict[str, Any], *, stream: bool | 
         if cache is not None and ep.cacheable and not is_stream and p.raw is None:
             p.cache = cache
             p.key = cache.key(ep.provider, ep.api or ep.operation, kwargs)
+        if config.current.capture_content or _replaying.BOOK.get() is not None:
+            # what a replay of this run matches the request by (only with content: without
+            # the recorded answer there is nothing to replay)
+            key = p.key if p.key is not None else _request_key(ep, kwargs)
+            p.replay_key = f"{ep.api or ep.operation}:{key}" if key else None  # the method, readable
         return p
     except Exception:
         logger.debug("flowscope: could not describe %s request", ep.provider, exc_info=True)
         return None
+
+
+def _request_key(ep: Endpoint, kwargs: dict[str, Any]) -> str | None:
+    try:
+        return cache_mod.request_key(ep.provider, ep.api or ep.operation, kwargs)
+    except Exception:  # a value with no stable form: a replay cannot match it
+        return None
+
+
+def replay_answer(p: Plan) -> tuple[_replaying.AnswerBook | None, _replaying.RecordedAnswer | None]:
+    """In a replay: the parent's recorded answer to this request, if it made the same one.
+
+    Raises :class:`~flowscope._replaying.RecordedOnlyMiss` under ``recorded-only``
+    when there is none.
+    """
+    book = _replaying.BOOK.get()
+    if book is None:
+        return None, None
+    return book, book.take(p.replay_key)
+
+
+def mark(call: LLMCall, p: Plan, book: _replaying.AnswerBook | None, answer: Any) -> None:
+    """Say on the span what a replay did with the request, and what to match it by later."""
+    try:
+        attrs: dict[str, Any] = {}
+        if p.replay_key is not None:
+            attrs[semconv.REPLAY_REQUEST_KEY] = p.replay_key
+        if answer is not None:
+            call.recorded = True
+        elif book is not None:
+            attrs[semconv.REPLAY_LIVE] = True
+            attrs[semconv.REPLAY_LIVE_REASON] = book.live_reason()
+        if attrs and call.span.is_recording():
+            call.span.set_attributes(attrs)
+    except Exception:
+        logger.debug("flowscope: could not mark a replayed call", exc_info=True)
 
 
 def serve_from_cache(ep: Endpoint, p: Plan, tel: Telemetry = GLOBAL) -> Any | None:
@@ -199,11 +250,19 @@ def sync_wrapper(ep: Endpoint, tel: Telemetry = GLOBAL) -> Callable[..., Any]:
         hit = serve_from_cache(ep, p, tel)
         if hit is not None:
             return hit
-        call = tel.start_call(ep.operation, ep.provider, **p.start)  # may raise BudgetExceeded
-        if call is None:
-            return wrapped(*args, **kwargs)
-        with call.sending():
-            result = wrapped(*args, **kwargs)
+        book, answer = replay_answer(p)
+        # may raise BudgetExceeded (a recorded answer is free: never refused)
+        call = tel.start_call(ep.operation, ep.provider, check_budget=answer is None, **p.start)
+        token = _replaying.PENDING.set(answer) if answer is not None else None
+        try:
+            if call is None:
+                return wrapped(*args, **kwargs)
+            mark(call, p, book, answer)
+            with call.sending():
+                result = wrapped(*args, **kwargs)
+        finally:
+            if token is not None:
+                _replaying.PENDING.reset(token)
         return finish_sync(ep, p, call, result)
 
     return wrapper
@@ -217,11 +276,18 @@ def async_wrapper(ep: Endpoint, tel: Telemetry = GLOBAL) -> Callable[..., Any]:
         hit = serve_from_cache(ep, p, tel)
         if hit is not None:
             return hit
-        call = tel.start_call(ep.operation, ep.provider, **p.start)
-        if call is None:
-            return await wrapped(*args, **kwargs)
-        with call.sending():
-            result = await wrapped(*args, **kwargs)
+        book, answer = replay_answer(p)
+        call = tel.start_call(ep.operation, ep.provider, check_budget=answer is None, **p.start)
+        token = _replaying.PENDING.set(answer) if answer is not None else None
+        try:
+            if call is None:
+                return await wrapped(*args, **kwargs)
+            mark(call, p, book, answer)
+            with call.sending():
+                result = await wrapped(*args, **kwargs)
+        finally:
+            if token is not None:
+                _replaying.PENDING.reset(token)
         return await finish_async(ep, p, call, result)
 
     return wrapper

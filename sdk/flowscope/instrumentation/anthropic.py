@@ -19,16 +19,18 @@ and it is never counted or priced twice.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Collection
 from typing import Any
 
+from .. import _replaying, config
 from ..core import semconv
 from ..core.pricing import Usage
 from ..llm import KIND_PROVIDER_HTTP, LLMCall, current_call
 from . import _tokens as tokens
 from ._base import FlowscopeInstrumentor, Telemetry, import_class
-from ._call import Endpoint, async_wrapper, get, plan, server_of, sync_wrapper
+from ._call import Endpoint, async_wrapper, get, mark, plan, replay_answer, server_of, sync_wrapper
 from ._retries import instrument_client_retries, uninstrument_client_retries
 from ._stream import AsyncStreamProxy, StreamObserver, SyncStreamProxy
 
@@ -96,6 +98,17 @@ def _text_of(content: Any) -> str:
     return "".join(parts)
 
 
+def _output(message: Any) -> list[dict[str, Any]]:
+    """The answer as recorded with content capture: its text, and its ``tool_use`` blocks as tool calls."""
+    content = get(message, "content")
+    out: dict[str, Any] = {"role": "assistant", "content": _text_of(content)}
+    calls = [{"id": get(b, "id"), "name": get(b, "name"), "arguments": get(b, "input")}
+             for b in content or [] if get(b, "type") == "tool_use"]
+    if calls:
+        out["tool_calls"] = calls
+    return [out]
+
+
 def _finish(call: LLMCall, message: Any, cache_hit: bool) -> None:
     stop = get(message, "stop_reason")
     call.finish(
@@ -103,7 +116,7 @@ def _finish(call: LLMCall, message: Any, cache_hit: bool) -> None:
         usage=usage_from_anthropic(get(message, "usage")),
         finish_reasons=[stop] if isinstance(stop, str) else None,
         response_id=get(message, "id"),
-        output_messages=[{"role": "assistant", "content": _text_of(get(message, "content"))}],
+        output_messages=_output(message) if config.current.capture_content else None,
         cache_hit=cache_hit,
         service_tier=_tier(get(message, "usage")),
     )
@@ -128,6 +141,9 @@ class MessageStreamObserver(StreamObserver):
         self.usage: dict[str, Any] | None = None
         self.stop_reason: str | None = None
         self.text: list[str] = []
+        # tool_use blocks by index, their input JSON in pieces: only kept with content capture
+        self.keep_calls = config.current.capture_content
+        self.tool_calls: dict[int, dict[str, Any]] = {}
 
     def _merge_usage(self, usage: Any) -> None:
         if usage is None:
@@ -167,6 +183,15 @@ class MessageStreamObserver(StreamObserver):
             delta = get(event, "delta")
             if get(delta, "type") == "text_delta":
                 self.text.append(get(delta, "text") or "")
+            elif self.keep_calls and get(delta, "type") == "input_json_delta":
+                call = self.tool_calls.get(get(event, "index"))
+                if call is not None:
+                    call["json"].append(get(delta, "partial_json") or "")
+        elif kind == "content_block_start" and self.keep_calls:
+            block = get(event, "content_block")
+            if get(block, "type") == "tool_use":
+                self.tool_calls[get(event, "index")] = {"id": get(block, "id"), "name": get(block, "name"),
+                                                        "json": []}
         elif kind == "message_delta":
             self.stop_reason = get(get(event, "delta"), "stop_reason") or self.stop_reason
             self._merge_usage(get(event, "usage"))
@@ -189,8 +214,24 @@ class MessageStreamObserver(StreamObserver):
             finish_reasons=[self.stop_reason] if self.stop_reason else None,
             response_id=self.response_id,
             estimated=estimated,
-            output_messages=[{"role": "assistant", "content": text}],
+            output_messages=[self._output(text)],
         )
+
+    def _output(self, text: str) -> dict[str, Any]:
+        out: dict[str, Any] = {"role": "assistant", "content": text}
+        if self.tool_calls:
+            out["tool_calls"] = [
+                {"id": c["id"], "name": c["name"], "arguments": _json_object("".join(c["json"]))}
+                for _, c in sorted(self.tool_calls.items(), key=lambda item: item[0] or 0)
+            ]
+        return out
+
+
+def _json_object(text: str) -> Any:
+    try:
+        return json.loads(text) if text.strip() else {}
+    except ValueError:
+        return text  # a stream cut inside the arguments: kept as the text received
 
 
 def _revive_parse(cached: Any, kwargs: dict[str, Any]) -> Any:
@@ -226,11 +267,19 @@ def _traced_request_sync(api_request: Any, instance: Any, kwargs: dict[str, Any]
 
     def request() -> Any:
         p = plan(MESSAGES, instance, kwargs, stream=True)
-        call = tel.start_call(MESSAGES.operation, PROVIDER, **p.start) if p is not None else None
-        if call is None:
-            return api_request()
-        with call.sending():
-            raw = api_request()
+        book, answer = replay_answer(p) if p is not None else (None, None)
+        call = tel.start_call(MESSAGES.operation, PROVIDER, check_budget=answer is None, **p.start) \
+            if p is not None else None
+        token = _replaying.PENDING.set(answer) if answer is not None else None
+        try:
+            if call is None or p is None:
+                return api_request()
+            mark(call, p, book, answer)
+            with call.sending():
+                raw = api_request()
+        finally:
+            if token is not None:
+                _replaying.PENDING.reset(token)
         return SyncStreamProxy(raw, MessageStreamObserver(call, kwargs))
 
     return request
@@ -239,14 +288,22 @@ def _traced_request_sync(api_request: Any, instance: Any, kwargs: dict[str, Any]
 async def _traced_request_async(api_request: Any, instance: Any, kwargs: dict[str, Any], tel: Telemetry) -> Any:
     p = plan(MESSAGES, instance, kwargs, stream=True)
     try:
-        call = tel.start_call(MESSAGES.operation, PROVIDER, **p.start) if p is not None else None
+        book, answer = replay_answer(p) if p is not None else (None, None)
+        call = tel.start_call(MESSAGES.operation, PROVIDER, check_budget=answer is None, **p.start) \
+            if p is not None else None
     except BaseException:
         _close_awaitable(api_request)
         raise
-    if call is None:
+    if call is None or p is None:
         return await api_request
-    with call.sending():
-        raw = await api_request
+    mark(call, p, book, answer)
+    token = _replaying.PENDING.set(answer) if answer is not None else None
+    try:
+        with call.sending():
+            raw = await api_request
+    finally:
+        if token is not None:
+            _replaying.PENDING.reset(token)
     return AsyncStreamProxy(raw, MessageStreamObserver(call, kwargs))
 
 

@@ -150,6 +150,11 @@ def _begin(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tupl
             run=run_,
         )
         graph_run = _GraphRun(run_, span, owns_run=True)
+        if run_.fork_step is not None:
+            # a replay continuing a seeded thread (invoke(None)) is a fork, not a resumed interrupt;
+            # the state it starts from is the parent's at the fork step
+            resumed = False
+            graph_run.last_step = run_.fork_step
     else:
         node_, ctx = open_node(str(name), "subflow", attributes=attrs, context=ctx, tracer=_tel.tracer)
         span = node_.span

@@ -136,6 +136,20 @@ class ChatStreamObserver(StreamObserver):
         self.service_tier: str | None = None
         self.finish_reasons: list[str] = []
         self.text: list[str] = []
+        # tool calls streamed in pieces, by index: only kept with content capture (a replay's answer)
+        self.keep_calls = config.current.capture_content
+        self.tool_calls: dict[int, dict[str, Any]] = {}
+
+    def _add_tool_calls(self, deltas: Any) -> None:
+        for delta in deltas:
+            index = get(delta, "index")
+            call = self.tool_calls.setdefault(index if isinstance(index, int) else len(self.tool_calls),
+                                              {"id": None, "type": "function",
+                                               "function": {"name": "", "arguments": ""}})
+            call["id"] = get(delta, "id") or call["id"]
+            fn = get(delta, "function")
+            call["function"]["name"] += get(fn, "name") or ""
+            call["function"]["arguments"] += get(fn, "arguments") or ""
 
     def on_chunk(self, chunk: Any) -> None:
         self.call.first_chunk()
@@ -149,9 +163,14 @@ class ChatStreamObserver(StreamObserver):
             reason = get(choice, "finish_reason")
             if reason:
                 self.finish_reasons.append(reason)
-            content = get(get(choice, "delta"), "content")
+            delta = get(choice, "delta")
+            content = get(delta, "content")
             if content:
                 self.text.append(content)
+            if self.keep_calls:
+                calls = get(delta, "tool_calls")
+                if calls:
+                    self._add_tool_calls(calls)
 
     def on_end(self) -> None:
         usage = usage_from_openai(self.usage)
@@ -168,7 +187,9 @@ class ChatStreamObserver(StreamObserver):
             estimated=estimated,
             service_tier=self.service_tier,
             provider_cost_usd=get(self.usage, "cost"),
-            output_messages=[{"role": "assistant", "content": text}],
+            output_messages=[{"role": "assistant", "content": text,
+                              **({"tool_calls": [self.tool_calls[i] for i in sorted(self.tool_calls)]}
+                                 if self.tool_calls else {})}],
         )
 
 

@@ -103,12 +103,13 @@ def state_events(span: ReadableSpan, record: views.SpanRecord) -> list[views.Sta
 class CapturedRun:
     """One captured run: the API's summary, node sequence and state-at-step views."""
 
-    def __init__(self, run_id: str, spans: list[views.SpanRecord], events: list[views.StateEvent]) -> None:
+    def __init__(self, run_id: str, spans: list[views.SpanRecord], events: list[views.StateEvent],
+                 fork: dict[str, Any] | None = None) -> None:
         self.id = run_id
         self.view = views.RunView(run_id, spans, events)
         self.spans = self.view.spans
         self.events = self.view.events
-        self.summary: dict[str, Any] = self.view.summary()
+        self.summary: dict[str, Any] = {**self.view.summary(), **(fork or views.fork_fields(None, None))}
         self.nodes: list[dict[str, Any]] = self.view.nodes()
 
     @property
@@ -240,9 +241,20 @@ class Capture:
         """Ids of the captured runs, oldest first (by when the run's root started)."""
         return [r for r, _ in _order(rec for rec, _ in self._records())]
 
+    def _forks(self) -> dict[str, dict[str, Any]]:
+        """Each fork's parent and step (flowscope.replay), from the attributes of its spans."""
+        out: dict[str, dict[str, Any]] = {}
+        for span in self.spans:
+            attrs = span.attributes or {}
+            parent = attrs.get(semconv.RUN_FORKED_FROM)
+            run_id = attrs.get(semconv.RUN_ID)
+            if parent and run_id:
+                out[str(run_id)] = views.fork_fields(str(parent), attrs.get(semconv.RUN_FORKED_AT_STEP))
+        return out
+
     def runs(self) -> list[CapturedRun]:
-        records = self._records()
-        return [_build(run_id, records) for run_id, _ in _order(rec for rec, _ in records)]
+        records, forks = self._records(), self._forks()
+        return [_build(run_id, records, forks) for run_id, _ in _order(rec for rec, _ in records)]
 
     def run(self, run: Any = None, *, flow: str | None = None) -> CapturedRun:
         """A captured run: by id (or a ``flowscope.Run``), else the latest one
@@ -262,7 +274,7 @@ class Capture:
             raise AssertionError(
                 f"no captured run {run_id!r}; captured runs: {_describe(order) or 'none'}"
             )
-        return _build(str(run_id), records)
+        return _build(str(run_id), records, self._forks())
 
     def __repr__(self) -> str:
         return f"Capture(spans={len(self._spans)}, active={self._active})"
@@ -281,10 +293,11 @@ def _order(records: Iterable[views.SpanRecord]) -> list[tuple[str, str]]:
     return [(rid, flow) for rid, (_, flow) in sorted(first.items(), key=lambda kv: (kv[1][0], kv[0]))]
 
 
-def _build(run_id: str, records: Sequence[tuple[views.SpanRecord, list[views.StateEvent]]]) -> CapturedRun:
+def _build(run_id: str, records: Sequence[tuple[views.SpanRecord, list[views.StateEvent]]],
+           forks: dict[str, dict[str, Any]] | None = None) -> CapturedRun:
     spans = [rec for rec, _ in records if rec.run_id == run_id]
     events = [ev for rec, evs in records if rec.run_id == run_id for ev in evs]
-    return CapturedRun(run_id, spans, events)
+    return CapturedRun(run_id, spans, events, (forks or {}).get(run_id))
 
 
 def _describe(order: Sequence[tuple[str, str]]) -> str:

@@ -30,8 +30,39 @@ def first_state_divergence(a: RunView, b: RunView) -> dict[str, Any] | None:
     return None
 
 
-def compare_runs(a: RunView, b: RunView) -> dict[str, Any]:
-    """Two runs side by side: path, cost, latency, and where their states first diverge."""
+def fork_fields(forked_from: str | None, forked_at: Any) -> dict[str, Any]:
+    """A run's parent and fork step as the API shows them (``flowscope.replay``): None unless it is a fork.
+
+    The collector reads them from its runs table, the test kit from the run's
+    spans; both answer through this one function.
+    """
+    if not forked_from:
+        return {"forked_from": None, "forked_at_step": None}
+    try:
+        step = int(forked_at)
+    except (TypeError, ValueError):
+        step = -1
+    return {"forked_from": str(forked_from), "forked_at_step": step}
+
+
+def fork_divergence(parent: RunView, child: RunView, at_step: int) -> int | None:
+    """The first step after ``at_step`` where a fork ran another node than its parent, or its state differs."""
+    names_p = {n["step"]: n["name"] for n in parent.nodes()}
+    names_c = {n["step"]: n["name"] for n in child.nodes()}
+    steps = sorted(s for s in set(names_p) | set(names_c) | set(state_steps(parent.events))
+                   | set(state_steps(child.events)) if s > at_step)
+    for step in steps:
+        if names_p.get(step) != names_c.get(step) or parent.state(step) != child.state(step):
+            return step
+    return None
+
+
+def compare_runs(a: RunView, b: RunView, fork: tuple[str, str, int] | None = None) -> dict[str, Any]:
+    """Two runs side by side: path, cost, latency, and where their states first diverge.
+
+    ``fork`` (parent id, child id, step) when one is a replay's fork of the
+    other: the answer then says where, after the shared steps, the fork parted.
+    """
     sa, sb = a.summary(), b.summary()
     na, nb = a.nodes(), b.nodes()
     path_a = [n["name"] for n in na]
@@ -58,4 +89,8 @@ def compare_runs(a: RunView, b: RunView) -> dict[str, Any]:
         "cost_delta_usd": usd(Decimal(sb["cost_usd"]) - Decimal(sa["cost_usd"])),
         "duration_delta_ms": round(sb["duration_ms"] - sa["duration_ms"], 3),
         "first_state_divergence": first_state_divergence(a, b),
+        "fork": None if fork is None else {
+            "parent": fork[0], "child": fork[1], "at_step": fork[2],
+            "diverged_at_step": fork_divergence(*((a, b) if fork[0] == a.run_id else (b, a)), fork[2]),
+        },
     }

@@ -60,8 +60,12 @@ export async function renderCompare(ctx) {
   const c = await api.get("/api/v1/runs/compare", { a, b }, { signal: controller.signal });
   const div = c.first_state_divergence;
   const delta = (text) => (money.compare(text, "0") > 0 ? `+${money.usd(text)}` : money.usd(text));
+  const fork = c.fork;
   replace(main,
     h("h1", null, "Compare runs"),
+    fork ? h("p", { class: "muted", id: "compare-fork" },
+      `${fork.child === c.a.run_id ? "A" : "B"} is a fork of ${fork.parent === c.a.run_id ? "A" : "B"} after step ${fork.at_step}: `,
+      fork.diverged_at_step === null ? "it did the same afterwards" : `it diverged at step ${fork.diverged_at_step}`) : null,
     h("div", { class: "stats" },
       h("div", { class: "stat", dataset: { stat: "path" } }, h("span", { class: "stat-label" }, "Path"),
         h("span", { class: "stat-value" }, c.same_path ? "same path" : "different paths"),

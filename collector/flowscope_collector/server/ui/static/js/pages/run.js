@@ -52,6 +52,15 @@ function costValue(s) {
   return money.usd(s.cost_usd);
 }
 
+/** A replay's fork names the run it was forked from and the step (flowscope.replay). */
+function forkLine(s, rid) {
+  if (!s.forked_from) return null;
+  const parent = encodeURIComponent(s.forked_from);
+  return h("p", { class: "muted fork", id: "run-fork" }, "Forked from ",
+    h("a", { href: `#/runs/${parent}`, class: "mono" }, s.forked_from), ` at step ${s.forked_at_step} · `,
+    h("a", { href: `#/compare/${parent}/${rid}` }, "Compare with the original"));
+}
+
 function header(data, id) {
   const s = data.summary;
   const b = s.cost_breakdown || {};
@@ -65,6 +74,7 @@ function header(data, id) {
       s.end ? ` · ended ${fmtTime(s.end)}` : "", " · ",
       h("a", { href: `#/runs/${rid}/state/-1` }, "Time travel"), " · ",
       h("a", { href: `#/compare/${rid}` }, "Compare with…")),
+    forkLine(s, rid),
     h("div", { class: "stats" },
       stat("cost", "Cost", costValue(s), [
         s.unpriced_calls && !money.isZero(s.cost_usd)

@@ -66,6 +66,9 @@ export function runBadges(run, extra) {
   if (run.partially_priced_calls) {
     out.push(badge("partial", "unpriced", `${run.partially_priced_calls} call(s) priced but for a part: the cost is a lower bound`));
   }
+  if (run.forked_from) {
+    out.push(badge(`fork @ step ${run.forked_at_step}`, "running", `replayed from run ${run.forked_from} after step ${run.forked_at_step}`));
+  }
   return out;
 }
 
