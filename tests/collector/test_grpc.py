@@ -31,6 +31,7 @@ from tests._collector_kit import CollectorProcess, free_port
 
 KEY = "grpc-test-key-123"
 READ_ONLY = "grpc-read-only-456"
+OPERATOR = "grpc-operator-789"  # /metrics is the whole collector's: an operator key reads it
 METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 # gpt-4o-mini list prices, by hand, so the test does not trust the engine it checks.
 IN, CACHED, OUT, M = Decimal("0.15"), Decimal("0.075"), Decimal("0.60"), Decimal(1_000_000)
@@ -65,7 +66,7 @@ def grpc_collector(tmp_path_factory: pytest.TempPathFactory):
     port = free_port()
     proc = _KeyedCollector(
         tmp_path_factory.mktemp("grpc") / "data",
-        env={"FLOWSCOPE_GRPC_PORT": str(port), "FLOWSCOPE_API_KEYS": f"{KEY}=grpcproj,{READ_ONLY}=grpcproj:read"},
+        env={"FLOWSCOPE_GRPC_PORT": str(port), "FLOWSCOPE_API_KEYS": f"{KEY}=grpcproj,{READ_ONLY}=grpcproj:read,{OPERATOR}=ops:operator"},
     ).start()
     proc.grpc_port = port  # type: ignore[attr-defined]
     yield proc
@@ -263,7 +264,8 @@ def test_official_grpc_metric_exporter_is_accepted(grpc_collector) -> None:
     assert data is not None
 
     def received() -> float:
-        text = _get(grpc_collector, "/metrics").text
+        text = httpx.get(grpc_collector.url + "/metrics", headers={"authorization": f"Bearer {OPERATOR}"},
+                         timeout=5).text
         line = next(x for x in text.splitlines() if x.startswith("flowscope_metric_requests_total"))
         return float(line.split()[-1])
 
