@@ -195,6 +195,10 @@ def test_the_same_span_sent_twice_counts_once(col: CollectorProcess) -> None:
     for key in ("llm_calls", "input_tokens", "output_tokens", "cost_usd"):
         assert costs["dedup-once"][key] == costs["dedup-twice"][key], f"costs {key}"
     assert costs["dedup-twice"]["llm_calls"] == 1
+    # grouped by a span attribute, the costs read the raw spans' table, which keeps every copy
+    by_run = {g["key"]: g for g in col.get("/api/v1/costs?group_by=attr:flowscope.run.id&since=1d").json()["groups"]}
+    for key in ("llm_calls", "input_tokens", "output_tokens", "cost_usd"):
+        assert by_run[once_trace.hex()][key] == by_run[twice_trace.hex()][key], f"costs by attribute {key}"
 
     col.stop()
     try:

@@ -579,7 +579,8 @@ class Store:
 
         Flow is a property of the run (LLM spans do not carry it), so that
         grouping reads the per-run aggregate and places a run by its start;
-        ``attr:KEY`` reads the attribute maps of ``otel_traces`` (slower);
+        ``attr:KEY`` reads the attribute maps of ``otel_traces`` (slower), one copy of
+        each (trace id, span id): that table keeps a resent span as often as it came;
         everything else places a call by its start and reads the hourly
         roll-up (migration 005) for the hours wholly inside [since, until),
         and the typed span table for the part-hours at either edge, so the
@@ -631,7 +632,8 @@ class Store:
                        countIf({a}['flowscope.cost.source'] = 'unpriced'),
                        sum(toDecimal128OrZero({a}['flowscope.cost.usd'], 18)) AS cost,
                        countIf({a}['flowscope.cost.source'] = 'partial')
-                FROM {self.db}.otel_traces WHERE {" AND ".join(where)}
+                FROM (SELECT SpanAttributes FROM {self.db}.otel_traces WHERE {" AND ".join(where)}
+                      LIMIT 1 BY TraceId, SpanId)
                 GROUP BY k ORDER BY cost DESC, k LIMIT {{limit:UInt32}}
             """
         elif not from_spans:
