@@ -60,6 +60,9 @@ class CollectorSettings:
     # Refuse ingest with 503 + Retry-After while the process's resident memory is above this (the OTel
     # Collector's memory_limiter). None: 80% of the cgroup memory limit if there is one, else off; 0: off.
     max_memory_bytes: int | None = None
+    # Costs under another catalog (GET /api/v1/costs?pricing=current, POST /api/v1/costs/preview) price
+    # every call of the range in Python: a range holding more LLM calls than this gets 422.
+    max_preview_calls: int = 200_000
     # OTLP/gRPC (server/otlp_grpc.py): None or 0 = off. `serve` defaults it to 4317.
     grpc_port: int | None = None
 
@@ -103,7 +106,8 @@ def _reliability_from_env(s: CollectorSettings) -> None:
                  "max_batch_bytes",
                  "max_inflight_bytes", "wal_segment_bytes", "max_concurrent_decodes", "max_pending_spans_per_project",
                  "max_pending_bytes_per_project", "max_inflight_bytes_per_project",
-                 "max_concurrent_decodes_per_project", "max_inflation_ratio", "max_memory_bytes"):
+                 "max_concurrent_decodes_per_project", "max_inflation_ratio", "max_memory_bytes",
+                 "max_preview_calls"):
         setattr(s, name, _env_int("FLOWSCOPE_" + name.upper(), getattr(s, name)))
     for name in ("decode_wait_s", "body_timeout_s", "body_idle_timeout_s", "idle_timeout_s"):
         if env.get("FLOWSCOPE_" + name.upper()):

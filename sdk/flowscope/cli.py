@@ -20,6 +20,7 @@ import sys
 import unicodedata
 from collections.abc import Sequence
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TextIO
 
 from .core.pricing.usage import format_usd
@@ -226,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="model, provider, service, flow, node, day or attr:KEY (default model)")
     costs.add_argument("--since", help="ISO 8601 time or a span back from now: 90m, 24h, 7d")
     costs.add_argument("--until")
+    costs.add_argument("--pricing", default="stored", metavar="stored|current|FILE",
+                       help="stored (default): the costs as stored; current: every call priced again under the "
+                            "collector's catalog now; FILE: under the bundled catalog plus this pricing file. "
+                            "Writes nothing: shows what `flowscope-collector reprice` would store")
     return parser
 
 
@@ -278,7 +283,14 @@ def _cli_hint(exc: Any, args: argparse.Namespace) -> str:
 
 def _run(args: argparse.Namespace, client: Any, out: TextIO) -> int:
     if args.command == "costs":
-        rows = client.costs(args.by, since=args.since, until=args.until)
+        pricing: Any = args.pricing
+        if pricing not in ("stored", "current"):
+            try:
+                pricing = json.loads(Path(pricing).read_text())
+            except (OSError, ValueError) as exc:
+                sys.stderr.write(f"flowscope: pricing file {printable(args.pricing)}: {exc}\n")
+                return 2
+        rows = client.costs(args.by, since=args.since, until=args.until, pricing=pricing)
         if args.json:
             _print_json({**rows.meta, "groups": list(rows)}, out)
             return 0
@@ -290,6 +302,8 @@ def _run(args: argparse.Namespace, client: Any, out: TextIO) -> int:
         if partial:
             note += f" ({partial} partially priced: the total is a lower bound)"
         out.write(f"\ntotal {_usd(rows.total_usd)} over {plural(rows.llm_calls, 'LLM call')}{note}\n")
+        if rows.meta.get("pricing_version"):
+            out.write(f"priced again under {printable(str(rows.meta['pricing_version']))}; nothing was written\n")
         return 0
     cmd = args.runs_command
     if cmd == "list":

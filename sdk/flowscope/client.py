@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -124,6 +125,19 @@ class Client:
     def _json(self, path: str, **params: Any) -> Any:
         return _money(self._get(path, **params).json())
 
+    def _post_json(self, path: str, body: Mapping[str, Any]) -> Any:
+        try:
+            r = self._http.post(path, json=body)
+        except httpx.HTTPError as exc:
+            raise FlowscopeError(0, f"cannot reach the collector at {self.url}: {exc}") from exc
+        if r.status_code >= 400:
+            try:
+                message = r.json().get("error") or r.text
+            except ValueError:
+                message = r.text
+            raise FlowscopeError(r.status_code, message)
+        return _money(r.json())
+
     # --- runs -----------------------------------------------------------------------
 
     def runs(
@@ -218,16 +232,29 @@ class Client:
         since: str | datetime | None = None,
         until: str | datetime | None = None,
         limit: int = 1000,
+        pricing: str | Mapping[str, Any] | os.PathLike[str] = "stored",
     ) -> Table:
         """Cost and tokens grouped by model, provider, service, flow, node, day or ``attr:KEY``.
 
         ``.total_usd`` is the sum; rows are most expensive first (by day: in date order).
+        ``pricing``: ``"stored"``, the figures stored when each call was priced; ``"current"``,
+        every call priced again under the collector's catalog now; or a pricing document
+        (a mapping, or the path of a JSON pricing file) added to the bundled catalog. The
+        last two write nothing: they show what ``flowscope-collector reprice`` would store.
         """
-        body = self._json("/api/v1/costs", group_by=group_by, since=_when(since), until=_when(until), limit=limit)
+        if isinstance(pricing, str) and pricing in ("stored", "current"):
+            body = self._json("/api/v1/costs", group_by=group_by, since=_when(since), until=_when(until),
+                              limit=limit, pricing=pricing)
+        else:
+            document = pricing if isinstance(pricing, Mapping) else json.loads(Path(pricing).read_text())
+            body = self._post_json("/api/v1/costs/preview", {
+                "group_by": group_by, "since": _when(since), "until": _when(until), "limit": limit,
+                "pricing": document})
         return Table(body["groups"], group_by=body["group_by"], total_usd=body["total_usd"],
                      llm_calls=body["llm_calls"], unpriced_calls=body.get("unpriced_calls", 0),
                      partially_priced_calls=body.get("partially_priced_calls", 0),
-                     cost_complete=body.get("cost_complete", True), since=body["since"], until=body["until"])
+                     cost_complete=body.get("cost_complete", True), since=body["since"], until=body["until"],
+                     pricing_version=body.get("pricing_version"))
 
     # --- ops ---------------------------------------------------------------------------
 

@@ -145,6 +145,76 @@ def test_reprice_fixes_every_reader_once(stored) -> None:
         c.stop()
 
 
+def _groups(report: dict) -> dict[str, tuple[Decimal, int, int]]:
+    return {g["key"]: (Decimal(g["cost_usd"]), g["llm_calls"], g["unpriced_calls"]) for g in report["groups"]}
+
+
+def test_costs_under_a_chosen_catalog_show_what_reprice_stores(stored) -> None:
+    """``POST /costs/preview`` (a pricing document) and ``GET /costs?pricing=current`` write nothing, and their
+    figures are exactly those the reprice command then stores, for every grouping."""
+    c, _, _, pricing = stored
+    acme_a, acme_b, mini = _cost(1000, 100, "2", "8"), _cost(2000, 0, "2", "8"), _cost(1000, 100, "0.30", "1.20")
+    old_mini = _cost(1000, 100, "0.15", "0.60")
+    total = 2 * acme_a + acme_b + mini + Decimal("0.5")
+    groupings = ("model", "provider", "service", "node", "day", "flow", "attr:gen_ai.request.model")
+    c.start()
+    try:
+        as_stored = c.get("/api/v1/costs", params={"group_by": "model"}).json()
+        assert as_stored["pricing_version"] is None and as_stored["unpriced_calls"] == 3
+        previews = {}
+        for group_by in groupings:
+            r = httpx.post(c.url + "/api/v1/costs/preview", json={"group_by": group_by, "pricing": PRICES},
+                           timeout=60)
+            assert r.status_code == 200, r.text
+            previews[group_by] = report = r.json()
+            assert "+override:" in report["pricing_version"], group_by
+            assert Decimal(report["total_usd"]) == total and report["cost_complete"] is True, group_by
+            assert report["llm_calls"] == 5, group_by
+        assert _groups(previews["model"]) == {ACME: (2 * acme_a + acme_b + Decimal("0.5"), 4, 0), MINI: (mini, 1, 0)}
+        # the same through the CLI's entry point, the pricing file by its path
+        cli = subprocess.run([sys.executable, "-m", "flowscope", "costs", "--url", c.url, "--pricing", str(pricing)],
+                             capture_output=True, text=True, timeout=120)
+        assert cli.returncode == 0, cli.stderr
+        assert f"total ${total}" in cli.stdout and "priced again under genai-prices" in cli.stdout, cli.stdout
+        # the collector's own catalog has no ACME price: those calls stay unpriced, the provider's $0.5 stays
+        current = c.get("/api/v1/costs", params={"group_by": "model", "pricing": "current"}).json()
+        assert _groups(current) == {ACME: (Decimal("0.5"), 4, 3), MINI: (old_mini, 1, 0)}
+        assert current["cost_complete"] is False and current["pricing_version"]
+        # a bad document: 422 naming what is wrong; nothing was written by any of the above
+        bad = httpx.post(c.url + "/api/v1/costs/preview",
+                         json={"pricing": {"models": [{"model": "x", "input_mtok": "cheap", "output_mtok": "1"}]}},
+                         timeout=30)
+        assert bad.status_code == 422 and "input_mtok" in bad.json()["error"], bad.text
+        assert c.get("/api/v1/costs", params={"group_by": "model"}).json() == as_stored
+    finally:
+        c.stop()
+    _cli(c.data_dir, "--since", "1d", "--pricing", str(pricing))
+    c.start()
+    try:
+        for group_by in groupings:
+            after = c.get("/api/v1/costs", params={"group_by": group_by}).json()
+            assert _groups(after) == _groups(previews[group_by]), group_by
+    finally:
+        c.stop()
+
+
+def test_costs_under_another_catalog_refuse_too_large_a_range(tmp_path: Path) -> None:
+    c = CollectorProcess(tmp_path / "data", env={"FLOWSCOPE_MAX_PREVIEW_CALLS": "1"}).start()
+    try:
+        run = uuid.uuid4().hex
+        _send(c, run, MINI, 10, 10)
+        _send(c, run, MINI, 10, 10)
+        c.wait_for_run(run, spans=2)
+        r = httpx.get(c.url + "/api/v1/costs", params={"pricing": "current"}, timeout=30)
+        assert r.status_code == 422 and "2 LLM calls" in r.json()["error"], r.text
+        empty = httpx.get(c.url + "/api/v1/costs", params={"pricing": "current", "until": "2000-01-01T00:00:00Z"},
+                          timeout=30)
+        assert empty.status_code == 200 and empty.json()["llm_calls"] == 0  # the limit counts the range's calls
+        assert httpx.get(c.url + "/api/v1/costs", timeout=30).status_code == 200  # as stored: no limit
+    finally:
+        c.stop()
+
+
 def test_reprice_refuses_a_bad_pricing_file(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "flowscope_collector", "reprice", "--dsn", f"chdb://{tmp_path}/db", "--since", "1d",

@@ -261,9 +261,25 @@ class CostReport(_Completeness):
     group_by: str
     since: str | None
     until: str | None
+    pricing_version: str | None = Field(
+        None, description="The catalog every call was priced again under (pricing=current, /costs/preview); "
+                          "null: the figures as stored, each call priced by the catalog its span names")
     total_usd: Money
     llm_calls: int
     groups: list[CostGroup]
+
+
+class CostPreviewRequest(BaseModel):
+    """``POST /api/v1/costs/preview``: the ``/costs`` query, and the prices to compute it under."""
+
+    group_by: str = Field("model", pattern=r"^(model|provider|service|flow|node|day|attr:[A-Za-z0-9_.\-]{1,200})$",
+                          description="as GET /costs")
+    since: str | None = Field(None, description="ISO 8601, or 90m / 24h / 7d ago")
+    until: str | None = Field(None, description="ISO 8601, or 90m / 24h / 7d ago")
+    limit: int = Field(1000, ge=1, le=10_000)
+    pricing: dict[str, Any] | None = Field(
+        None, description="A pricing document in the pricing-file format ({\"models\": [...], \"aliases\": {...}}), "
+                          "added to the bundled catalog; null or {} prices under the bundled catalog alone")
 
 
 class CompareNode(BaseModel):

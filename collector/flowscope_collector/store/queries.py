@@ -209,7 +209,7 @@ def parse_when(text: str, name: str = "time") -> datetime:
     return dt
 
 
-def _ch_time(dt: datetime) -> str:
+def ch_time(dt: datetime) -> str:
     """A datetime as a DateTime64(9) parameter value, in UTC."""
     if dt.tzinfo is not None:
         dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
@@ -592,10 +592,10 @@ class Store:
             where = ["Project = {project:String}"]
             if since:
                 where.append("Start >= {since:DateTime64(9)}")
-                params["since"] = _ch_time(since)
+                params["since"] = ch_time(since)
             if until:
                 where.append("Start < {until:DateTime64(9)}")
-                params["until"] = _ch_time(until)
+                params["until"] = ch_time(until)
             sql = f"""
                 SELECT flow, '' AS provider, sum(calls), sum(inp), sum(cached), sum(cwrite), sum(out),
                        sum(reasoning), sum(unpriced), sum(cost), sum(partial)
@@ -616,10 +616,10 @@ class Store:
                      "SpanAttributes['flowscope.span.kind'] = 'llm'"]
             if since:
                 where.append("Timestamp >= {since:DateTime64(9)}")
-                params["since"] = _ch_time(since)
+                params["since"] = ch_time(since)
             if until:
                 where.append("Timestamp < {until:DateTime64(9)}")
-                params["until"] = _ch_time(until)
+                params["until"] = ch_time(until)
             a = "SpanAttributes"
             sql = f"""
                 SELECT if({a}[{{run_key:String}}] != '', {a}[{{run_key:String}}], {a}[{{key:String}}]) AS k,
@@ -647,10 +647,10 @@ class Store:
             where = ["Project = {project:String}", "Kind = 'llm'"]
             if since:
                 where.append("Timestamp >= {since:DateTime64(9)}")
-                params["since"] = _ch_time(since)
+                params["since"] = ch_time(since)
             if until:
                 where.append("Timestamp < {until:DateTime64(9)}")
-                params["until"] = _ch_time(until)
+                params["until"] = ch_time(until)
             order = "k" if group_by == "day" else "cost DESC, k"
             sql = f"""
                 SELECT {key} AS k, {provider}, count(), sum(InputTokens), sum(CachedInputTokens),
@@ -680,13 +680,13 @@ class Store:
         edge = ["Project = {project:String}", "Kind = 'llm'"]
         covered, near = [], []
         if since:
-            params["since"] = _ch_time(since)
+            params["since"] = ch_time(since)
             hours.append(f"Timestamp >= {since_p}")
             edge.append(f"Timestamp >= {since_p}")
             covered.append(f"toStartOfHour(Timestamp) >= {since_p}")
             near.append(f"Timestamp < {since_p} + INTERVAL 1 HOUR")
         if until:
-            params["until"] = _ch_time(until)
+            params["until"] = ch_time(until)
             hours.append(f"Timestamp <= {until_p} - INTERVAL 1 HOUR")
             edge.append(f"Timestamp < {until_p}")
             covered.append(f"toStartOfHour(Timestamp) <= {until_p} - INTERVAL 1 HOUR")

@@ -50,7 +50,7 @@ from clickhouse_connect.driver.client import Client
 
 from flowscope.core import semconv
 from flowscope.core.normalize import span_cost
-from flowscope.core.pricing import PricingCatalog, PricingFileError
+from flowscope.core.pricing import Cost, PricingCatalog, PricingFileError
 
 from .schema import SchemaOptions
 
@@ -177,11 +177,17 @@ def _page(client: Client, db: str, project: str, since: datetime, until: datetim
     ).result_rows
 
 
-def _changes(client: Client, db: str, project: str, rows: Sequence[Sequence[Any]], catalog: PricingCatalog,
-             report: RepriceReport) -> list[_Change]:
-    """The spans of a page whose stored cost differs from ``catalog``'s, with their new attributes."""
-    stamps = [int(r[2]) for r in rows]
-    stored: dict[tuple[str, str], Mapping[str, str]] = {
+def stored_attributes(client: Client, db: str, project: str,
+                      spans: Sequence[tuple[str, int]]) -> dict[tuple[str, str], Mapping[str, str]]:
+    """The attribute maps of stored spans, by (trace id, span id), for ``spans`` given as (trace id, start ns).
+
+    ``otel_traces`` holds every usage part (``flowscope_spans`` only the totals);
+    the read is bounded by the spans' time range and trace ids.
+    """
+    if not spans:
+        return {}
+    stamps = [ns for _, ns in spans]
+    return {
         (t, s): a for t, s, a in client.query(
             f"SELECT TraceId, SpanId, any(SpanAttributes) FROM {db}.otel_traces "
             "WHERE Timestamp >= fromUnixTimestamp64Nano({lo:Int64}) "
@@ -190,24 +196,52 @@ def _changes(client: Client, db: str, project: str, rows: Sequence[Sequence[Any]
             "ResourceAttributes['flowscope.project']) = {project:String} "
             "GROUP BY TraceId, SpanId",
             parameters={"lo": min(stamps), "hi": max(stamps), "project": project,
-                        "traces": sorted({r[1] for r in rows})},
+                        "traces": sorted({t for t, _ in spans})},
         ).result_rows
     }
+
+
+def repriceable(source: str, cache_hit: bool) -> bool:
+    """Whether a stored figure is a catalog's to replace: not a provider-reported cost, not a cache hit."""
+    return not cache_hit and source in (semconv.COST_SOURCE_COMPUTED, semconv.COST_SOURCE_PARTIAL,
+                                        semconv.COST_SOURCE_UNPRICED)
+
+
+def price_again(attrs: Mapping[str, str], start_ns: int, catalog: PricingCatalog) -> tuple[str, Cost | None]:
+    """A stored span's cost under ``catalog``, at the prices in force when it ran.
+
+    Returns ``("priced", cost)``; ``("unpriced", None)`` when the catalog cannot
+    price it either, or ``("invalid", None)`` for self-contradicting usage: in
+    both cases the stored figure stands (a known price is never replaced by an
+    unknown one).
+    """
+    at = datetime.fromtimestamp(int(start_ns) / 1e9, tz=timezone.utc)
+    try:
+        cost = span_cost(attrs, catalog, at=at)
+    except PricingFileError:
+        raise
+    except ValueError:
+        return "invalid", None
+    if cost is None or not cost.priced:
+        return "unpriced", None
+    return "priced", cost
+
+
+def _changes(client: Client, db: str, project: str, rows: Sequence[Sequence[Any]], catalog: PricingCatalog,
+             report: RepriceReport) -> list[_Change]:
+    """The spans of a page whose stored cost differs from ``catalog``'s, with their new attributes."""
+    stored = stored_attributes(client, db, project, [(r[1], int(r[2])) for r in rows])
     out: list[_Change] = []
     for run_id, trace_id, start_ns, span_id, source, *old_costs in rows:
         attrs = stored.get((trace_id, span_id))
         if attrs is None:
             continue  # the raw span is gone (TTL): nothing to price from
         report.examined += 1
-        at = datetime.fromtimestamp(int(start_ns) / 1e9, tz=timezone.utc)
-        try:
-            cost = span_cost(attrs, catalog, at=at)
-        except PricingFileError:
-            raise
-        except ValueError:
+        outcome, cost = price_again(attrs, int(start_ns), catalog)
+        if outcome == "invalid":
             report.invalid_usage += 1
             continue
-        if cost is None or not cost.priced:
+        if cost is None:
             report.unpriced += 1
             continue
         new = dict(cost.as_attributes())
