@@ -87,7 +87,8 @@ def _quarantine(args: argparse.Namespace) -> int:
 
 
 def _reprice(args: argparse.Namespace, settings: CollectorSettings) -> int:
-    """Price stored spans again, straight in ClickHouse (an embedded chDB directory: with its collector stopped)."""
+    """Price stored spans again, straight in ClickHouse (an embedded chDB directory: with its collector stopped,
+    or through the running collector's POST /api/v1/reprice)."""
     try:
         since = parse_when(args.since, "--since")
         until = parse_when(args.until, "--until") if args.until else None
@@ -174,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"flowscope-collector: {exc}", file=sys.stderr)
         return 2
     except DirectoryInUse as exc:
-        print(f"flowscope-collector: {exc}", file=sys.stderr)
+        hint = ("\n  to reprice without stopping it: POST /api/v1/reprice to it with an operator key "
+                "(docs/usage.md)") if args.command == "reprice" else ""
+        print(f"flowscope-collector: {exc}{hint}", file=sys.stderr)
         return 1
     if args.command == "reprice":
         return _reprice(args, settings)

@@ -15,10 +15,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -211,6 +213,50 @@ def test_costs_under_another_catalog_refuse_too_large_a_range(tmp_path: Path) ->
                           timeout=30)
         assert empty.status_code == 200 and empty.json()["llm_calls"] == 0  # the limit counts the range's calls
         assert httpx.get(c.url + "/api/v1/costs", timeout=30).status_code == 200  # as stored: no limit
+    finally:
+        c.stop()
+
+
+def test_reprice_through_a_running_collector_for_an_operator_key(tmp_path: Path) -> None:
+    """An embedded store allows one process: ``POST /api/v1/reprice`` reprices it without stopping the collector,
+    for an operator key only, counted once when repeated."""
+    key, op = "k-reprice-project", "k-reprice-operator"
+    c = CollectorProcess(tmp_path / "data", env={"FLOWSCOPE_API_KEYS": f"{key}=acme,{op}=ops:operator"})
+    c.start()
+
+    def call(method: str, path: str, who: str, headers: dict[str, str] | None = None, **kw: Any) -> httpx.Response:
+        return httpx.request(method, c.url + path, headers={"authorization": f"Bearer {who}", **(headers or {})},
+                             timeout=120, **kw)
+
+    try:
+        run = uuid.uuid4().hex
+        for model, inp, out in ((ACME, 1000, 100), (MINI, 1000, 100)):
+            body = otlp_body(1, run_id=run, name="chat", attrs=_llm(model, inp, out))
+            r = call("POST", "/v1/traces", key, content=body, headers={"content-type": "application/x-protobuf"})
+            assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 30
+        while call("GET", f"/api/v1/runs/{run}", key).json().get("llm_calls") != 2:
+            assert time.monotonic() < deadline, "the run never arrived"
+            time.sleep(0.2)
+        request = {"since": "1d", "pricing": PRICES}
+        assert call("POST", "/api/v1/reprice", key, json=request).status_code == 403  # a project's key
+        dry = call("POST", "/api/v1/reprice", op, json={**request, "dry_run": True}).json()
+        assert (dry["examined"], dry["repriced"], dry["newly_priced"]) == (2, 2, 1)
+        assert call("GET", f"/api/v1/runs/{run}", key).json()["unpriced_calls"] == 1  # a dry run wrote nothing
+        done = call("POST", "/api/v1/reprice", op, json=request)
+        assert done.status_code == 200, done.text
+        assert Decimal(done.json()["cost_after_usd"]) == _cost(1000, 100, "2", "8") + _cost(1000, 100, "0.30", "1.20")
+        again = call("POST", "/api/v1/reprice", op, json=request).json()
+        assert (again["repriced"], again["unchanged"]) == (0, 2)
+        expected = _cost(1000, 100, "2", "8") + _cost(1000, 100, "0.30", "1.20")
+        summary = call("GET", f"/api/v1/runs/{run}", key).json()
+        assert Decimal(summary["cost_usd"]) == expected and summary["cost_complete"] is True
+        (listed,) = [r for r in call("GET", "/api/v1/runs", key).json()["runs"] if r["run_id"] == run]
+        assert Decimal(listed["cost_usd"]) == expected
+        assert Decimal(call("GET", "/api/v1/costs", key).json()["total_usd"]) == expected
+        bad = call("POST", "/api/v1/reprice", op, json={"since": "1d", "pricing": {"models": [{"model": "x"}]}})
+        assert bad.status_code == 422 and "pricing" in bad.json()["error"], bad.text
+        assert call("POST", "/api/v1/reprice", op, json={"since": "soon"}).status_code == 422
     finally:
         c.stop()
 

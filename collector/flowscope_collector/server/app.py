@@ -1,7 +1,7 @@
 """The FastAPI application: OTLP/HTTP on ``/v1/traces`` and the REST API under ``/api/v1``.
 
 Routes live in one module per concern (``otlp_http``, ``runs``, ``stream``,
-``costs``, ``ops``); OTLP/gRPC (``otlp_grpc``) starts and stops with the app.
+``costs``, ``ops``, ``admin`` for operator actions); OTLP/gRPC (``otlp_grpc``) starts and stops with the app.
 Handlers that touch ClickHouse are plain ``def`` so FastAPI runs them in its
 thread pool and a slow query never stalls the event loop that accepts spans.
 """
@@ -23,7 +23,7 @@ from flowscope._version import __version__ as sdk_version
 
 from ..service import Collector
 from ..settings import CollectorSettings
-from . import costs, ops, otlp_http, runs, stream, ui
+from . import admin, costs, ops, otlp_http, runs, stream, ui
 from .auth import AuthMiddleware, KeyStore
 from .deps import error_body
 
@@ -121,4 +121,5 @@ def create_app(settings: CollectorSettings | None = None, collector: Collector |
     app.include_router(stream.router)
     app.include_router(costs.router)
     app.include_router(ops.router)
+    app.include_router(admin.router)
     return app

@@ -36,12 +36,13 @@ logger = logging.getLogger("flowscope.collector")
 
 INGEST = "ingest"
 READ = "read"
-# /metrics holds the whole collector's counters (every project's spans, refusals, queue), so no
-# project's key reads it: only a key given this scope explicitly.
+# /metrics holds the whole collector's counters (every project's spans, refusals, queue), and
+# /api/v1/reprice rewrites every project's stored costs, so no project's key reaches them: only a
+# key given this scope explicitly.
 OPERATOR = "operator"
 SCOPES = frozenset({INGEST, READ})  # what a key without explicit scopes may do
 KNOWN_SCOPES = SCOPES | {OPERATOR}
-OPERATOR_PATHS = frozenset({"/metrics"})
+OPERATOR_PATHS = frozenset({"/metrics", "/api/v1/reprice"})
 OPEN_PATHS = frozenset({"/healthz"})
 # Probes cannot send secrets (a Kubernetes httpGet probe has only static headers), so
 # /readyz answers without a key too, but then says only "ready" or "not ready".

@@ -282,6 +282,34 @@ class CostPreviewRequest(BaseModel):
                           "added to the bundled catalog; null or {} prices under the bundled catalog alone")
 
 
+class RepriceRequest(BaseModel):
+    """``POST /api/v1/reprice``: what ``flowscope-collector reprice`` takes as flags."""
+
+    since: str = Field(description="ISO 8601, or 90m / 24h / 7d ago: calls that started from then")
+    until: str | None = Field(None, description="ISO 8601, or 90m / 24h / 7d ago; default now")
+    model: str | None = Field(None, max_length=200, description="one model, or a glob such as gpt-4o*")
+    project: str | None = Field(None, max_length=200, description="one project; default every project")
+    dry_run: bool = Field(False, description="only report what would change")
+    pricing: dict[str, Any] | None = Field(
+        None, description="a pricing document (the pricing-file format) added to the bundled catalog; "
+                          "default the collector's catalog (with its FLOWSCOPE_PRICING_FILE)")
+
+
+class RepriceResult(BaseModel):
+    """What a reprice examined and changed."""
+
+    pricing_version: str
+    examined: int = Field(description="LLM calls in the window (cache hits and provider-reported costs excluded)")
+    repriced: int = Field(description="calls whose cost changed")
+    newly_priced: int = Field(description="of those, calls that were unpriced")
+    unchanged: int
+    unpriced: int = Field(description="calls this catalog cannot price either: left as they were")
+    invalid_usage: int = Field(description="calls with self-contradicting usage: left as they were")
+    cost_before_usd: Money
+    cost_after_usd: Money
+    models: dict[str, int] = Field(description="repriced calls per model")
+
+
 class CompareNode(BaseModel):
     step: int
     name: str
