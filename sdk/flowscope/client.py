@@ -110,8 +110,12 @@ class Client:
 
     def _get(self, path: str, **params: Any) -> httpx.Response:
         clean = {k: v for k, v in params.items() if v is not None}
+        return self._send("GET", path, params=clean)
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request; a transport failure or an error answer becomes :class:`FlowscopeError` with its reason."""
         try:
-            r = self._http.get(path, params=clean)
+            r = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise FlowscopeError(0, f"cannot reach the collector at {self.url}: {exc}") from exc
         if r.status_code >= 400:
@@ -126,17 +130,7 @@ class Client:
         return _money(self._get(path, **params).json())
 
     def _post_json(self, path: str, body: Mapping[str, Any]) -> Any:
-        try:
-            r = self._http.post(path, json=body)
-        except httpx.HTTPError as exc:
-            raise FlowscopeError(0, f"cannot reach the collector at {self.url}: {exc}") from exc
-        if r.status_code >= 400:
-            try:
-                message = r.json().get("error") or r.text
-            except ValueError:
-                message = r.text
-            raise FlowscopeError(r.status_code, message)
-        return _money(r.json())
+        return _money(self._send("POST", path, json=body).json())
 
     # --- runs -----------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from flowscope.core import semconv
 from flowscope.core.ids import is_valid_run_id
 
+from .framing import read_varint
 from .values import value_str
 
 # DateTime64(9) holds nanoseconds in an Int64.
@@ -277,15 +278,11 @@ _K_RUN_ID_KV = b"\x0a" + bytes([len(K_RUN_ID)]) + K_RUN_ID + b"\x12"
 
 
 def _varint_at(raw: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while pos < len(raw):
-        b = raw[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if b < 0x80:
-            return value, pos
-        shift += 7
-    return -1, pos
+    """:func:`.framing.read_varint`, but ``-1`` for a varint cut off by the end of ``raw`` (hostile input)."""
+    try:
+        return read_varint(raw, pos)
+    except IndexError:
+        return -1, len(raw)
 
 
 def _run_id_of(span: Any) -> bytes | None:
