@@ -129,7 +129,7 @@ class _FakeClient:
         self._groups = groups
         self._meta = meta
 
-    def costs(self, group_by: str, since: Any = None, until: Any = None) -> Table:
+    def costs(self, group_by: str, since: Any = None, until: Any = None, pricing: Any = "stored") -> Table:
         return Table([dict(g) for g in self._groups], group_by=group_by, **self._meta)
 
 

@@ -334,6 +334,20 @@ def test_costs_page(ui: Watched, runs: Runs, col: CollectorProcess) -> None:
     expect(page).to_have_url(re.compile(r"group_by=attr%3Atenant"))
     expect(page.locator("#cost-groups")).to_contain_text("acme")
     expect(page.locator("#cost-groups")).to_contain_text("globex")
+    assert page.locator("#pricing-note").count() == 0  # the stored figures: nothing to say
+
+
+def test_costs_page_previews_the_catalog_now(ui: Watched, runs: Runs, col: CollectorProcess) -> None:
+    """"Prices: catalog now" shows the API's pricing=current report (a preview of reprice) and says so."""
+    report = api(col, "/api/v1/costs", group_by="model", since="168h", pricing="current")
+    page = ui.open("#/costs")
+    page.select_option("#c-pricing", "current")
+    page.get_by_role("button", name="Show").click()
+    expect(page).to_have_url(re.compile(r"pricing=current"))
+    expect(page.locator("#pricing-note")).to_contain_text(f"priced again under {report['pricing_version']}")
+    expect(page.locator('.stat[data-stat="total"] .stat-value')).to_have_text(f"${report['total_usd']}")
+    unknown = page.locator('#cost-groups tr[data-key="acme-local-7b"]')
+    expect(unknown.locator("td").nth(5)).to_have_text("unpriced")  # no price in this catalog either
 
 
 # --- untrusted data stays data ----------------------------------------------------------

@@ -1,5 +1,7 @@
 // Costs: cost over time grouped by model, provider, service, flow, node, day or a run
 // attribute; the groups of the period; the most expensive runs; unpriced calls by model.
+// "Prices: catalog now" asks the API for every call priced again under the collector's
+// catalog (pricing=current): a preview of `flowscope-collector reprice`, nothing is written.
 // Amounts are the API's decimal strings; bucket totals are added exactly (money.js).
 
 import * as api from "../api.js";
@@ -83,6 +85,8 @@ export async function renderCosts(ctx) {
   ctx.setCleanup(() => controller.abort());
   const range = RANGES[params.get("range")] ? params.get("range") : "7d";
   const groupBy = params.get("group_by") || "model";
+  const pricing = params.get("pricing") === "current" ? "current" : "stored";
+  const priced = pricing === "current" ? { pricing } : {};
   const opt = { signal: controller.signal };
 
   const attrInput = h("input", { id: "c-attr", name: "attr", placeholder: "tenant",
@@ -92,28 +96,33 @@ export async function renderCosts(ctx) {
       g === "attr" ? "run attribute…" : g)));
   const rangeSel = h("select", { id: "c-range", name: "range" },
     Object.entries(RANGES).map(([k, r]) => h("option", { value: k, selected: k === range }, r.label)));
+  const pricingSel = h("select", { id: "c-pricing", name: "pricing" },
+    [["stored", "as stored"], ["current", "catalog now (preview)"]].map(([v, text]) =>
+      h("option", { value: v, selected: v === pricing }, text)));
   const form = h("form", {
     class: "filters", "aria-label": "Cost grouping",
     onsubmit: (ev) => {
       ev.preventDefault();
       let g = groupSel.value;
       if (g === "attr") g = attrInput.value.trim() ? `attr:${attrInput.value.trim()}` : "model";
-      ctx.go(`#/costs?group_by=${encodeURIComponent(g)}&range=${range === rangeSel.value ? range : rangeSel.value}`);
+      const repriced = pricingSel.value === "current" ? "&pricing=current" : "";
+      ctx.go(`#/costs?group_by=${encodeURIComponent(g)}&range=${range === rangeSel.value ? range : rangeSel.value}${repriced}`);
     },
   },
   h("div", { class: "field" }, h("label", { for: "c-group" }, "Group by"), groupSel),
   h("div", { class: "field" }, h("label", { for: "c-attr" }, "Run attribute"), attrInput),
   h("div", { class: "field" }, h("label", { for: "c-range" }, "Period"), rangeSel),
+  h("div", { class: "field" }, h("label", { for: "c-pricing" }, "Prices"), pricingSel),
   h("div", { class: "field actions" }, h("button", { type: "submit" }, "Show")));
 
   replace(main, h("h1", null, "Costs"), form, h("p", { class: "muted" }, "Loading…"));
   const since = `${RANGES[range].n * (RANGES[range].unit / 3600e3)}h`;
   const bs = buckets(range);
   const [whole, byModel, top, perBucket] = await Promise.all([
-    api.get("/api/v1/costs", { group_by: groupBy, since }, opt),
-    groupBy === "model" ? null : api.get("/api/v1/costs", { group_by: "model", since }, opt),
+    api.get("/api/v1/costs", { group_by: groupBy, since, ...priced }, opt),
+    groupBy === "model" ? null : api.get("/api/v1/costs", { group_by: "model", since, ...priced }, opt),
     api.get("/api/v1/runs", { sort: "cost", since, limit: 10 }, opt),
-    pool(bs, 6, (b) => api.get("/api/v1/costs", { group_by: groupBy === "day" ? "provider" : groupBy, since: b.since, until: b.until }, opt)),
+    pool(bs, 6, (b) => api.get("/api/v1/costs", { group_by: groupBy === "day" ? "provider" : groupBy, since: b.since, until: b.until, ...priced }, opt)),
   ]);
   const models = byModel || whole;
   const seriesKey = (g) => (groupBy === "day" ? "all" : label(g, groupBy));
@@ -139,7 +148,11 @@ export async function renderCosts(ctx) {
   const unpricedModels = models.groups.filter((g) => g.unpriced_calls > 0 || g.partially_priced_calls > 0);
   const partialCalls = whole.partially_priced_calls || 0;
 
-  replace(main, h("h1", null, "Costs"), form,
+  const note = whole.pricing_version
+    ? h("p", { class: "notice", id: "pricing-note" }, `Every call priced again under ${whole.pricing_version}. `,
+      "Nothing is stored until ", h("code", null, "flowscope-collector reprice"), " (or POST /api/v1/reprice) runs.")
+    : null;
+  replace(main, h("h1", null, "Costs"), form, note,
     h("div", { class: "stats" },
       h("div", { class: "stat", dataset: { stat: "total" } }, h("span", { class: "stat-label" }, `Total, ${RANGES[range].label.split(",")[0]}`),
         h("span", { class: "stat-value" }, money.usd(whole.total_usd)), h("span", { class: "stat-sub" }, `${fmtInt(whole.llm_calls)} LLM calls`)),
@@ -183,5 +196,6 @@ export async function renderCosts(ctx) {
             g.unpriced_calls && g.partially_priced_calls ? ", " : "",
             g.partially_priced_calls ? `${fmtInt(g.partially_priced_calls)} partially priced` : ""].join("")))))
           : h("p", { class: "muted" }, "Every call in this period had a price."),
-        h("p", { class: "muted small" }, "Give these models a price with FLOWSCOPE_PRICING_FILE (see the README)."))));
+        h("p", { class: "muted small" }, "Give these models a price with FLOWSCOPE_PRICING_FILE (see the README), then reprice the stored calls; "
+          + "\"Prices: catalog now\" previews the result."))));
 }
