@@ -57,6 +57,15 @@ def _written(url: str) -> int:
     return int(m.group(1)) if m else 0
 
 
+def _without_span_once() -> str:
+    """Migration 008's view query without its once-per-span lookup (the view as migration 002 left it)."""
+    from flowscope_collector.store.schema import SchemaOptions, load_migrations
+
+    (m8,) = [m for m in load_migrations(SchemaOptions(database="bench_db")) if m.version == 8]
+    (query,) = [stmt for stmt in m8.statements if "MODIFY QUERY" in stmt]
+    return query[:query.index("WHERE (Project, TraceId, SpanId) NOT IN")].replace("bench_db.", "{db}.")
+
+
 # name -> statements applied after the migrations ({db} is the variant's database)
 VARIANTS: dict[str, list[str]] = {
     "as migrated": [],
@@ -74,6 +83,8 @@ VARIANTS: dict[str, list[str]] = {
         "ALTER TABLE {db}.flowscope_state_events DROP INDEX IF EXISTS idx_run_id"],
     "- the cost roll-up view (005)": ["DROP VIEW IF EXISTS {db}.flowscope_costs_hourly_mv"],
     "- the run attributes view (011)": ["DROP VIEW IF EXISTS {db}.flowscope_run_attributes_mv"],
+    "- the fork view (013)": ["DROP VIEW IF EXISTS {db}.flowscope_runs_fork_mv"],
+    "- the span-once check (008)": [_without_span_once()],
     "+ LZ4 instead of ZSTD(1) on otel_traces' strings and maps": [
         f"ALTER TABLE {{db}}.otel_traces MODIFY COLUMN {col} CODEC(LZ4)"
         for col in ("TraceId", "SpanId", "ParentSpanId", "TraceState", "ResourceAttributes", "ScopeName",
@@ -119,7 +130,7 @@ def clickhouse_level(args: argparse.Namespace) -> int:
         total = sum(b.spans for b in batches)
         print(f"built {len(batches)} inserts of ~{size} spans ({total:,} spans) in {time.perf_counter() - t:.1f}s",
               file=sys.stderr, flush=True)
-        names = list(VARIANTS)
+        names = [n for n in VARIANTS if not args.variant or n == "as migrated" or any(v in n for v in args.variant)]
         for rnd in range(args.rounds):
             order = names if rnd % 2 == 0 else names[::-1]  # alternate, so drifting load hits all alike
             for name in order:
@@ -156,7 +167,7 @@ def clickhouse_level(args: argparse.Namespace) -> int:
     for size in args.insert_spans:
         head += [f"{size}-span inserts: spans/s", "spans/CPU-s"]
     rows = []
-    for name in VARIANTS:
+    for name in (n for n in VARIANTS if (n, args.insert_spans[0]) in results):
         row: list[object] = [name]
         for size in args.insert_spans:
             got = results[(name, size)]
@@ -262,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--insert-spans", type=int, nargs="+", default=[2000, 50000],
                    help="clickhouse level: spans per insert (the writer groups requests up to 50000)")
     p.add_argument("--rounds", type=int, default=3, help="clickhouse level: rounds per variant")
+    p.add_argument("--variant", action="append", default=[],
+                   help="clickhouse level: only the variants whose name contains this (repeatable; "
+                        "'as migrated' always runs)")
     p.add_argument("--dir", help="chDB directory, kept afterwards (default: a temporary one, removed)")
     args = p.parse_args(argv)
     if args.level == "clickhouse":
