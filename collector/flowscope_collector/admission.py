@@ -79,9 +79,11 @@ def refusal(exc: BaseException) -> Refused:
     return Refused(503, f"spans could not be accepted ({type(exc).__name__}); retry", 2.0)
 
 
-def _half(value: int | None, total: int) -> int:
-    """A per-project share: as configured, else half of the whole (at least 1)."""
-    return value if value is not None and value > 0 else max(1, total // 2)
+def _share(value: int | None, total: int, whole: bool) -> int:
+    """A per-project share: as configured, else half of the whole (at least 1), or all of it for a lone project."""
+    if value is not None and value > 0:
+        return value
+    return total if whole else max(1, total // 2)
 
 
 def cgroup_memory_limit() -> int | None:
@@ -124,11 +126,9 @@ class Admission:
         self.max_inflight_bytes = settings.max_inflight_bytes
         self.max_pending_spans = settings.max_pending_spans
         self.max_pending_bytes = settings.max_pending_bytes
-        self.project_inflight_bytes = _half(settings.max_inflight_bytes_per_project, settings.max_inflight_bytes)
-        self.project_pending_spans = _half(settings.max_pending_spans_per_project, settings.max_pending_spans)
-        self.project_pending_bytes = _half(settings.max_pending_bytes_per_project, settings.max_pending_bytes)
+        self._settings = settings
         self.decode_slots = max(1, settings.max_concurrent_decodes)
-        self.project_decode_slots = _half(settings.max_concurrent_decodes_per_project, self.decode_slots)
+        self.share_between(2)
         self.decode_wait_s = settings.decode_wait_s
         self.max_memory_bytes = memory_threshold(settings)
         self.overloaded = 0  # requests refused because the buffer (or the project's share) was full
@@ -165,6 +165,21 @@ class Admission:
             raise Refused(503, "collector is starting; retry shortly", 1.0)
         if self._closed:
             raise Overloaded(5.0, "the collector is shutting down")
+
+    def share_between(self, projects: int) -> None:
+        """Set each project's share for ``projects`` possible projects (the API keys' projects).
+
+        A share keeps one project's flood from filling what another needs; with a
+        single project (no API keys: everything is ``default``) there is no one to
+        keep room for, and a share would only halve the buffer, so the project gets
+        the whole unless a ``*_per_project`` setting says otherwise.
+        """
+        s = self._settings
+        whole = projects <= 1
+        self.project_inflight_bytes = _share(s.max_inflight_bytes_per_project, s.max_inflight_bytes, whole)
+        self.project_pending_spans = _share(s.max_pending_spans_per_project, s.max_pending_spans, whole)
+        self.project_pending_bytes = _share(s.max_pending_bytes_per_project, s.max_pending_bytes, whole)
+        self.project_decode_slots = _share(s.max_concurrent_decodes_per_project, self.decode_slots, whole)
 
     def check_memory(self) -> None:
         """503 + Retry-After while resident memory is above ``max_memory_bytes`` (read at most every 50 ms)."""

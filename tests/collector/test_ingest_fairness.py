@@ -182,6 +182,28 @@ def test_one_project_cannot_take_every_decode_slot() -> None:
             h.__exit__(None, None, None)
 
 
+def test_a_lone_project_gets_the_whole_buffer(tmp_path: Path) -> None:
+    """Shares keep room for other projects; without API keys there is only ``default``, and halving its buffer,
+    bytes in flight and decode slots would only turn spans away (429) sooner. Keys for two projects share."""
+    from flowscope_collector.server.app import create_app
+
+    lone = create_app(CollectorSettings(dsn=f"chdb://{tmp_path}/a")).state.collector.admission
+    assert (lone.project_pending_spans, lone.project_decode_slots) == (lone.max_pending_spans, lone.decode_slots)
+    assert lone.project_inflight_bytes == lone.max_inflight_bytes
+    held = [lone.decoding("default") for _ in range(lone.decode_slots)]
+    for h in held:
+        h.__enter__()
+    for h in held:
+        h.__exit__(None, None, None)
+    # one ingest project and an operator key: still one project to fill the buffer
+    one = create_app(CollectorSettings(dsn=f"chdb://{tmp_path}/b", api_keys="key-one-1=acme,key-ops-2=ops:operator"))
+    assert one.state.collector.admission.project_pending_spans == lone.max_pending_spans
+    two = create_app(CollectorSettings(dsn=f"chdb://{tmp_path}/c", api_keys="key-one-1=acme,key-two-2=globex"))
+    shared = two.state.collector.admission
+    assert shared.project_pending_spans == shared.max_pending_spans // 2
+    assert shared.project_decode_slots == shared.decode_slots // 2
+
+
 def _hex(n: int, i: int) -> str:
     return f"{i + 1:0{n}x}"
 

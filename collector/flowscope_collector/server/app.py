@@ -95,6 +95,8 @@ def create_app(settings: CollectorSettings | None = None, collector: Collector |
     # With API keys configured every route but /healthz needs one; the key's
     # project scopes every read and write (server/auth.py).
     app.state.keys = KeyStore.load(settings.api_keys, settings.api_keys_file)
+    # each project's share of the buffer: only worth keeping when there are projects to share with
+    col.admission.share_between(len(app.state.keys.ingest_projects()) if app.state.keys else 1)
     app.add_middleware(AuthMiddleware, keys=app.state.keys)
     ui.mount(app)  # the run explorer at / and the API docs at /docs: static files, outside the key check
     app.add_middleware(HeadAsGet)  # outermost: a HEAD is checked for its key as the GET would be

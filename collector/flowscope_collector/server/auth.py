@@ -162,6 +162,10 @@ class KeyStore:
     def __bool__(self) -> bool:
         return bool(self._entries)
 
+    def ingest_projects(self) -> frozenset[str]:
+        """The projects keys may send spans to (an operator key's project is only a label)."""
+        return frozenset(e.principal.project for e in self._entries if e.principal.may(INGEST))
+
     def __len__(self) -> int:
         return len(self._entries)
 
