@@ -28,7 +28,7 @@ from flowscope.core.normalize import INGEST_HINTS, normalize_attributes
 from . import otlp
 from .batch import Batch
 from .framing import field, varint
-from .limits import K_RUN_ID, MAX_TIMESTAMP_NS, RequestLimits, SpanLimiter, bad_run_id, may_nest
+from .limits import MAX_TIMESTAMP_NS, RequestLimits, SpanLimiter, bad_run_id, may_nest
 from .values import value_str
 
 
@@ -114,7 +114,7 @@ class RowBuilder:
                 refused: list[int] = []
                 for i, span in enumerate(ss.spans):
                     raw = span.SerializeToString()
-                    if limiter is not None and K_RUN_ID in raw:
+                    if limiter is not None:
                         bad = bad_run_id(span, raw)
                         if bad is not None:
                             otlp.check_span(span)
