@@ -1,4 +1,4 @@
-"""``flowscope demo`` — README's first command — works from a clean directory."""
+"""``flowscope demo`` without ``--serve`` works from a clean directory, prints a priced run and exits."""
 
 from __future__ import annotations
 

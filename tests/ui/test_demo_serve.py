@@ -1,4 +1,4 @@
-"""``flowscope demo --serve`` keeps serving after the demo and prints the run explorer's URL."""
+"""``flowscope demo --serve`` — README's first command — keeps serving after the demo and prints the run explorer's URL."""
 
 from __future__ import annotations
 
