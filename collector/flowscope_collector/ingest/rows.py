@@ -183,7 +183,8 @@ class RowBuilder:
 
 def _foreign_or_unpriced(raw: bytes) -> bool:
     """An LLM span normalisation would change: unpriced, or perhaps a foreign producer's."""
-    if _HAZELJS in raw and _K_RUN_ID not in raw:  # a HazelJS span not yet in a run (flowscope.core.hazeljs)
+    if _K_RUN_ID not in raw and _HAZELJS in raw:  # a HazelJS span not yet in a run (flowscope.core.hazeljs);
+        # the run id first: an SDK span has it, and the search stops where it is found
         return True
     if _K_KIND in raw:
         if _K_KIND_LLM not in raw:
