@@ -19,7 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from flowscope.core import semconv
-from flowscope.core.ids import RUN_ID_PATTERN, is_valid_run_id
+from flowscope.core.ids import match_run_id_bytes
 
 from .framing import read_varint
 from .values import value_str
@@ -276,7 +276,6 @@ K_RUN_ID = semconv.RUN_ID.encode()
 # event (tag 3) and link (tag 4) attributes do not match.
 _K_RUN_ID_KV = b"\x0a" + bytes([len(K_RUN_ID)]) + K_RUN_ID + b"\x12"
 _KV_LEN = len(_K_RUN_ID_KV)
-_RUN_ID_OK = re.compile(RUN_ID_PATTERN.encode()).fullmatch  # is_valid_run_id without its str check
 
 
 def _varint_at(raw: bytes, pos: int) -> tuple[int, int]:
@@ -295,7 +294,7 @@ def _run_id_of(span: Any) -> bytes | None:
 
 
 def _run_id_problem(value: bytes | None) -> str | None:
-    if not value or is_valid_run_id(value):  # none, or empty: the trace id stands in
+    if not value or match_run_id_bytes(value):  # none, or empty: the trace id stands in
         return None
     shown = value[:80].decode("utf-8", "replace")
     return (f"flowscope.run.id {shown!r} is not a run id: 1-128 characters of A-Z a-z 0-9 _ - : . "
@@ -318,7 +317,7 @@ def bad_run_id(span: Any, raw: bytes) -> str | None:
         # (this runs for every span: function calls here showed in the ingest benchmark)
         if p + 2 < len(raw) and raw[p] < 0x80 and raw[p + 1] == 0x0A and raw[p + 2] + 2 <= raw[p]:
             value = raw[p + 3:p + 3 + raw[p + 2]]
-            return None if not value or _RUN_ID_OK(value) else _run_id_problem(value)
+            return None if not value or match_run_id_bytes(value) else _run_id_problem(value)
         length, pos = _varint_at(raw, p)
         if length >= 0 and pos < len(raw) and raw[pos] == 0x0A:
             size, start = _varint_at(raw, pos + 1)

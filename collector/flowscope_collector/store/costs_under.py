@@ -31,10 +31,13 @@ from flowscope.core.run_attributes import attribute_key
 from flowscope.core.views import usd
 
 from .queries import ch_time
-from .reprice import price_again, repriceable, stored_attributes
+from .reprice import price_again, repriceable, spans_page, stored_attributes
 
 MAX_CALLS = 200_000
 _PAGE = 5_000
+_COLUMNS = ("toUnixTimestamp64Nano(Timestamp), TraceId, SpanId, ServiceName, Provider, Model, NodeName, RunId, "
+            "InputTokens, CachedInputTokens, CacheWriteTokens, OutputTokens, ReasoningTokens, CostSource, CostUsd, "
+            "CacheHit")
 _DIMENSION = {"model": 5, "provider": 4, "service": 3, "node": 6}  # column of the page row holding the group key
 
 
@@ -86,15 +89,15 @@ def costs_under(
     if int(count) > max_calls:
         raise TooManyCalls(f"{count} LLM calls in the range, more than the {max_calls} one request prices "
                            "again (FLOWSCOPE_MAX_PREVIEW_CALLS): narrow since/until")
-    flows = _flows(client, db, project, group_by, params)
     groups: dict[str, _Group] = {}
     cursor: tuple[int, str, str] | None = None
     while True:
-        rows = _page(client, db, where, params, cursor)
+        rows = spans_page(client, db, _COLUMNS, where, params, cursor, _PAGE)
         if not rows:
             break
         cursor = (int(rows[-1][0]), rows[-1][1], rows[-1][2])
         attrs_of = stored_attributes(client, db, project, [(r[1], int(r[0])) for r in rows])
+        flows = _flows(client, db, project, rows) if group_by == "flow" else {}
         for row in rows:
             _add(groups, group_by, row, attrs_of.get((row[1], row[2])), flows, catalog)
         if len(rows) < _PAGE:
@@ -128,29 +131,12 @@ def _where(db: str, project: str, group_by: str, since: datetime | None,
     return " AND ".join(where), params
 
 
-def _flows(client: Client, db: str, project: str, group_by: str, params: dict[str, Any]) -> dict[str, str]:
-    if group_by != "flow":
-        return {}
+def _flows(client: Client, db: str, project: str, rows: Sequence[Sequence[Any]]) -> dict[str, str]:
+    """The flow names of the runs of a page (flow is the run's, not on its LLM spans)."""
     return {r: f for r, f in client.query(
-        f"SELECT RunId, max(FlowName) FROM {db}.flowscope_runs WHERE Project = {{project:String}} GROUP BY RunId",
-        parameters={"project": project}).result_rows}
-
-
-def _page(client: Client, db: str, where: str, params: dict[str, Any],
-          cursor: tuple[int, str, str] | None) -> Sequence[Sequence[Any]]:
-    clause = where
-    page_params = dict(params, page=_PAGE)
-    if cursor is not None:
-        clause += (" AND (Timestamp, TraceId, SpanId) > (fromUnixTimestamp64Nano({c_ts:Int64}), {c_trace:String}, "
-                   "{c_span:String})")
-        page_params.update(c_ts=cursor[0], c_trace=cursor[1], c_span=cursor[2])
-    return client.query(
-        "SELECT toUnixTimestamp64Nano(Timestamp), TraceId, SpanId, ServiceName, Provider, Model, NodeName, RunId, "
-        "InputTokens, CachedInputTokens, CacheWriteTokens, OutputTokens, ReasoningTokens, CostSource, CostUsd, "
-        f"CacheHit FROM {db}.flowscope_spans WHERE {clause} "
-        "ORDER BY Timestamp, TraceId, SpanId LIMIT 1 BY TraceId, SpanId LIMIT {page:UInt32}",
-        parameters=page_params,
-    ).result_rows
+        f"SELECT RunId, max(FlowName) FROM {db}.flowscope_runs WHERE Project = {{project:String}} "
+        "AND RunId IN {runs:Array(String)} GROUP BY RunId",
+        parameters={"project": project, "runs": sorted({str(r[7]) for r in rows})}).result_rows}
 
 
 def _key(group_by: str, row: Sequence[Any], attrs: Mapping[str, str] | None, flows: dict[str, str]) -> str:

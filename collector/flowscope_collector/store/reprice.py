@@ -152,7 +152,7 @@ def _page(client: Client, db: str, project: str, since: datetime, until: datetim
     where = ["Project = {project:String}", "Kind = 'llm'", "NOT CacheHit",
              "CostSource IN ('computed', 'partial', 'unpriced')",
              "Timestamp >= fromUnixTimestamp64Nano({since:Int64})"]
-    params: dict[str, Any] = {"project": project, "since": _ns(since), "batch": batch}
+    params: dict[str, Any] = {"project": project, "since": _ns(since)}
     if until is not None:
         where.append("Timestamp < fromUnixTimestamp64Nano({until:Int64})")
         params["until"] = _ns(until)
@@ -164,16 +164,26 @@ def _page(client: Client, db: str, project: str, since: datetime, until: datetim
         else:
             where.append("Model = {model:String}")
             params["model"] = model
+    return spans_page(client, db, "RunId, TraceId, toUnixTimestamp64Nano(Timestamp), SpanId, CostSource, "
+                      + ", ".join(c for c, _ in _COLUMNS), " AND ".join(where), params, cursor, batch)
+
+
+def spans_page(client: Client, db: str, columns: str, where: str, params: Mapping[str, Any],
+               cursor: tuple[int, str, str] | None, limit: int) -> Sequence[Sequence[Any]]:
+    """One page of ``flowscope_spans`` rows in (Timestamp, TraceId, SpanId) order, one per span.
+
+    ``cursor`` is the last page's final (start ns, trace id, span id): keyset paging, so a
+    page costs the same however deep it is. A span stored twice (before migration 008) is read once.
+    """
+    page_params = {**params, "page_limit": limit}
     if cursor is not None:
-        where.append("(Timestamp, TraceId, SpanId) > (fromUnixTimestamp64Nano({c_ts:Int64}), {c_trace:String}, "
-                     "{c_span:String})")
-        params.update(c_ts=cursor[0], c_trace=cursor[1], c_span=cursor[2])
+        where += (" AND (Timestamp, TraceId, SpanId) > (fromUnixTimestamp64Nano({c_ts:Int64}), "
+                  "{c_trace:String}, {c_span:String})")
+        page_params.update(c_ts=cursor[0], c_trace=cursor[1], c_span=cursor[2])
     return client.query(
-        "SELECT RunId, TraceId, toUnixTimestamp64Nano(Timestamp), SpanId, CostSource, "
-        + ", ".join(c for c, _ in _COLUMNS)
-        + f" FROM {db}.flowscope_spans WHERE {' AND '.join(where)} "
-        "ORDER BY Timestamp, TraceId, SpanId LIMIT 1 BY TraceId, SpanId LIMIT {batch:UInt32}",
-        parameters=params,
+        f"SELECT {columns} FROM {db}.flowscope_spans WHERE {where} "
+        "ORDER BY Timestamp, TraceId, SpanId LIMIT 1 BY TraceId, SpanId LIMIT {page_limit:UInt32}",
+        parameters=page_params,
     ).result_rows
 
 
