@@ -97,7 +97,7 @@ export async function renderCosts(ctx) {
   const rangeSel = h("select", { id: "c-range", name: "range" },
     Object.entries(RANGES).map(([k, r]) => h("option", { value: k, selected: k === range }, r.label)));
   const pricingSel = h("select", { id: "c-pricing", name: "pricing" },
-    [["stored", "as stored"], ["current", "catalog now (preview)"]].map(([v, text]) =>
+    [["stored", "as stored"], ["current", "catalog now"]].map(([v, text]) =>
       h("option", { value: v, selected: v === pricing }, text)));
   const form = h("form", {
     class: "filters", "aria-label": "Cost grouping",
